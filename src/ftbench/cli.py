@@ -1,0 +1,70 @@
+"""The `ftbench` command line: one subcommand per module, imported only when used.
+
+Each module named here provides `add_arguments(parser)` and `run(args) -> int`.
+Lazy imports keep `ftbench grid` and Snakefile parsing free of torch start-up cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from ftbench.errors import FtbenchError
+
+# subcommand -> (module in ftbench, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "grid": ("grid", "print the expanded fine-tune grid and counts"),
+    "demo": ("demo", "generate the offline demo world (corpus, benchmarks) with tblite"),
+    "pretrain": ("pretrain", "pretrain a demo foundation model with mace_run_train"),
+    "prepare": ("prepare", "split a benchmark and write nested training subsets"),
+    "e0": ("e0", "re-estimate E0s for a (foundation model, training set) pair"),
+    "replay": ("replay", "select the replay pool, hold out the pretraining slice, pseudolabel"),
+    "finetune": ("finetune", "fine-tune with mace_run_train for one grid cell"),
+    "evaluate": ("evaluate", "energy/force/stress errors of a model on a dataset"),
+    "aggregate": ("aggregate", "collect results into tidy tables and figures"),
+    "md": ("md", "MD stability test (Langevin NVT with a temperature ramp)"),
+    "rdf": ("rdf", "partial radial distribution functions of a trajectory"),
+    "emd": ("emd", "earth mover's distance between two RDF tables"),
+    "rss": ("rss", "random structure search: collapse fraction of relaxed structures"),
+    "dimers": ("dimers", "dimer curves and repulsive-wall metrics"),
+    "fetch": ("fetch", "download pinned sources with checksums"),
+    "convert": ("convert", "convert a source file to normalised extxyz"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    """Subcommands whose module exists (some land with later issues)."""
+    found = {}
+    for name, (module, helptext) in SUBCOMMANDS.items():
+        if importlib.util.find_spec(f"ftbench.{module}") is not None:
+            found[name] = (module, helptext)
+    return found
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, helptext) in _available().items():
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        if only is None or name == only:
+            importlib.import_module(f"ftbench.{module}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the module of the chosen subcommand.
+    only = argv[0] if argv and not argv[0].startswith("-") else None
+    args = build_parser(only).parse_args(argv)
+    module = importlib.import_module(f"ftbench.{SUBCOMMANDS[args.command][0]}")
+    try:
+        return int(module.run(args) or 0)
+    except FtbenchError as err:
+        print(f"ftbench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
