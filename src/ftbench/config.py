@@ -1,0 +1,157 @@
+"""Loading, validating and cross-checking the ftbench config; expanding the grid into runs.
+
+Cheap on purpose (yaml + jsonschema, no torch): the Snakefile imports it at parse time and every
+cluster job re-parses the Snakefile.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ftbench.errors import FtbenchError
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
+AXES = ("strategies", "foundation_models", "benchmarks", "train_sizes", "seeds", "e0")
+NO_MODEL = "none"          # model key of runs without a foundation model (scratch)
+UNTOUCHED = "untouched"    # strategy key of the untouched foundation model
+SINGULAR = {"strategies": "strategy", "foundation_models": "foundation model", "benchmarks": "benchmark"}
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One cell of the grid: a fine-tune (or an untouched foundation model) and its key."""
+
+    benchmark: str
+    model: str
+    strategy: str
+    e0: str
+    size: int
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.benchmark}/{self.model}/{self.strategy}/{self.e0}/n{self.size}/seed{self.seed}"
+
+    @property
+    def has_foundation(self) -> bool:
+        return self.model != NO_MODEL
+
+
+def deep_update(base: dict, new: dict) -> dict:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(configfiles: list[str | Path] | None = None, overrides: dict | None = None) -> dict:
+    """Merge config files like Snakemake does (later files update earlier ones), then validate."""
+    cfg: dict = {}
+    for path in configfiles or [DEFAULT_CONFIG]:
+        path = Path(path)
+        if not path.is_file():
+            raise FtbenchError(f"config file {path} does not exist")
+        try:
+            deep_update(cfg, yaml.safe_load(path.read_text()) or {})
+        except yaml.YAMLError as err:
+            raise FtbenchError(f"config file {path} is not valid YAML: {err}") from err
+    deep_update(cfg, overrides or {})
+    return validate(cfg)
+
+
+def validate(cfg: dict) -> dict:
+    """Schema validation (fills defaults) and cross-references between the axes and the catalog."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate as schema_validate
+
+    try:
+        schema_validate(cfg, str(SCHEMA))
+    except WorkflowError as err:
+        raise FtbenchError(f"config does not match {SCHEMA.relative_to(ROOT)}: {err}") from err
+    catalog = cfg["catalog"]
+    for axis in ("strategies", "foundation_models", "benchmarks"):
+        known = catalog[axis]
+        unknown = [name for name in cfg[axis] if name not in known]
+        if unknown:
+            raise FtbenchError(
+                f"unknown {SINGULAR[axis]} {', '.join(map(repr, unknown))} in config key "
+                f"`{axis}`; defined in `catalog.{axis}`: {', '.join(sorted(known))}. "
+                f"Fix the name or add an entry under `catalog.{axis}`.")
+    for name in cfg["foundation_models"]:
+        entry = catalog["foundation_models"][name]
+        if entry["source"] == "url" and not cfg.get("sources"):
+            raise FtbenchError(f"foundation model {name!r} has source: url but the config has no "
+                               "`sources:` section; use config/paper.yaml or add one")
+    return cfg
+
+
+def sizes_for(cfg: dict, benchmark: str) -> list[int]:
+    """Training-set sizes of one benchmark: explicit list (checked against the pool) or `auto`."""
+    bench = cfg["catalog"]["benchmarks"][benchmark]
+    pool = bench.get("max_train") or _demo_pool(bench)
+    if cfg["train_sizes"] == "auto":
+        sizes = [s for s in cfg["size_ladder"] if pool is None or s <= pool]
+        dropped = [s for s in cfg["size_ladder"] if pool is not None and s > pool]
+        if dropped:
+            warnings.warn(f"benchmark {benchmark}: sizes {dropped} dropped, the training pool holds {pool}")
+        return sizes
+    too_big = [s for s in cfg["train_sizes"] if pool is not None and s > pool]
+    if too_big:
+        raise FtbenchError(
+            f"train_sizes {too_big} exceed the {pool} training configurations of benchmark "
+            f"{benchmark!r}; lower `train_sizes` or set `train_sizes: auto` to cap them")
+    return list(cfg["train_sizes"])
+
+
+def _demo_pool(bench: dict) -> int | None:
+    if bench["source"] != "demo":
+        return None
+    split = bench.get("split", {})
+    return bench["generator"]["n"] - split.get("valid", 0) - split.get("test", 0)
+
+
+def e0_for(cfg: dict, e0: str, has_foundation: bool) -> str:
+    """E0 modes that need a foundation model fall back to `e0_without_foundation` for scratch."""
+    if not has_foundation and e0 in ("estimated", "foundation"):
+        return cfg["e0_without_foundation"]
+    return e0
+
+
+def strategy(cfg: dict, name: str) -> dict:
+    return cfg["catalog"]["strategies"][name]
+
+
+def expand_grid(cfg: dict) -> list[Run]:
+    """All fine-tune runs of the grid (scratch once per benchmark, not once per foundation model)."""
+    runs = set()
+    for bench in cfg["benchmarks"]:
+        for size in sizes_for(cfg, bench):
+            for name in cfg["strategies"]:
+                uses_fm = strategy(cfg, name).get("foundation", True)
+                models = cfg["foundation_models"] if uses_fm else [NO_MODEL]
+                for model in models:
+                    for e0 in cfg["e0"]:
+                        for seed in cfg["seeds"]:
+                            runs.add(Run(bench, model, name, e0_for(cfg, e0, uses_fm), size, seed))
+    return sorted(runs)
+
+
+def untouched_runs(cfg: dict) -> list[Run]:
+    """The untouched foundation models, evaluated like runs (no training)."""
+    return [Run(b, m, UNTOUCHED, "foundation", 0, 0) for b in cfg["benchmarks"]
+            for m in cfg["foundation_models"]]
+
+
+def parse_run_path(path: str) -> Run:
+    parts = path.strip("/").split("/")
+    if len(parts) != 6 or not parts[4].startswith("n") or not parts[5].startswith("seed"):
+        raise FtbenchError(f"not a run path: {path} (expected benchmark/model/strategy/e0/nSIZE/seedSEED)")
+    return Run(parts[0], parts[1], parts[2], parts[3], int(parts[4][1:]), int(parts[5][4:]))

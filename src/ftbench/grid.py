@@ -1,0 +1,41 @@
+"""`ftbench grid`: the expanded fine-tune grid, one line per job, and counts."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+import yaml
+
+from ftbench.config import expand_grid, load_config, untouched_runs
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Snakemake-style `key=value` overrides; values are YAML (`benchmarks=[sn2]`)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--config expects key=value, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--configfile", nargs="+", default=None, help="config file(s); later ones update earlier")
+    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override axes, e.g. benchmarks=[sn2] strategies=[naive,replay]")
+    p.add_argument("--counts-only", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.configfile, parse_overrides(args.config))
+    runs = expand_grid(cfg)
+    if not args.counts_only:
+        for r in runs:
+            print(r.path)
+    print(f"# {len(runs)} fine-tune jobs; {len(untouched_runs(cfg))} untouched foundation-model evaluations")
+    for axis in ("benchmark", "strategy", "model"):
+        counts = Counter(getattr(r, axis) for r in runs)
+        print(f"# by {axis}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    return 0
