@@ -17,8 +17,8 @@ from ftbench.errors import FtbenchError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("grid", "print the expanded fine-tune grid and counts"),
     "demo": ("demo", "generate the offline demo world (corpus, benchmarks) with tblite"),
-    "pretrain": ("pretrain", "pretrain a demo foundation model with mace_run_train"),
     "prepare": ("prepare", "split a benchmark and write nested training subsets"),
+    "subset": ("subsets", "the first n configurations of a training pool (nested subsets)"),
     "e0": ("e0", "re-estimate E0s for a (foundation model, training set) pair"),
     "replay": ("replay", "select the replay pool, hold out the pretraining slice, pseudolabel"),
     "finetune": ("finetune", "fine-tune with mace_run_train for one grid cell"),

@@ -1,0 +1,23 @@
+# ftbench: fine-tuning strategies x foundation models x benchmarks x training-set sizes x seeds.
+# Default config: the offline demo world (config/config.yaml); full study: --configfile config/paper.yaml
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/world.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        rules.aggregate.output,
+    default_target: True
+
+
+onsuccess:
+    print(
+        "ftbench finished. Tables: results/tables/ (errors.csv, runs.csv); "
+        "figures: results/figures/"
+    )

@@ -1,0 +1,126 @@
+"""E0 re-estimation as its own step: the E0s a run uses are a visible artefact (e0.json).
+
+Modes (study.md, "E0s"): `estimated` (foundation predictions on the training set, least-squares
+per-element corrections, via mace's estimate_e0s_from_foundation), `isolated` (isolated-atom
+energies at the target level of theory), `average` (least-squares fit of reference energies on
+composition, mace's compute_average_E0s) and `foundation` (the foundation model's own E0s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+from ase.data import chemical_symbols
+from ase.io import read
+
+from ftbench.errors import FtbenchError
+from ftbench.provenance import Provenance, write_json
+
+log = logging.getLogger("ftbench.e0")
+MODES = ("estimated", "isolated", "average", "foundation")
+
+
+def _configs(atoms_list):
+    from mace import data
+
+    return [data.config_from_atoms(a, key_specification=_keyspec()) for a in atoms_list]
+
+
+def _keyspec():
+    from mace.data.utils import KeySpecification
+
+    return KeySpecification(info_keys={"energy": "REF_energy"}, arrays_keys={"forces": "REF_forces"})
+
+
+def isolated_e0s(isolated_atoms, zs: list[int], path: str) -> dict[int, float]:
+    found = {int(a.numbers[0]): float(a.info["REF_energy"]) for a in isolated_atoms}
+    missing = [chemical_symbols[z] for z in zs if z not in found]
+    if missing:
+        raise FtbenchError(f"{path} has no IsolatedAtom configuration for {', '.join(missing)}; "
+                           "add them or use another `e0` mode (estimated, average)")
+    return {z: found[z] for z in zs}
+
+
+def compute_e0s(mode: str, train, zs: list[int], model=None, isolated=None, isolated_path: str = "",
+                device: str = "cpu") -> dict[int, float]:
+    from mace import data
+    from mace.tools.utils import AtomicNumberTable
+
+    z_table = AtomicNumberTable(zs)
+    if mode == "isolated":
+        return isolated_e0s(isolated or [], zs, isolated_path)
+    if mode == "average":
+        return {int(z): float(e) for z, e in data.compute_average_E0s(_configs(train), z_table).items()}
+    if model is None:
+        raise FtbenchError(f"e0 mode {mode!r} needs a foundation model (--model)")
+    from ftbench.inference import foundation_e0s
+
+    fm_e0s = foundation_e0s(model)
+    if mode == "foundation":
+        return {z: fm_e0s[z] for z in zs}
+    estimated = data.estimate_e0s_from_foundation(
+        foundation_model=model, foundation_e0s=fm_e0s, collections_train=_configs(train),
+        z_table=z_table, device=device)
+    return {int(z): float(e) for z, e in estimated.items()}
+
+
+def mismatch_rmse(model, train, e0s: dict[int, float], device: str = "cpu") -> float:
+    """Energy RMSE per atom (eV) of the foundation model with these E0s on the training set:
+    what a fine-tune sees at its first epoch, before any training."""
+    from ftbench.inference import foundation_e0s, predict
+
+    fm = foundation_e0s(model)
+    preds = predict(model, train, device=device)
+    err = []
+    for atoms, p in zip(train, preds):
+        shift = sum(e0s[z] - fm[z] for z in atoms.numbers)
+        err.append((atoms.info["REF_energy"] - (p["energy"] + shift)) / len(atoms))
+    return float(np.sqrt(np.mean(np.square(err))))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path, help="training set (extxyz, REF_energy)")
+    p.add_argument("--mode", required=True, choices=MODES)
+    p.add_argument("--model", type=Path, default=None, help="foundation model (needed by estimated/foundation)")
+    p.add_argument("--model-name", default=None, help="foundation model name, for messages")
+    p.add_argument("--isolated", type=Path, default=None, help="IsolatedAtom configurations (isolated mode)")
+    p.add_argument("--threshold", type=float, default=0.4, help="E0-mismatch threshold, eV/atom")
+    p.add_argument("--on-mismatch", choices=("warn", "error"), default="warn")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, type=Path)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    prov = Provenance([args.data, args.model, args.isolated], device=args.device)
+    train = read(args.data, ":")
+    zs = sorted({int(z) for a in train for z in a.numbers})
+    model = None
+    if args.model is not None:
+        from ftbench.inference import check_elements, load_model
+
+        model = load_model(args.model, args.device)
+        check_elements(model, train, f"training set {args.data}", args.model_name or str(args.model))
+    isolated = read(args.isolated, ":") if args.isolated and args.isolated.stat().st_size else []
+    e0s = compute_e0s(args.mode, train, zs, model, isolated, str(args.isolated), args.device)
+    result = {"mode": args.mode, "e0s": {str(z): e for z, e in e0s.items()},
+              "symbols": {str(z): chemical_symbols[z] for z in zs}, "warnings": []}
+    if model is not None:
+        rmse = mismatch_rmse(model, train, e0s, args.device)
+        result["initial_energy_rmse_ev_per_atom"] = rmse
+        if rmse > args.threshold:
+            msg = (f"E0 mismatch: with e0 mode {args.mode!r} the foundation model's energy RMSE on "
+                   f"{args.data} is {rmse:.3f} eV/atom before training (threshold {args.threshold}); "
+                   "use `e0: [estimated]` or isolated-atom energies at the target level of theory")
+            result["warnings"].append(msg)
+            if args.on_mismatch == "error":
+                raise FtbenchError(msg + " (or set e0_mismatch.action: warn to train anyway)")
+            log.warning(msg)
+    log.info("E0s (%s): %s", args.mode, {chemical_symbols[z]: round(e, 4) for z, e in e0s.items()})
+    # mace's --E0s reads a JSON file of {Z: energy}; the full record sits beside it.
+    write_json(args.out, {str(z): e for z, e in e0s.items()})
+    prov.write(args.out.with_suffix(".provenance.json"), [args.out], extra=result)
+    return 0

@@ -1,0 +1,85 @@
+"""Batched predictions of a saved mace model (the same path mace's eval_configs takes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftbench.errors import FtbenchError
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: str = "float64"):
+    import torch
+    from mace.tools import torch_tools
+
+    path = Path(path)
+    if not path.is_file():
+        raise FtbenchError(f"model file {path} does not exist; run the step that makes it first")
+    torch_tools.set_default_dtype(dtype)
+    model = torch.load(path, map_location=device, weights_only=False)
+    model = model.double() if dtype == "float64" else model.float()
+    for p in model.parameters():
+        p.requires_grad = False
+    return model.to(device).eval()
+
+
+def heads_of(model) -> list[str]:
+    return list(getattr(model, "heads", None) or ["Default"])
+
+
+def elements_of(model) -> list[int]:
+    return [int(z) for z in model.atomic_numbers]
+
+
+def check_elements(model, atoms_list, what: str, model_name: str) -> None:
+    """Error before any training when data holds elements the foundation model has no embedding for."""
+    from ase.data import chemical_symbols
+
+    known = set(elements_of(model))
+    present = {int(z) for a in atoms_list for z in a.numbers}
+    missing = sorted(present - known)
+    if missing:
+        raise FtbenchError(
+            f"{what} contains {', '.join(chemical_symbols[z] for z in missing)}, which foundation model "
+            f"{model_name!r} does not know (it covers {', '.join(chemical_symbols[z] for z in sorted(known))}); "
+            "choose a foundation model that covers these elements or remove the benchmark from `benchmarks`")
+
+
+def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, device: str = "cpu") -> list[dict]:
+    """Energy (eV), forces (eV/A) and, for periodic cells, stress (eV/A^3, 3x3) per configuration."""
+    from mace import data
+    from mace.tools import torch_geometric, torch_tools, utils
+
+    heads = getattr(model, "heads", None)
+    head = head or (heads[-1] if heads else "Default")
+    if heads is not None and head not in heads:
+        raise FtbenchError(f"head {head!r} not in model heads {list(heads)}")
+    z_table = utils.AtomicNumberTable(elements_of(model))
+    r_max = float(model.r_max)
+    results: list[dict] = []
+    for start in range(0, len(atoms_list), batch_size):
+        chunk = atoms_list[start:start + batch_size]
+        periodic = all(a.pbc.all() for a in chunk)
+        dataset = [data.AtomicData.from_config(data.config_from_atoms(a, head_name=head), z_table=z_table,
+                                               cutoff=r_max, heads=heads) for a in chunk]
+        loader = torch_geometric.dataloader.DataLoader(dataset, batch_size=len(dataset), shuffle=False)
+        batch = next(iter(loader)).to(device)
+        out = model(batch.to_dict(), compute_stress=periodic, training=False)
+        energies = torch_tools.to_numpy(out["energy"])
+        forces = torch_tools.to_numpy(out["forces"])
+        stress = torch_tools.to_numpy(out["stress"]) if periodic and out.get("stress") is not None else None
+        ptr = torch_tools.to_numpy(batch.ptr)
+        for i in range(len(chunk)):
+            rec = {"energy": float(energies[i]), "forces": forces[ptr[i]:ptr[i + 1]]}
+            if stress is not None:
+                rec["stress"] = stress[i]
+            results.append(rec)
+    return results
+
+
+def foundation_e0s(model, head_index: int = 0) -> dict[int, float]:
+    """E0s stored in a model (first head of a multihead model unless told otherwise)."""
+    ae = model.atomic_energies_fn.atomic_energies.detach().cpu().numpy()
+    if ae.ndim == 2:
+        ae = ae[head_index]
+    return {z: float(e) for z, e in zip(elements_of(model), ae)}
+

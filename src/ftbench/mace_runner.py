@@ -1,0 +1,78 @@
+"""Running mace_run_train in-process and reading what it wrote (training curve, parameters)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from pathlib import Path
+
+log = logging.getLogger("ftbench.mace")
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def run_mace_train(argv: list[str]) -> None:
+    """mace_run_train with this argv, in this process (no second interpreter start-up)."""
+    from mace import tools
+    from mace.cli.run_train import run
+
+    args = tools.build_default_arg_parser().parse_args(argv)
+    run(args)
+
+
+def training_curve(results_dir: Path) -> list[dict]:
+    """mace's per-epoch evaluation rows ({results_dir}/*_train.txt, one JSON object a line)."""
+    rows = []
+    for path in sorted(Path(results_dir).glob("*_train.txt")):
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("mode") == "eval":
+                rows.append(row)
+    return rows
+
+
+def trainable_parameters(log_path: Path) -> dict[str, int]:
+    """Parameter counts mace logs (LoRA logs before/after injection)."""
+    text = Path(log_path).read_text() if Path(log_path).is_file() else ""
+    out = {}
+    for key, pattern in (("original", r"Original model has (\d+) trainable"),
+                         ("lora", r"Model with LoRA has (\d+) trainable")):
+        m = re.findall(pattern, text)
+        if m:
+            out[key] = int(m[-1])
+    return out
+
+
+def diverged(curve: list[dict], max_force_rmse: float) -> str | None:
+    """Reason a run counts as diverged, or None. Forces in mace's rows are eV/A."""
+    if not curve:
+        return "no validation epochs recorded"
+    for row in curve:
+        if not math.isfinite(float(row.get("loss", float("nan")))):
+            return f"non-finite validation loss at epoch {row.get('epoch')}"
+    last_epoch = max(r.get("epoch") or 0 for r in curve)
+    for row in curve:
+        if (row.get("epoch") or 0) == last_epoch and row.get("rmse_f") is not None:
+            if float(row["rmse_f"]) > max_force_rmse:
+                return (f"validation force RMSE {float(row['rmse_f']):.3g} eV/A at epoch {last_epoch} "
+                        f"(head {row.get('head')}) above {max_force_rmse}")
+    return None

@@ -1,0 +1,103 @@
+"""Benchmark preparation: label checks, deterministic train/valid/test splits, isolated atoms.
+
+The training pool is written in a fixed shuffled order (split_seed), so the training set of size
+n is its first n configurations and every smaller set is nested in every larger one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+from ase.io import read, write
+
+from ftbench.errors import FtbenchError
+from ftbench.provenance import Provenance, write_json
+
+log = logging.getLogger("ftbench.prepare")
+
+
+def check_labels(atoms_list, path: Path, energy_key: str, forces_key: str, benchmark: str = "") -> None:
+    """Every configuration has finite energy and forces of the right shape, named by index on failure."""
+    where = f"catalog.benchmarks.{benchmark}" if benchmark else "the benchmark's config entry"
+    for i, a in enumerate(atoms_list):
+        if energy_key not in a.info:
+            raise FtbenchError(f"{path}: configuration {i} has no energy key {energy_key!r} "
+                               f"(info keys: {sorted(a.info)}); set `energy_key` in {where}")
+        if len(a) > 1 or a.info.get("config_type") != "IsolatedAtom":
+            if forces_key not in a.arrays:
+                raise FtbenchError(f"{path}: configuration {i} has no forces key {forces_key!r} "
+                                   f"(arrays: {sorted(a.arrays)}); set `forces_key` in {where}")
+            if np.shape(a.arrays[forces_key]) != (len(a), 3) or not np.all(np.isfinite(a.arrays[forces_key])):
+                raise FtbenchError(f"{path}: configuration {i}: forces {forces_key!r} are not finite (n_atoms, 3)")
+        if not np.isfinite(float(a.info[energy_key])):
+            raise FtbenchError(f"{path}: configuration {i}: energy {energy_key!r} is not finite")
+
+
+def normalise_keys(atoms_list, energy_key: str, forces_key: str, stress_key: str | None) -> None:
+    """Rename label keys to the REF_* keys every later step uses."""
+    for a in atoms_list:
+        a.info["REF_energy"] = float(a.info.pop(energy_key))
+        if forces_key in a.arrays and forces_key != "REF_forces":
+            a.arrays["REF_forces"] = a.arrays.pop(forces_key)
+        if stress_key and stress_key in a.info and stress_key != "REF_stress":
+            a.info["REF_stress"] = a.info.pop(stress_key)
+
+
+def split(atoms_list, n_valid: int, n_test: int, seed: int):
+    isolated = [a for a in atoms_list if len(a) == 1 and a.info.get("config_type") == "IsolatedAtom"]
+    rest = [a for a in atoms_list if not (len(a) == 1 and a.info.get("config_type") == "IsolatedAtom")]
+    if n_valid + n_test >= len(rest):
+        raise FtbenchError(f"split asks for {n_valid} validation + {n_test} test configurations but only "
+                           f"{len(rest)} exist; lower `split.valid`/`split.test`")
+    order = np.random.default_rng(seed).permutation(len(rest))
+    shuffled = [rest[i] for i in order]
+    return shuffled[n_valid + n_test:], shuffled[:n_valid], shuffled[n_valid:n_valid + n_test], isolated
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path, help="all labelled configurations (or the train file)")
+    p.add_argument("--valid-data", type=Path, default=None, help="the source's own validation split")
+    p.add_argument("--test-data", type=Path, default=None, help="the source's own test split")
+    p.add_argument("--n-valid", type=int, default=20)
+    p.add_argument("--n-test", type=int, default=30)
+    p.add_argument("--split-seed", type=int, default=12345)
+    p.add_argument("--energy-key", default="REF_energy")
+    p.add_argument("--forces-key", default="REF_forces")
+    p.add_argument("--stress-key", default=None)
+    p.add_argument("--benchmark", default="", help="benchmark name, for messages")
+    p.add_argument("--out-dir", required=True, type=Path)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    prov = Provenance([args.data, args.valid_data, args.test_data])
+    sets = {}
+    for name, path in (("all", args.data), ("valid", args.valid_data), ("test", args.test_data)):
+        if path is None:
+            continue
+        if not path.is_file():
+            raise FtbenchError(f"benchmark file {path} does not exist")
+        atoms = read(path, ":")
+        check_labels(atoms, path, args.energy_key, args.forces_key, args.benchmark)
+        normalise_keys(atoms, args.energy_key, args.forces_key, args.stress_key)
+        sets[name] = atoms
+    if "valid" in sets and "test" in sets:  # the source's own splits win
+        pool, _, _, isolated = split(sets["all"], 0, 0, args.split_seed)
+        valid, test = sets["valid"], sets["test"]
+    else:
+        pool, valid, test, isolated = split(sets["all"], args.n_valid, args.n_test, args.split_seed)
+    out = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"train_pool": pool, "valid": valid, "test": test, "isolated": isolated}
+    for name, atoms in files.items():
+        write(out / f"{name}.xyz", atoms, format="extxyz")
+    elements = sorted({int(z) for a in pool + valid + test for z in a.numbers})
+    summary = {k: len(v) for k, v in files.items()}
+    prov.write(out / "summary.json", [out / f"{k}.xyz" for k in files],
+               extra={"counts": summary, "elements": elements,
+                      "periodic": bool(pool and all(a.pbc.all() for a in pool))})
+    log.info("%s: %s", out, summary)
+    return 0

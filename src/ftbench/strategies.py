@@ -1,0 +1,40 @@
+"""Fine-tuning strategies are config presets; this turns a preset into mace_run_train flags."""
+
+from __future__ import annotations
+
+from ftbench.config import strategy
+
+# Keys that only ftbench reads; everything in `mace_flags` goes to mace_run_train verbatim.
+LABEL_KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_key": "REF_stress"}
+
+
+def mace_flags(cfg: dict, strategy_name: str, model_name: str | None) -> dict:
+    """Shared flags < strategy preset; architecture for runs without a foundation model."""
+    preset = strategy(cfg, strategy_name)
+    training = cfg["training"]
+    flags = dict(LABEL_KEYS)
+    flags.update(training["mace_flags"])
+    flags["max_num_epochs"] = preset.get("max_num_epochs", training["max_num_epochs"])
+    if training.get("patience"):
+        flags["patience"] = training["patience"]
+    flags.update(preset["mace_flags"])
+    if preset.get("foundation", True):
+        head = cfg["catalog"]["foundation_models"][model_name].get("head")
+        if head:
+            flags["foundation_head"] = head
+        if preset.get("replay"):
+            flags["weight_pt_head"] = cfg["replay"].get("weight_pt_head", 1.0)
+    else:
+        flags.update(preset.get("architecture", {}))
+    return flags
+
+
+def to_argv(flags: dict) -> list[str]:
+    argv = []
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "True" if value else "False"
+        argv.append(f"--{key}={value}")
+    return argv
