@@ -27,6 +27,7 @@ class FakeHost:
         self.requests: list[str] = []
         self.truncate: set[str] = set()      # serve half the body under the full Content-Length
         self.fail_first: dict[str, int] = {}  # path -> number of 503 answers before serving
+        self.redirects: dict[str, str] = {}  # path -> path it answers 302 to (GitHub/HF CDN style)
         self.content_type = "application/octet-stream"
         self.tree_page_size = 1000
         self.base = ""
@@ -87,6 +88,9 @@ def _handler(host: FakeHost):
             host.requests.append(path)
             if path.startswith("/api/datasets/"):
                 return self._tree(path, urllib.parse.parse_qs(parts.query))
+            if path in host.redirects:
+                return self._send(302, b"<html>redirect</html>", "text/html",
+                                  headers=[("Location", host.base + host.redirects[path])])
             if host.fail_first.get(path, 0) > 0:
                 host.fail_first[path] -= 1
                 return self._send(503, b"busy", "text/plain")

@@ -124,6 +124,14 @@ def test_pinned_checksum_ok_zenodo_and_url(world, host):
     assert host.hits("/ACEsuit/mace-mp/releases/download/mace_mp_0/m.model") == 1
 
 
+def test_redirect_to_cdn_followed(world, host):
+    sources, data, tmp = world
+    host.files["/cdn/blob"] = host.files.pop("/ACEsuit/mace-mp/releases/download/mace_mp_0/m.model")
+    host.redirects["/ACEsuit/mace-mp/releases/download/mace_mp_0/m.model"] = "/cdn/blob"
+    assert fetch.fetch_file(sources, "models", "mp0", **_kw(tmp)).read_bytes() == data["model"]
+    assert host.hits("/cdn/blob") == 1
+
+
 def test_truncated_download_keeps_nothing(world, host):
     sources, data, tmp = world
     host.truncate.add(TRAIN_URL)

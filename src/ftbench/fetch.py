@@ -275,8 +275,10 @@ class _Downloader:
         final = {}
 
         def remember(response, *args, **kwargs):
-            final["headers"] = response.headers  # last call is the final redirect target
+            # Called per response, redirects first: the last call is the file itself.
+            final["headers"] = response.headers
             length = response.headers.get("Content-Length")
+            self.expected_bytes = None
             if length is not None and not response.headers.get("Content-Encoding"):
                 self.expected_bytes = int(length)
 
