@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ftbench.config import strategy
+from ftbench.errors import FtbenchError
 
 # Keys that only ftbench reads; everything in `mace_flags` goes to mace_run_train verbatim.
 LABEL_KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_key": "REF_stress"}
@@ -30,9 +31,23 @@ def mace_flags(cfg: dict, strategy_name: str, model_name: str | None) -> dict:
 
 
 def to_argv(flags: dict) -> list[str]:
+    """mace_run_train argv; unknown options are refused here rather than deep inside mace."""
+    import argparse
+
+    from mace import tools
+
+    actions = {a.dest: a for a in tools.build_default_arg_parser()._actions}
     argv = []
     for key, value in flags.items():
+        action = actions.get(key)
+        if action is None:
+            raise FtbenchError(f"mace_run_train has no option --{key} (from `mace_flags` in the config); "
+                               "fix the name, see `mace_run_train --help`")
         if value is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            if value:
+                argv.append(f"--{key}")
             continue
         if isinstance(value, bool):
             value = "True" if value else "False"

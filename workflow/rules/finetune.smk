@@ -2,6 +2,8 @@
 
 
 rule finetune:
+    wildcard_constraints:
+        strategy=r"(?!untouched)[A-Za-z0-9_]+",
     input:
         unpack(lambda w: finetune_inputs(w)),
     output:
@@ -60,6 +62,3 @@ def finetune_inputs(w):
         name = "replay_pseudo" if preset["replay"] == "pseudo" else "replay"
         inputs["pt_train"] = f"results/replay/{w.benchmark}/{w.model}/{name}.xyz"
     return inputs
-
-
-ruleorder: untouched > finetune
