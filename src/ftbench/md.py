@@ -124,13 +124,12 @@ def run_replica(
         nonlocal n_frames
         if handle is not None:
             target = ramp_temperature(step, steps, t_start, t_end)
-            write(handle, _snapshot(atoms, forces, step, step * dt_ps, target), format="extxyz")
+            write(handle, _snapshot(atoms, forces, step, round(step * dt_ps, 12), target), format="extxyz")
             handle.flush()
             n_frames += 1
 
     reason, detail, step = "stable", "", 0
     forces = None
-    start = time.perf_counter()
     try:
         try:
             forces = atoms.get_forces(md=True)
@@ -164,8 +163,8 @@ def run_replica(
         "seed": seed,
         "steps_requested": steps,
         "steps_completed": step,
-        "time_ps": step * dt_ps,
-        "time_to_failure_ps": None if reason == "stable" else step * dt_ps,
+        "time_ps": round(step * dt_ps, 12),
+        "time_to_failure_ps": None if reason == "stable" else round(step * dt_ps, 12),
         "reason": reason,
         "detail": detail,
         "final_temperature_K": _finite(atoms.get_temperature()),
@@ -260,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         r["trajectory"] = Path(r["trajectory"]).name
     options = {k: v for k, v in vars(args).items() if k not in ("command",)}
     document = {"options": options, "n_atoms": len(atoms), "criteria": asdict(criteria), **result}
-    (out / "result.json").write_text(json.dumps(document, indent=2) + "\n")
+    (out / "result.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     s = result["summary"]
     print(f"survival {s['survival_fraction']:.2f} over {s['n_replicas']} replicas; reasons {s['reasons']}")
     return 0
