@@ -1,0 +1,266 @@
+"""Random structure search as a probe of the repulsive wall.
+
+Random structures at a fixed composition over a density range, positions uniform with no
+minimum separation (so close contacts occur), and a fraction with one pair deliberately placed
+closer than the collapse distance. Each is relaxed with FIRE (cell too, through
+FrechetCellFilter, when periodic). A structure collapses when a pair ends closer than
+`collapse_distance` (a hole in the repulsive wall), when the calculator returns non-finite
+numbers, or when the cell caves in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from ftbench.errors import FtbenchError
+from ftbench.geometry import min_pair_distance
+
+# g/cm^3 per amu/A^3
+_AMU_PER_A3_IN_G_PER_CM3 = 1.66053906660
+# below this volume per atom (A^3) a periodic cell has caved in
+_MIN_VOLUME_PER_ATOM = 0.5
+
+
+def parse_composition(text: str) -> dict[str, int]:
+    """'H2O' -> {'H': 2, 'O': 1}; 'Na1Cl1H16O8' -> {'Na': 1, 'Cl': 1, 'H': 16, 'O': 8}."""
+    from ase.data import atomic_numbers
+    from ase.formula import Formula
+
+    try:
+        counts = Formula(text).count()
+    except Exception as err:
+        raise FtbenchError(f"--composition {text!r} is not a chemical formula ({err}); write e.g. H2O or Na1Cl1H16O8") from None
+    bad = [s for s in counts if s not in atomic_numbers]
+    if not counts or bad:
+        raise FtbenchError(f"--composition {text!r}: unknown element(s) {bad}")
+    return {s: int(n) for s, n in counts.items() if n > 0}
+
+
+def parse_range(text: str, option: str = "--density-range") -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise FtbenchError(f"{option} {text!r}: write two numbers separated by a comma, e.g. 0.5,1.5") from None
+    if not (0 < lo <= hi):
+        raise FtbenchError(f"{option} {text!r}: need 0 < low <= high")
+    return lo, hi
+
+
+def random_structure(
+    composition: dict[str, int],
+    density: float,
+    rng: np.random.Generator,
+    periodic: bool = True,
+    close_contact: float | None = None,
+) -> Atoms:
+    """Atoms at `density` (g/cm^3): uniform positions in a cube (periodic) or a sphere (cluster).
+
+    With `close_contact` (A), one random atom is moved to that distance from another.
+    """
+    from ase.data import atomic_masses, atomic_numbers
+
+    symbols = [s for s, n in composition.items() for _ in range(n)]
+    rng.shuffle(symbols)
+    mass = sum(atomic_masses[atomic_numbers[s]] for s in symbols)
+    volume = mass * _AMU_PER_A3_IN_G_PER_CM3 / density  # A^3
+    n = len(symbols)
+    if periodic:
+        length = volume ** (1.0 / 3.0)
+        atoms = Atoms(symbols, scaled_positions=rng.random((n, 3)), cell=[length] * 3, pbc=True)
+    else:
+        radius = (3.0 * volume / (4.0 * math.pi)) ** (1.0 / 3.0)
+        direction = rng.normal(size=(n, 3))
+        direction /= np.linalg.norm(direction, axis=1)[:, None]
+        positions = direction * radius * rng.random(n)[:, None] ** (1.0 / 3.0)
+        atoms = Atoms(symbols, positions=positions, pbc=False)
+    if close_contact is not None and n >= 2:
+        i, j = rng.choice(n, size=2, replace=False)
+        u = rng.normal(size=3)
+        atoms.positions[j] = atoms.positions[i] + close_contact * u / np.linalg.norm(u)
+        if periodic:
+            atoms.wrap()
+    return atoms
+
+
+def _results_snapshot(atoms: Atoms) -> Atoms:
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frame = atoms.copy()
+    results = {k: v for k, v in getattr(atoms.calc, "results", {}).items() if k in ("energy", "forces", "stress")}
+    if results:
+        frame.calc = SinglePointCalculator(frame, **results)
+    return frame
+
+
+def relax(atoms: Atoms, calc, fmax: float = 0.05, max_steps: int = 200) -> tuple[Atoms, dict]:
+    """FIRE relaxation (positions and, if periodic, cell). Returns the last geometry and a record."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+
+    atoms = atoms.copy()
+    atoms.calc = calc
+    periodic = bool(np.asarray(atoms.pbc).all())
+    target = FrechetCellFilter(atoms) if periodic else atoms
+    opt = FIRE(target, logfile=None)
+    status, detail, converged = "max_steps", "", False
+    try:
+        for converged in opt.irun(fmax=fmax, steps=max_steps):
+            forces = atoms.calc.results.get("forces")
+            energy = atoms.calc.results.get("energy")
+            if forces is None or not np.isfinite(forces).all() or (energy is not None and not np.isfinite(energy)):
+                status = "nonfinite"
+                break
+            if periodic and abs(atoms.cell.volume) / len(atoms) < _MIN_VOLUME_PER_ATOM:
+                status = "cell_collapse"
+                break
+            if converged:
+                status = "converged"
+                break
+    except Exception as err:  # a calculator failing on a collapsed geometry is a result
+        status, detail = "error", f"{type(err).__name__}: {err}"
+    record = {"status": status, "converged": status == "converged", "steps": int(opt.nsteps)}
+    if detail:
+        record["detail"] = detail
+    return atoms, record
+
+
+def _finite_or_none(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def run_rss(
+    calc,
+    composition: dict[str, int] | str,
+    *,
+    n_structures: int = 20,
+    density_range: tuple[float, float] = (0.5, 1.5),
+    periodic: bool = True,
+    fmax: float = 0.05,
+    max_steps: int = 200,
+    collapse_distance: float = 0.6,
+    close_contact_fraction: float = 0.25,
+    seed: int = 0,
+) -> tuple[dict, list[Atoms]]:
+    """Generate, relax and classify `n_structures`; returns (result dict, relaxed structures)."""
+    from ase.data import atomic_masses
+
+    if isinstance(composition, str):
+        composition = parse_composition(composition)
+    if n_structures < 1:
+        raise FtbenchError("--n-structures must be >= 1")
+    if not 0 <= close_contact_fraction <= 1:
+        raise FtbenchError("--close-contact-fraction must be in [0, 1]")
+    rng = np.random.default_rng(seed)
+    densities = np.linspace(density_range[0], density_range[1], n_structures)
+    n_close = int(round(close_contact_fraction * n_structures))
+    close = np.zeros(n_structures, dtype=bool)
+    close[rng.choice(n_structures, size=n_close, replace=False)] = True
+
+    records, relaxed = [], []
+    for k in range(n_structures):
+        contact = rng.uniform(0.25, 1.0) * collapse_distance if close[k] else None
+        start = random_structure(composition, float(densities[k]), rng, periodic, contact)
+        d0 = min_pair_distance(start)
+        final, record = relax(start, calc, fmax, max_steps)
+        d1 = min_pair_distance(final)
+        energy = final.calc.results.get("energy") if final.calc is not None else None
+        broken = record["status"] in ("nonfinite", "cell_collapse", "error")
+        collapsed = broken or math.isnan(d1) or d1 < collapse_distance
+        volume = abs(final.cell.volume) if periodic else None
+        record.update(
+            index=k,
+            density_initial=float(densities[k]),
+            density_final=(float(atomic_masses[final.numbers].sum()) * _AMU_PER_A3_IN_G_PER_CM3 / volume)
+            if volume else None,
+            close_contact_inserted=_finite_or_none(contact) if contact is not None else None,
+            min_distance_initial=_finite_or_none(d0),
+            min_distance=_finite_or_none(d1),
+            collapsed=bool(collapsed),
+            energy=_finite_or_none(energy) if energy is not None else None,
+            energy_per_atom=_finite_or_none(energy / len(final)) if energy is not None else None,
+        )
+        records.append(record)
+        frame = _results_snapshot(final)
+        # the energy travels with the calculator results; extxyz refuses a duplicate info key
+        frame.info.update({k2: v for k2, v in record.items() if v is not None and k2 not in ("detail", "energy")})
+        relaxed.append(frame)
+
+    summary = _summarise(records)
+    return {"composition": composition, "structures": records, "summary": summary}, relaxed
+
+
+def _quantiles(values: list[float]) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    q = np.quantile(values, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
+    return dict(zip(["min", "q05", "q25", "median", "q75", "q95", "max"], map(float, q)))
+
+
+def _summarise(records: list[dict]) -> dict:
+    n = len(records)
+    return {
+        "n_structures": n,
+        "n_collapsed": sum(r["collapsed"] for r in records),
+        "collapse_fraction": sum(r["collapsed"] for r in records) / n,
+        "converged_fraction": sum(r["converged"] for r in records) / n,
+        "status": {s: sum(r["status"] == s for r in records) for s in sorted({r["status"] for r in records})},
+        "min_distance": _quantiles([r["min_distance"] for r in records]),
+        "energy_per_atom": _quantiles([r["energy_per_atom"] for r in records]),
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="MACE model file")
+    parser.add_argument("--head", default=None, help="head of a multihead model")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    parser.add_argument("--composition", required=True, help="cell content, e.g. H2O or Na1Cl1H16O8")
+    parser.add_argument("--n-structures", type=int, default=20)
+    parser.add_argument("--density-range", default="0.5,1.5", help="low,high in g/cm^3 (evenly spaced)")
+    parser.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=True,
+                        help="periodic cubic cells with cell relaxation (default) or free clusters")
+    parser.add_argument("--fmax", type=float, default=0.05, help="FIRE force convergence (eV/A)")
+    parser.add_argument("--max-steps", type=int, default=200, help="FIRE step limit per structure")
+    parser.add_argument("--collapse-distance", type=float, default=0.6,
+                        help="a relaxed pair closer than this (A) counts as a collapse")
+    parser.add_argument("--close-contact-fraction", type=float, default=0.25,
+                        help="fraction of structures given one pair at 0.25-1 x the collapse distance")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output folder: result.json, relaxed.xyz")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ase.io import write
+
+    from ftbench.calculators import load_calculator
+    from ftbench.geometry import supported_elements
+
+    composition = parse_composition(args.composition)
+    density_range = parse_range(args.density_range)
+    calc = load_calculator(args.model, head=args.head, device=args.device, default_dtype=args.dtype)
+    known = supported_elements(calc)
+    missing = sorted(set(composition) - known) if known is not None else []
+    if missing:
+        raise FtbenchError(f"--composition {args.composition}: --model {args.model} does not know {missing}")
+    result, relaxed = run_rss(
+        calc, composition, n_structures=args.n_structures, density_range=density_range,
+        periodic=args.periodic, fmax=args.fmax, max_steps=args.max_steps,
+        collapse_distance=args.collapse_distance, close_contact_fraction=args.close_contact_fraction,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write(out / "relaxed.xyz", relaxed, format="extxyz")
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    (out / "result.json").write_text(json.dumps({"options": options, **result}, indent=2, default=str) + "\n")
+    s = result["summary"]
+    print(f"collapse fraction {s['collapse_fraction']:.2f} ({s['n_collapsed']}/{s['n_structures']})")
+    return 0
