@@ -1,0 +1,161 @@
+"""Dimer curves E(r) for every element pair and metrics of their short-range repulsive wall.
+
+Energies are shifted to zero at the largest r. The well is the outermost interior local minimum
+deeper than `depth_tol`, so tail noise is not taken for a well and a hole at short range does not
+hide the real one; without a well the wall starts where |E| first exceeds `depth_tol`. From there
+inwards the energy must keep rising as r falls: every grid point where it does not (including
+a non-finite one) is a wall failure. An attractive-only or flat curve therefore fails everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from ftbench.errors import FtbenchError
+from ftbench.geometry import pair_name
+
+
+def parse_elements(text: str) -> list[str]:
+    from ase.data import atomic_numbers
+
+    elements = [e.strip() for e in text.split(",") if e.strip()]
+    bad = [e for e in elements if e not in atomic_numbers]
+    if not elements or bad:
+        raise FtbenchError(f"--elements {text!r}: write element symbols separated by commas, e.g. H,F,Cl (bad: {bad})")
+    return list(dict.fromkeys(elements))
+
+
+def element_pairs(elements: list[str]) -> list[tuple[str, str]]:
+    """All unordered pairs including self pairs, each in alphabetical order, sorted."""
+    unique = sorted(set(elements))
+    return [(a, b) for i, a in enumerate(unique) for b in unique[i:]]
+
+
+def dimer_curve(calc, a: str, b: str, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw energies and radial forces (on atom b along the bond; > 0 repulsive) of an a-b dimer.
+
+    A point where the calculator fails or returns non-finite numbers is NaN.
+    """
+    r = np.asarray(r, dtype=float)
+    energy = np.full(r.shape, np.nan)
+    force = np.full(r.shape, np.nan)
+    atoms = Atoms([a, b], positions=[[0.0, 0.0, 0.0], [float(r[0]), 0.0, 0.0]], pbc=False)
+    atoms.calc = calc
+    for k, rk in enumerate(r):
+        atoms.positions = [[0.0, 0.0, 0.0], [rk, 0.0, 0.0]]
+        try:
+            energy[k] = atoms.get_potential_energy()
+            force[k] = atoms.get_forces()[1, 0]
+        except Exception:  # a model that fails at short range is a result, not a crash
+            continue
+    energy[~np.isfinite(energy)] = np.nan
+    force[~np.isfinite(force)] = np.nan
+    return energy, force
+
+
+def wall_metrics(r: np.ndarray, energy: np.ndarray, force: np.ndarray | None = None,
+                 depth_tol: float = 1e-3, force_tol: float = 1e-3) -> dict:
+    """Minimum, well and wall metrics of a shifted curve E(r) on an ascending grid."""
+    r = np.asarray(r, dtype=float)
+    e = np.asarray(energy, dtype=float)
+    if r.ndim != 1 or r.shape != e.shape or len(r) < 3 or np.any(np.diff(r) <= 0):
+        raise ValueError("need an ascending grid of at least 3 points with one energy each")
+    finite = np.isfinite(e)
+    out: dict = {"nonfinite_points": int((~finite).sum())}
+    if not finite.any():
+        return {**out, "r_min": None, "e_min": None, "r_well": None, "e_well": None, "r_wall_start": None,
+                "min_at_shortest_r": None, "wall_failures": None, "r_wall_failures": [], "monotonic_wall": False,
+                "force_sign_flips": None}
+    e_f = np.where(finite, e, np.inf)
+    i_glob = int(np.argmin(e_f))
+    n = len(e)
+    wells = [k for k in range(1, n - 1) if e_f[k] < e_f[k - 1] and e_f[k] <= e_f[k + 1] and e[k] < -depth_tol]
+    if wells:
+        i_start = wells[-1]
+    else:
+        # no well: check from where the curve leaves zero (flat everywhere: the whole grid)
+        significant = np.flatnonzero(np.abs(np.where(finite, e, 0.0)) > depth_tol)
+        i_start = int(significant[-1]) if significant.size else n - 1
+    # going inwards (k+1 -> k) from the start the energy must rise; NaN counts as a failure
+    fails = [k for k in range(i_start) if not (e[k] > e[k + 1])]
+    out.update(
+        r_min=float(r[i_glob]),
+        e_min=float(e[i_glob]),
+        r_well=float(r[wells[-1]]) if wells else None,
+        e_well=float(e[wells[-1]]) if wells else None,
+        r_wall_start=float(r[i_start]),
+        min_at_shortest_r=bool(i_glob == 0),
+        wall_failures=len(fails),
+        r_wall_failures=[float(r[k]) for k in fails],
+        monotonic_wall=bool(len(fails) == 0 and out["nonfinite_points"] == 0),
+    )
+    if force is not None:
+        f = np.asarray(force, dtype=float)
+        signs = np.sign(f[np.isfinite(f) & (np.abs(f) > force_tol)])
+        out["force_sign_flips"] = int(np.count_nonzero(signs[1:] != signs[:-1]))
+    return out
+
+
+def dimer_curves(calc, elements: list[str], r: np.ndarray, depth_tol: float = 1e-3,
+                 force_tol: float = 1e-3) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Shifted energies (zero at the largest r) and wall metrics for every element pair."""
+    curves, metrics = {}, {}
+    for a, b in element_pairs(elements):
+        energy, force = dimer_curve(calc, a, b, r)
+        shift = energy[-1]
+        shifted = energy - shift if math.isfinite(shift) else energy
+        name = pair_name(a, b)
+        curves[name] = shifted
+        metrics[name] = {"e_reference": None if not math.isfinite(shift) else float(shift),
+                         **wall_metrics(r, shifted, force, depth_tol, force_tol)}
+    return curves, metrics
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="MACE model file")
+    parser.add_argument("--head", default=None, help="head of a multihead model (the pipeline passes the target head)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    parser.add_argument("--elements", required=True, help="comma-separated symbols, e.g. H,F,Cl")
+    parser.add_argument("--r-min", type=float, default=0.3, help="shortest distance (A)")
+    parser.add_argument("--r-max", type=float, default=6.0, help="longest distance (A); energies are zero here")
+    parser.add_argument("--n-points", type=int, default=60)
+    parser.add_argument("--depth-tol", type=float, default=1e-3,
+                        help="a local minimum shallower than this (eV) is not a well")
+    parser.add_argument("--force-tol", type=float, default=1e-3,
+                        help="forces below this (eV/A) are ignored when counting sign flips")
+    parser.add_argument("--out", required=True, help="CSV of E(r) (r, then one column per pair); metrics go to .json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ftbench.calculators import load_calculator
+    from ftbench.geometry import supported_elements
+
+    elements = parse_elements(args.elements)
+    if not (0 < args.r_min < args.r_max) or args.n_points < 3:
+        raise FtbenchError("need 0 < --r-min < --r-max and --n-points >= 3")
+    calc = load_calculator(args.model, head=args.head, device=args.device, default_dtype=args.dtype)
+    known = supported_elements(calc)
+    missing = sorted(set(elements) - known) if known is not None else []
+    if missing:
+        raise FtbenchError(f"--elements: --model {args.model} does not know {missing} (it has {sorted(known)})")
+    r = np.linspace(args.r_min, args.r_max, args.n_points)
+    curves, metrics = dimer_curves(calc, elements, r, args.depth_tol, args.force_tol)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    labels = sorted(curves)
+    np.savetxt(out, np.column_stack([r] + [curves[k] for k in labels]), delimiter=",",
+               header=",".join(["r"] + labels), comments="", fmt="%.10g")
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    out.with_suffix(".json").write_text(json.dumps({"options": options, "pairs": metrics}, indent=2, default=str) + "\n")
+    for name in labels:
+        m = metrics[name]
+        print(f"{name}\twall_failures={m['wall_failures']}\tr_min={m['r_min']}\te_min={m['e_min']}"
+              f"\tr_well={m['r_well']}\te_well={m['e_well']}")
+    return 0
