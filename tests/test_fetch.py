@@ -272,7 +272,7 @@ def test_bad_catalogue_entries():
 
 def test_shipped_catalogue_matches_mace_urls(monkeypatch):
     monkeypatch.delenv("FTBENCH_BASE_URL", raising=False)
-    sources = fetch.load_sources(ROOT / "config" / "sources.yaml")
+    sources = fetch.load_sources(ROOT / "config" / "paper.yaml")
     supp = sources["mace_ft_supplementary"]
     assert supp["revision"] == REV
     paths = {v["path"]: v.get("confirmed", True) for v in supp["files"].values()}

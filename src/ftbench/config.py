@@ -6,7 +6,6 @@ cluster job re-parses the Snakefile.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,21 +93,33 @@ def validate(cfg: dict) -> dict:
 
 
 def sizes_for(cfg: dict, benchmark: str) -> list[int]:
-    """Training-set sizes of one benchmark: explicit list (checked against the pool) or `auto`."""
+    """Training-set sizes of one benchmark: explicit list (checked against the pool) or `auto`
+    (the size ladder up to the pool, plus the whole pool)."""
     bench = cfg["catalog"]["benchmarks"][benchmark]
     pool = bench.get("max_train") or _demo_pool(bench)
     if cfg["train_sizes"] == "auto":
         sizes = [s for s in cfg["size_ladder"] if pool is None or s <= pool]
-        dropped = [s for s in cfg["size_ladder"] if pool is not None and s > pool]
-        if dropped:
-            warnings.warn(f"benchmark {benchmark}: sizes {dropped} dropped, the training pool holds {pool}")
-        return sizes
+        return sizes + [pool] if pool is not None and pool not in sizes else sizes
     too_big = [s for s in cfg["train_sizes"] if pool is not None and s > pool]
     if too_big:
         raise FtbenchError(
             f"train_sizes {too_big} exceed the {pool} training configurations of benchmark "
             f"{benchmark!r}; lower `train_sizes` or set `train_sizes: auto` to cap them")
     return list(cfg["train_sizes"])
+
+
+def dropped_sizes(cfg: dict) -> dict[str, list[int]]:
+    """Ladder sizes that `train_sizes: auto` leaves out because a benchmark holds less data."""
+    if cfg["train_sizes"] != "auto":
+        return {}
+    out = {}
+    for benchmark in cfg["benchmarks"]:
+        bench = cfg["catalog"]["benchmarks"][benchmark]
+        pool = bench.get("max_train") or _demo_pool(bench)
+        dropped = [s for s in cfg["size_ladder"] if pool is not None and s > pool]
+        if dropped:
+            out[benchmark] = dropped
+    return out
 
 
 def _demo_pool(bench: dict) -> int | None:

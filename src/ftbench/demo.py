@@ -132,10 +132,10 @@ def generate_structures(kind: str, n: int, seed: int, elements: list[str] | None
         out = [_sn2_config(rng) for _ in range(n)]
     elif kind == "water":
         for _ in range(n):
-            out.append(_water_box(8, rng.uniform(6.0, 6.5), rng))
+            out.append(_water_box(6, rng.uniform(5.5, 5.9), rng))
     elif kind == "nacl":
         for _ in range(n):
-            out.append(_water_box(6, rng.uniform(6.3, 6.7), rng, extra=["Na", "Cl"]))
+            out.append(_water_box(5, rng.uniform(5.6, 6.0), rng, extra=["Na", "Cl"]))
     elif kind == "organic":
         for i in range(n):
             m = molecule(ORGANIC_MOLECULES[i % len(ORGANIC_MOLECULES)])

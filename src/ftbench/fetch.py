@@ -1,7 +1,7 @@
 """Download the study's pinned sources, with sha256 checks, into a plain cache.
 
-Sources come from a `sources:` mapping (config/sources.yaml, merged into the
-paper config). One entry per host:
+Sources come from a `sources:` mapping (in config/paper.yaml; the fetch rules pass
+the config file that holds it). One entry per host:
 
     sources:
       NAME:
@@ -49,7 +49,7 @@ from ftbench.errors import FtbenchError
 
 log = logging.getLogger("ftbench.fetch")
 
-DEFAULT_SOURCES = "config/sources.yaml"
+DEFAULT_SOURCES = "config/paper.yaml"
 DEFAULT_LOCK = "config/checksums.lock"
 DEFAULT_DATA_DIR = "data/sources"
 DEFAULT_BASES = {"hf_dataset": "https://huggingface.co", "zenodo": "https://zenodo.org"}

@@ -7,7 +7,7 @@ from collections import Counter
 
 import yaml
 
-from ftbench.config import expand_grid, load_config, untouched_runs
+from ftbench.config import dropped_sizes, expand_grid, load_config, sizes_for, untouched_runs
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -35,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
         for r in runs:
             print(r.path)
     print(f"# {len(runs)} fine-tune jobs; {len(untouched_runs(cfg))} untouched foundation-model evaluations")
+    for bench in cfg["benchmarks"]:
+        print(f"# {bench}: train sizes {sizes_for(cfg, bench)}")
+    for bench, dropped in dropped_sizes(cfg).items():
+        print(f"# warning: {bench}: sizes {dropped} dropped (train_sizes: auto), the training pool is smaller")
     for axis in ("benchmark", "strategy", "model"):
         counts = Counter(getattr(r, axis) for r in runs)
         print(f"# by {axis}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))

@@ -19,5 +19,5 @@ rule aggregate:
     conda:
         "../envs/ftbench.yaml"
     shell:
-        "{FTBENCH} aggregate --errors {input} --runs-root results/runs "
+        "python -m ftbench aggregate --errors {input} --runs-root results/runs "
         "--tables $(dirname {output.errors}) --figures $(dirname {output.figure}) 2>&1 | tee {log}"

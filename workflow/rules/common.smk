@@ -7,15 +7,16 @@ import sys
 
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
-# Jobs (local, cluster, conda) run the package from this checkout.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+
+from snakemake.settings.types import DeploymentMethod
 
 from ftbench import config as ftc
+from ftbench import jobenv
 from ftbench.errors import FtbenchError
 from ftbench.strategies import mace_flags
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 try:
@@ -25,8 +26,15 @@ except FtbenchError as err:
     raise WorkflowError(f"ftbench config: {err}")
 
 UNTOUCHED = ftc.untouched_runs(config)
+for _bench, _dropped in ftc.dropped_sizes(config).items():
+    print(
+        f"ftbench: {_bench}: sizes {_dropped} dropped, the benchmark holds less data",
+        file=sys.stderr,
+    )
 CATALOG = config["catalog"]
-FTBENCH = "python -m ftbench"
+jobenv.prepare(
+    SRC, DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+)
 THREADS = config["threads_per_job"]
 
 
@@ -46,27 +54,123 @@ def run_files(runs, name):
     return [f"results/runs/{r.path}/{name}" for r in runs]
 
 
+DATA = config["data_dir"]
+
+
 def foundation_model(model):
     entry = CATALOG["foundation_models"][model]
     if entry["source"] == "pretrain":
         return f"results/pretrain/{model}/run/model.model"
-    return f"{config['data_dir']}/models/{model}.model"
+    return f"{DATA}/models/{model}.model"
 
 
 def benchmark_files(benchmark):
     entry = CATALOG["benchmarks"][benchmark]
     if entry["source"] == "demo":
         return {"data": f"data/demo/benchmarks/{benchmark}.xyz"}
-    return {k: f"{config['data_dir']}/benchmarks/{benchmark}/{k}.xyz"
-            for k in ("data", "valid_data", "test_data") if entry.get(k)}
+    return {
+        part: f"{DATA}/benchmarks/{benchmark}/{part}.xyz" for part in entry["files"]
+    }
 
 
-def replay_pool(model):
-    entry = CATALOG["foundation_models"][model]
-    if entry["source"] == "pretrain":
+def replay_spec(model, benchmark):
+    """The benchmark's own replay pool (the study's element-filtered SN2 pool) wins."""
+    return CATALOG["benchmarks"][benchmark].get("replay_pool") or CATALOG[
+        "foundation_models"
+    ][model].get("replay_pool")
+
+
+def replay_pool(model, benchmark):
+    spec = replay_spec(model, benchmark)
+    if spec is None:  # demo models replay their own pretraining corpus
         return f"results/pretrain/{model}/data/train_pool.xyz"
-    return f"{config['data_dir']}/replay/{entry['replay_pool']}.xyz"
+    return f"{DATA}/replay/{spec['source']}/{spec['file']}.xyz"
 
 
 def quoted_json(obj):
     return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+def pretrain_flags(model):
+    entry = CATALOG["foundation_models"][model]
+    flags = dict(config["training"]["mace_flags"])
+    flags.update(
+        energy_key="REF_energy", forces_key="REF_forces", stress_key="REF_stress"
+    )
+    flags.update(entry["architecture"])
+    flags.update({k: v for k, v in entry["pretrain"].items() if k != "seed"})
+    return flags
+
+
+def demo_args(gen):
+    args = [
+        f"--{k}={','.join(v) if isinstance(v, list) else v}" for k, v in gen.items()
+    ]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def prepare_args(benchmark, input):
+    entry = CATALOG["benchmarks"][benchmark]
+    split = entry.get("split", {})
+    args = [f"--data {input.data}"]
+    for key in ("valid_data", "test_data"):
+        if key in input.keys():
+            args.append(f"--{key.replace('_', '-')} {input[key]}")
+    args += [f"--n-valid {split.get('valid', 20)}", f"--n-test {split.get('test', 30)}"]
+    return " ".join(args)
+
+
+def e0_inputs(w):
+    inputs = {
+        "train": f"results/data/{w.benchmark}/train_n{w.size}.xyz",
+        "isolated": f"results/data/{w.benchmark}/isolated.xyz",
+    }
+    if w.model != ftc.NO_MODEL:
+        inputs["model"] = foundation_model(w.model)
+    return inputs
+
+
+def finetune_inputs(w):
+    preset = CATALOG["strategies"][w.strategy]
+    e0 = f"results/e0/{w.benchmark}/{w.model}/{w.e0}/n{w.size}"
+    inputs = {
+        "train": f"results/data/{w.benchmark}/train_n{w.size}.xyz",
+        "valid": f"results/data/{w.benchmark}/valid.xyz",
+        "e0": f"{e0}.json",
+        "e0_info": f"{e0}.provenance.json",
+    }
+    if w.model != ftc.NO_MODEL:
+        inputs["foundation"] = foundation_model(w.model)
+    if preset.get("replay"):
+        name = "replay_pseudo" if preset["replay"] == "pseudo" else "replay"
+        inputs["pt_train"] = f"results/replay/{w.benchmark}/{w.model}/{name}.xyz"
+    return inputs
+
+
+def label_keys(entry):
+    return " ".join(
+        f"--{key.replace('_', '-')} {entry[key]}"
+        for key in ("energy_key", "forces_key", "stress_key")
+        if entry.get(key)
+    )
+
+
+def pool_spec(source, file):
+    specs = [e.get("replay_pool") for e in CATALOG["benchmarks"].values()]
+    specs += [e.get("replay_pool") for e in CATALOG["foundation_models"].values()]
+    for spec in specs:
+        if spec and spec["source"] == source and spec["file"] == file:
+            return spec
+    raise WorkflowError(f"no replay_pool in the catalog names {source}/{file}")
+
+
+def evaluate_inputs(w):
+    inputs = {
+        "run": os.path.join(RUN_DIR.format(**w), "run.json"),
+        "test": f"results/data/{w.benchmark}/test.xyz",
+    }
+    # Scratch has no pretraining distribution of its own: it is scored on every model's slice.
+    models = config["foundation_models"] if w.model == ftc.NO_MODEL else [w.model]
+    for m in models:
+        inputs[f"pt_eval__{m}"] = f"results/replay/{w.benchmark}/{m}/pt_eval.xyz"
+    return inputs

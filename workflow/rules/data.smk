@@ -10,15 +10,16 @@ rule prepare_benchmark:
         test="results/data/{benchmark}/test.xyz",
         isolated="results/data/{benchmark}/isolated.xyz",
         summary="results/data/{benchmark}/summary.json",
-    params:
-        args=lambda w, input: prepare_args(w.benchmark, input),
-        out_dir=subpath(output.pool, parent=True),
     log:
         "logs/prepare_benchmark/{benchmark}.log",
     conda:
         "../envs/ftbench.yaml"
+    params:
+        args=lambda w, input: prepare_args(w.benchmark, input),
+        out_dir=subpath(output.pool, parent=True),
+        split_seed=config["split_seed"],
     shell:
-        "{FTBENCH} prepare {params.args} --split-seed {config[split_seed]} "
+        "python -m ftbench prepare {params.args} --split-seed {params.split_seed} "
         "--benchmark {wildcards.benchmark} --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -32,7 +33,7 @@ rule subset:
     conda:
         "../envs/ftbench.yaml"
     shell:
-        "{FTBENCH} subset --pool {input} --size {wildcards.size} --out {output} > {log} 2>&1"
+        "python -m ftbench subset --pool {input} --size {wildcards.size} --out {output} > {log} 2>&1"
 
 
 rule e0:
@@ -41,18 +42,20 @@ rule e0:
     output:
         e0="results/e0/{benchmark}/{model}/{e0}/n{size}.json",
         info="results/e0/{benchmark}/{model}/{e0}/n{size}.provenance.json",
-    params:
-        model_args=lambda w, input: (
-            f"--model {input.model} --model-name {w.model}" if "model" in input.keys() else ""
-        ),
-        mismatch=lambda w: config["e0_mismatch"],
     log:
         "logs/e0/{benchmark}/{model}/{e0}/n{size}.log",
-    threads: THREADS
     conda:
         "../envs/ftbench.yaml"
+    threads: THREADS
+    params:
+        model_args=lambda w, input: (
+            f"--model {input.model} --model-name {w.model}"
+            if "model" in input.keys()
+            else ""
+        ),
+        mismatch=lambda w: config["e0_mismatch"],
     shell:
-        "OMP_NUM_THREADS={threads} {FTBENCH} e0 --mode {wildcards.e0} --data {input.train} "
+        "OMP_NUM_THREADS={threads} python -m ftbench e0 --mode {wildcards.e0} --data {input.train} "
         "--isolated {input.isolated} {params.model_args} "
         "--threshold {params.mismatch[threshold_ev_per_atom]} "
         "--on-mismatch {params.mismatch[action]} --out {output.e0} > {log} 2>&1"
@@ -60,47 +63,24 @@ rule e0:
 
 rule replay:
     input:
-        pool=lambda w: replay_pool(w.model),
+        pool=lambda w: replay_pool(w.model, w.benchmark),
         model=lambda w: foundation_model(w.model),
         bench="results/data/{benchmark}/train_pool.xyz",
     output:
         replay="results/replay/{benchmark}/{model}/replay.xyz",
         pseudo="results/replay/{benchmark}/{model}/replay_pseudo.xyz",
         pt_eval="results/replay/{benchmark}/{model}/pt_eval.xyz",
+    log:
+        "logs/replay/{benchmark}/{model}.log",
+    conda:
+        "../envs/ftbench.yaml"
+    threads: THREADS
     params:
         r=config["replay"],
         out_dir=subpath(output.replay, parent=True),
-    log:
-        "logs/replay/{benchmark}/{model}.log",
-    threads: THREADS
-    conda:
-        "../envs/ftbench.yaml"
+        split_seed=config["split_seed"],
     shell:
-        "OMP_NUM_THREADS={threads} {FTBENCH} replay --pool {input.pool} --model {input.model} "
+        "OMP_NUM_THREADS={threads} python -m ftbench replay --pool {input.pool} --model {input.model} "
         "--benchmark-data {input.bench} --n-samples {params.r[n_samples]} "
         "--n-eval {params.r[n_eval]} --filter {params.r[filter]} "
-        "--seed {config[split_seed]} --out-dir {params.out_dir} > {log} 2>&1"
-
-
-def prepare_args(benchmark, input):
-    entry = CATALOG["benchmarks"][benchmark]
-    split = entry.get("split", {})
-    args = [f"--data {input.data}"]
-    for key in ("valid_data", "test_data"):
-        if key in input.keys():
-            args.append(f"--{key.replace('_', '-')} {input[key]}")
-    args += [f"--n-valid {split.get('valid', 20)}", f"--n-test {split.get('test', 30)}"]
-    for key in ("energy_key", "forces_key", "stress_key"):
-        if entry.get(key):
-            args.append(f"--{key.replace('_', '-')} {entry[key]}")
-    return " ".join(args)
-
-
-def e0_inputs(w):
-    inputs = {
-        "train": f"results/data/{w.benchmark}/train_n{w.size}.xyz",
-        "isolated": f"results/data/{w.benchmark}/isolated.xyz",
-    }
-    if w.model != ftc.NO_MODEL:
-        inputs["model"] = foundation_model(w.model)
-    return inputs
+        "--seed {params.split_seed} --out-dir {params.out_dir} > {log} 2>&1"

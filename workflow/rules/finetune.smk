@@ -2,15 +2,22 @@
 
 
 rule finetune:
-    wildcard_constraints:
-        strategy=r"(?!untouched)[A-Za-z0-9_]+",
     input:
         unpack(lambda w: finetune_inputs(w)),
     output:
-        RUN_DIR + "/run.json",
+        os.path.join(RUN_DIR, "run.json"),
+    log:
+        "logs/finetune/{benchmark}/{model}/{strategy}/{e0}/n{size}/seed{seed}.log",
+    wildcard_constraints:
+        strategy=r"(?!untouched)[A-Za-z0-9_]+",
+    conda:
+        "../envs/ftbench.yaml"
+    threads: THREADS
     params:
         flags=lambda w: quoted_json(
-            mace_flags(config, w.strategy, None if w.model == ftc.NO_MODEL else w.model)
+            mace_flags(
+                config, w.strategy, None if w.model == ftc.NO_MODEL else w.model
+            )
         ),
         optional=lambda w, input: " ".join(
             f"--{k.replace('_', '-')} {input[k]}"
@@ -18,19 +25,14 @@ rule finetune:
             if k in input.keys()
         ),
         out_dir=subpath(output[0], parent=True),
-        checkpoints=lambda w: "results/checkpoints/" + RUN_DIR.format(**w).removeprefix(
-            "results/runs/"
-        ),
+        checkpoints=lambda w: "results/checkpoints/"
+        + RUN_DIR.format(**w).removeprefix("results/runs/"),
         max_force=config["divergence"]["max_force_rmse_ev_per_a"],
-    log:
-        "logs/finetune/{benchmark}/{model}/{strategy}/{e0}/n{size}/seed{seed}.log",
-    threads: THREADS
-    conda:
-        "../envs/ftbench.yaml"
+        device=config["device"],
     shell:
-        "{FTBENCH} finetune --flags {params.flags} --train {input.train} --valid {input.valid} "
+        "python -m ftbench finetune --flags {params.flags} --train {input.train} --valid {input.valid} "
         "--e0 {input.e0} --e0-info {input.e0_info} {params.optional} --seed {wildcards.seed} "
-        "--threads {threads} --device {config[device]} --max-force-rmse {params.max_force} "
+        "--threads {threads} --device {params.device} --max-force-rmse {params.max_force} "
         "--out-dir {params.out_dir} --checkpoints {params.checkpoints} > {log} 2>&1"
 
 
@@ -44,21 +46,4 @@ rule untouched:
     conda:
         "../envs/ftbench.yaml"
     shell:
-        "{FTBENCH} finetune --untouched {input.model} --out-dir $(dirname {output}) > {log} 2>&1"
-
-
-def finetune_inputs(w):
-    preset = CATALOG["strategies"][w.strategy]
-    e0 = f"results/e0/{w.benchmark}/{w.model}/{w.e0}/n{w.size}"
-    inputs = {
-        "train": f"results/data/{w.benchmark}/train_n{w.size}.xyz",
-        "valid": f"results/data/{w.benchmark}/valid.xyz",
-        "e0": e0 + ".json",
-        "e0_info": e0 + ".provenance.json",
-    }
-    if w.model != ftc.NO_MODEL:
-        inputs["foundation"] = foundation_model(w.model)
-    if preset.get("replay"):
-        name = "replay_pseudo" if preset["replay"] == "pseudo" else "replay"
-        inputs["pt_train"] = f"results/replay/{w.benchmark}/{w.model}/{name}.xyz"
-    return inputs
+        "python -m ftbench finetune --untouched {input.model} --out-dir $(dirname {output}) > {log} 2>&1"

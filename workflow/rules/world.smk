@@ -5,29 +5,29 @@
 rule demo_corpus:
     output:
         "data/demo/corpus/{model}.xyz",
-    params:
-        args=lambda w: demo_args(CATALOG["foundation_models"][w.model]["corpus"]),
     log:
         "logs/demo_corpus/{model}.log",
-    threads: THREADS
     conda:
         "../envs/ftbench.yaml"
+    threads: THREADS
+    params:
+        args=lambda w: demo_args(CATALOG["foundation_models"][w.model]["corpus"]),
     shell:
-        "OMP_NUM_THREADS={threads} {FTBENCH} demo {params.args} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m ftbench demo {params.args} --out {output} > {log} 2>&1"
 
 
 rule demo_benchmark:
     output:
         "data/demo/benchmarks/{benchmark}.xyz",
-    params:
-        args=lambda w: demo_args(CATALOG["benchmarks"][w.benchmark]["generator"]),
     log:
         "logs/demo_benchmark/{benchmark}.log",
-    threads: THREADS
     conda:
         "../envs/ftbench.yaml"
+    threads: THREADS
+    params:
+        args=lambda w: demo_args(CATALOG["benchmarks"][w.benchmark]["generator"]),
     shell:
-        "OMP_NUM_THREADS={threads} {FTBENCH} demo {params.args} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m ftbench demo {params.args} --out {output} > {log} 2>&1"
 
 
 rule prepare_corpus:
@@ -37,16 +37,19 @@ rule prepare_corpus:
         pool="results/pretrain/{model}/data/train_pool.xyz",
         valid="results/pretrain/{model}/data/valid.xyz",
         isolated="results/pretrain/{model}/data/isolated.xyz",
-    params:
-        n_valid=lambda w: max(1, CATALOG["foundation_models"][w.model]["corpus"]["n"] // 10),
-        out_dir=subpath(output.pool, parent=True),
     log:
         "logs/prepare_corpus/{model}.log",
     conda:
         "../envs/ftbench.yaml"
+    params:
+        n_valid=lambda w: max(
+            1, CATALOG["foundation_models"][w.model]["corpus"]["n"] // 10
+        ),
+        out_dir=subpath(output.pool, parent=True),
+        split_seed=config["split_seed"],
     shell:
-        "{FTBENCH} prepare --data {input} --n-valid {params.n_valid} --n-test 1 "
-        "--split-seed {config[split_seed]} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m ftbench prepare --data {input} --n-valid {params.n_valid} --n-test 1 "
+        "--split-seed {params.split_seed} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule pretrain_e0:
@@ -60,7 +63,7 @@ rule pretrain_e0:
     conda:
         "../envs/ftbench.yaml"
     shell:
-        "{FTBENCH} e0 --mode isolated --data {input.pool} --isolated {input.isolated} "
+        "python -m ftbench e0 --mode isolated --data {input.pool} --isolated {input.isolated} "
         "--out {output} > {log} 2>&1"
 
 
@@ -72,31 +75,18 @@ rule pretrain:
     output:
         run="results/pretrain/{model}/run/run.json",
         model="results/pretrain/{model}/run/model.model",
+    log:
+        "logs/pretrain/{model}.log",
+    conda:
+        "../envs/ftbench.yaml"
+    threads: THREADS
     params:
         flags=lambda w: quoted_json(pretrain_flags(w.model)),
         seed=lambda w: CATALOG["foundation_models"][w.model]["pretrain"].get("seed", 1),
         out_dir=subpath(output.run, parent=True),
-    log:
-        "logs/pretrain/{model}.log",
-    threads: THREADS
-    conda:
-        "../envs/ftbench.yaml"
+        device=config["device"],
     shell:
-        "{FTBENCH} finetune --require-ok --flags {params.flags} --train {input.train} "
+        "python -m ftbench finetune --require-ok --flags {params.flags} --train {input.train} "
         "--valid {input.valid} --e0 {input.e0} --seed {params.seed} --threads {threads} "
-        "--device {config[device]} --out-dir {params.out_dir} "
+        "--device {params.device} --out-dir {params.out_dir} "
         "--checkpoints results/checkpoints/pretrain/{wildcards.model} > {log} 2>&1"
-
-
-def pretrain_flags(model):
-    entry = CATALOG["foundation_models"][model]
-    flags = dict(config["training"]["mace_flags"])
-    flags.update(energy_key="REF_energy", forces_key="REF_forces", stress_key="REF_stress")
-    flags.update(entry["architecture"])
-    flags.update({k: v for k, v in entry["pretrain"].items() if k != "seed"})
-    return flags
-
-
-def demo_args(gen):
-    args = [f"--{k}={','.join(v) if isinstance(v, list) else v}" for k, v in gen.items()]
-    return " ".join(shlex.quote(a) for a in args)

@@ -1,0 +1,107 @@
+"""Config validation, cross-references and grid expansion (no training)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import ROOT, ftbench
+from ftbench.config import Run, expand_grid, load_config, parse_run_path, sizes_for, untouched_runs
+from ftbench.errors import FtbenchError
+from ftbench.strategies import mace_flags
+
+PAPER = ROOT / "config" / "paper.yaml"
+DEFAULT = ROOT / "config" / "config.yaml"
+
+
+def test_default_grid_counts():
+    cfg = load_config()
+    runs = expand_grid(cfg)
+    n_fm = len(cfg["foundation_models"]) * (len(cfg["strategies"]) - 1) + 1  # scratch once
+    assert len(runs) == len(cfg["benchmarks"]) * len(cfg["train_sizes"]) * len(cfg["seeds"]) * n_fm
+    assert {r.strategy for r in runs} == set(cfg["strategies"])
+    scratch = [r for r in runs if r.strategy == "scratch"]
+    assert all(r.model == "none" and r.e0 == cfg["e0_without_foundation"] for r in scratch)
+    assert len(untouched_runs(cfg)) == len(cfg["benchmarks"]) * len(cfg["foundation_models"])
+
+
+def test_paper_grid_is_the_full_study():
+    cfg = load_config([DEFAULT, PAPER])
+    assert len(cfg["foundation_models"]) == 3 and len(cfg["benchmarks"]) == 5 and len(cfg["strategies"]) == 8
+    runs = expand_grid(cfg)
+    sizes = {b: sizes_for(cfg, b) for b in cfg["benchmarks"]}
+    assert sizes["sn2"] == [10, 30, 60]  # capped by the 60 training structures, whole pool included
+    expected = sum(len(s) for s in sizes.values()) * len(cfg["seeds"]) * (3 * 7 + 1)
+    assert len(runs) == expected
+    # study presets survive the merge with the demo config
+    assert mace_flags(cfg, "replay", "mace_mp0_medium")["lr"] == 1e-4
+    assert mace_flags(cfg, "replay_lora", "mace_mh1")["foundation_head"] == "omat_pbe"
+
+
+@pytest.mark.parametrize("override,match", [
+    ({"strategies": ["naive", "frozen"]}, r"unknown strategy 'frozen'.*catalog\.strategies"),
+    ({"benchmarks": ["sn3"]}, r"unknown benchmark 'sn3'.*catalog\.benchmarks"),
+    ({"foundation_models": ["mace_mp1"]}, r"unknown foundation model 'mace_mp1'"),
+    ({"e0": ["guess"]}, r"config does not match"),
+    ({"train_sizes": [500]}, r"train_sizes \[500\] exceed the \d+ training configurations of benchmark 'sn2'"),
+])
+def test_bad_config_names_the_key_and_fix(override, match):
+    with pytest.raises(FtbenchError, match=match):
+        cfg = load_config(None, override)
+        for b in cfg["benchmarks"]:
+            sizes_for(cfg, b)
+
+
+def test_auto_sizes_cap_at_the_pool():
+    cfg = load_config(None, {"train_sizes": "auto"})
+    pool = 90 - 15 - 20  # water: generated - valid - test
+    assert sizes_for(cfg, "water") == [10, 30, pool]
+
+
+def test_strategy_presets_follow_the_study():
+    cfg = load_config()
+    assert mace_flags(cfg, "naive", "demo_gen1")["multiheads_finetuning"] is False
+    assert mace_flags(cfg, "freeze5", "demo_gen1")["freeze"] == 5
+    assert mace_flags(cfg, "freeze6", "demo_gen1")["freeze"] == 6
+    lora = mace_flags(cfg, "lora", "demo_gen1")
+    assert (lora["lora"], lora["lr"], lora["ema_decay"], lora["clip_grad"]) == (True, 1e-2, 0.99, 10.0)
+    replay = mace_flags(cfg, "replay", "demo_gen1")
+    assert replay["multiheads_finetuning"] and replay["force_mh_ft_lr"] and replay["batch_size"] == 8
+    scratch = mace_flags(cfg, "scratch", None)
+    assert "foundation_model" not in scratch and scratch["num_channels"] > 0
+    for name in cfg["strategies"]:
+        flags = mace_flags(cfg, name, "demo_gen1")
+        assert flags["loss"] == "universal" and flags["energy_weight"] == 10 and flags["forces_weight"] == 10
+
+
+def test_new_strategy_is_a_config_entry(tmp_path):
+    extra = tmp_path / "lora16.yaml"
+    extra.write_text(yaml.safe_dump({
+        "strategies": ["lora_r16"],
+        "catalog": {"strategies": {"lora_r16": {"mace_flags": {"multiheads_finetuning": False, "lora": True,
+                                                               "lora_rank": 16, "lr": 1e-2}}}}}))
+    cfg = load_config([DEFAULT, extra])
+    assert {r.strategy for r in expand_grid(cfg)} == {"lora_r16"}
+    assert mace_flags(cfg, "lora_r16", "demo_gen1")["lora_rank"] == 16
+
+
+def test_unknown_mace_option_is_refused_before_training():
+    from ftbench.strategies import to_argv
+
+    with pytest.raises(FtbenchError, match="no option --lora_rnak"):
+        to_argv({"lora_rnak": 4})
+
+
+def test_run_paths_round_trip():
+    run = Run("sn2", "demo_gen1", "lora", "estimated", 30, 2)
+    assert parse_run_path(run.path) == run
+
+
+def test_grid_cli_slices_axes():
+    proc = ftbench("grid", "--config", "benchmarks=[sn2]", "strategies=[naive,replay]")
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if not ln.startswith("#")]
+    assert lines and all(ln.startswith("sn2/") for ln in lines)
+    assert {ln.split("/")[2] for ln in lines} == {"naive", "replay"}
+    bad = ftbench("grid", "--config", "strategies=[nope]")
+    assert bad.returncode == 2 and "unknown strategy 'nope'" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,70 @@
+"""The workflow itself: dry runs offline, lint, formatting, conda envs agree with the pins."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+
+import yaml
+
+from conftest import ROOT, snakemake
+
+ENVS = sorted((ROOT / "workflow" / "envs").glob("*.yaml"))
+
+
+def test_paper_dry_run_lists_the_full_grid_offline(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config" / "paper.yaml"))
+    out = proc.stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))
+    assert int(counts["finetune"]) == 1782  # 27 sizes x 3 seeds x (3 models x 7 + scratch)
+    assert int(counts["fetch_model"]) == 3
+    assert int(counts["untouched"]) == 15
+
+
+def test_bad_axis_on_command_line_stops_the_dry_run(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--config", "strategies=[naive,frozen]", check=False)
+    assert proc.returncode != 0
+    assert "unknown strategy 'frozen'" in proc.stdout + proc.stderr
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(ROOT / "Snakefile"),
+                           "--directory", str(ROOT)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_snakefmt_clean():
+    files = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *map(str, files)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _pins():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {re.split(r"[=<>]", d)[0].lower(): d for d in deps}
+
+
+def test_conda_envs_parse_and_agree_with_pyproject():
+    assert ENVS
+    pins = _pins()
+    for env in ENVS:
+        spec = yaml.safe_load(env.read_text())
+        assert spec["channels"] and spec["dependencies"]
+        pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+        listed = {re.split(r"[=<>]", d)[0].lower(): d for d in pip}
+        assert listed.pop("torch") == "torch==2.13.0"
+        assert listed == pins, f"{env.name} disagrees with pyproject.toml"
+
+
+def test_every_rule_has_a_log_and_conda_env():
+    text = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    rules = re.findall(r"^rule (\w+):", text, re.M)
+    for block in re.split(r"^rule ", text, flags=re.M)[1:]:
+        name = block.split(":")[0]
+        assert "\n    log:" in block, f"rule {name} has no log"
+        assert "\n    conda:" in block, f"rule {name} has no conda env"
+    assert len(rules) >= 12
