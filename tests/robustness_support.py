@@ -66,8 +66,12 @@ def attractive_only(depth=1.0, width=1.5):
     return pair
 
 
-def build_tiny_mace(path: Path, elements=("H", "O"), heads=None, r_max: float = 4.0, seed: int = 0) -> Path:
-    """An untrained, very small ScaleShiftMACE saved as a whole-model file MACECalculator can load."""
+def build_tiny_mace(path: Path, elements=("H", "O"), heads=None, r_max: float = 4.0, seed: int = 0,
+                    pair_repulsion: bool = False) -> Path:
+    """An untrained, very small ScaleShiftMACE saved as a whole-model file MACECalculator can load.
+
+    pair_repulsion adds mace's ZBL wall, which keeps MD with the random model from collapsing.
+    """
     import mace  # noqa: F401  (sets up torch.load for e3nn before e3nn is imported)
     import torch
     from ase.data import atomic_numbers
@@ -89,6 +93,7 @@ def build_tiny_mace(path: Path, elements=("H", "O"), heads=None, r_max: float = 
             atomic_energies=np.zeros((len(heads), len(zs))), avg_num_neighbors=8.0,
             atomic_numbers=zs, correlation=2, gate=torch.nn.functional.silu,
             atomic_inter_scale=[1.0] * len(heads), atomic_inter_shift=[0.0] * len(heads), heads=heads,
+            pair_repulsion=pair_repulsion,
         )
         torch.save(model, path)
     finally:

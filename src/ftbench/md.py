@@ -100,7 +100,7 @@ def run_replica(
     """
     from ase.io import write
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
     criteria = criteria or Criteria()
     if steps < 0 or save_every < 1 or check_every < 1:
@@ -108,7 +108,7 @@ def run_replica(
     atoms = atoms.copy()
     atoms.calc = calc
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=t_start, rng=rng)
+    thermalize_momenta(atoms, temperature_K=t_start, rng=rng)  # ASE 3.29 name of MaxwellBoltzmannDistribution
     Stationary(atoms)
     dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=t_start, friction=friction / units.fs,
                    fixcm=False, rng=rng)
