@@ -155,6 +155,7 @@ def test_cli_end_to_end_with_mace(tmp_path, tiny_model):
         assert frames[-1].info["step"] == rep["steps_completed"]
     assert 0.0 <= result["summary"]["survival_fraction"] <= 1.0
 
+    assert main(argv + ["--index", "5"]) == 2  # the file has one frame
     # a structure with an element the model does not know is a clear error
     write(structure, bulk("Cu", "fcc", a=3.6))
     assert main(argv) == 2

@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         raise FtbenchError(f"--structure {path} does not exist")
     try:
         atoms = read(path, index=args.index)
-    except IndexError:
+    except (IndexError, StopIteration):
         raise FtbenchError(f"--index {args.index} is out of range for {path}") from None
     calc = load_calculator(args.model, head=args.head, device=args.device, default_dtype=args.dtype)
     known = supported_elements(calc)
