@@ -13,7 +13,7 @@ from ase.io import write
 
 from ftbench.cli import main
 from ftbench.errors import FtbenchError
-from ftbench.rdf import parse_pairs, partial_rdf, read_csv
+from ftbench.rdf import coordination_number, parse_pairs, partial_rdf, read_csv
 
 
 def test_fcc_first_peak_and_coordination():
@@ -30,6 +30,7 @@ def test_fcc_first_peak_and_coordination():
     rho = len(crystal) / crystal.get_volume()
     coordination = np.sum(4 * np.pi * rho * r[: first_min + 1] ** 2 * g[: first_min + 1] * dr)
     assert coordination == pytest.approx(12.0, rel=1e-3)
+    assert coordination_number(r, g, rho, r[first_min]) == pytest.approx(12.0, rel=1e-9)
 
 
 def test_thermal_fcc_coordination_is_still_12():
