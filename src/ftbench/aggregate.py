@@ -18,6 +18,8 @@ from ftbench.config import parse_run_path
 
 log = logging.getLogger("ftbench.aggregate")
 KEY = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]
+ERROR_COLUMNS = KEY + ["status", "dataset", "dataset_model", "head", "head_role", "config_type", "quantity",
+                       "statistic", "value", "unit", "n_configs"]
 
 
 def run_key(errors_path: Path, runs_root: Path) -> dict:
@@ -48,7 +50,7 @@ def collect(errors_files: list[Path], runs_root: Path) -> tuple[pd.DataFrame, pd
             error_rows.append({**key, "status": "ok", **row, "dataset": dataset,
                                "dataset_model": dataset_model or None,
                                "head_role": "pretraining" if row["head"] == "pt_head" else "target"})
-    return pd.DataFrame(error_rows), pd.DataFrame(run_rows)
+    return pd.DataFrame(error_rows, columns=ERROR_COLUMNS), pd.DataFrame(run_rows)
 
 
 def _mev(value):

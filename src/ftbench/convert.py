@@ -118,14 +118,16 @@ def normalise_atoms(atoms_list, energy_key: str, forces_key: str, stress_key: st
         if isolated and len(atoms) != 1:
             raise FtbenchError(f"{where}: config_type={ISOLATED} but it has {len(atoms)} atoms")
         if energy is None:
-            raise FtbenchError(f"{where}: no energy under key {energy_key!r} (pass --energy-key)")
+            raise FtbenchError(f"{where}: no energy under key {energy_key!r} (set --energy-key, or "
+                               "`energy_key` in the benchmark's catalog entry)")
         try:
             atoms.info["REF_energy"] = float(np.asarray(energy, dtype=float).reshape(()))
         except (TypeError, ValueError):
             raise FtbenchError(f"{where}: energy {energy_key!r} is not a single number") from None
         if forces is None:
             if not isolated:
-                raise FtbenchError(f"{where}: no forces under key {forces_key!r} (pass --forces-key)")
+                raise FtbenchError(f"{where}: no forces under key {forces_key!r} (set --forces-key, or "
+                                   "`forces_key` in the benchmark's catalog entry)")
             forces = np.zeros((1, 3))
         atoms.arrays["REF_forces"] = np.array(forces, dtype=float)
         if stress is not None:

@@ -13,37 +13,11 @@ from pathlib import Path
 import numpy as np
 from ase.io import read, write
 
+from ftbench.convert import check_labels, normalise_atoms
 from ftbench.errors import FtbenchError
-from ftbench.provenance import Provenance, write_json
+from ftbench.provenance import Provenance
 
 log = logging.getLogger("ftbench.prepare")
-
-
-def check_labels(atoms_list, path: Path, energy_key: str, forces_key: str, benchmark: str = "") -> None:
-    """Every configuration has finite energy and forces of the right shape, named by index on failure."""
-    where = f"catalog.benchmarks.{benchmark}" if benchmark else "the benchmark's config entry"
-    for i, a in enumerate(atoms_list):
-        if energy_key not in a.info:
-            raise FtbenchError(f"{path}: configuration {i} has no energy key {energy_key!r} "
-                               f"(info keys: {sorted(a.info)}); set `energy_key` in {where}")
-        if len(a) > 1 or a.info.get("config_type") != "IsolatedAtom":
-            if forces_key not in a.arrays:
-                raise FtbenchError(f"{path}: configuration {i} has no forces key {forces_key!r} "
-                                   f"(arrays: {sorted(a.arrays)}); set `forces_key` in {where}")
-            if np.shape(a.arrays[forces_key]) != (len(a), 3) or not np.all(np.isfinite(a.arrays[forces_key])):
-                raise FtbenchError(f"{path}: configuration {i}: forces {forces_key!r} are not finite (n_atoms, 3)")
-        if not np.isfinite(float(a.info[energy_key])):
-            raise FtbenchError(f"{path}: configuration {i}: energy {energy_key!r} is not finite")
-
-
-def normalise_keys(atoms_list, energy_key: str, forces_key: str, stress_key: str | None) -> None:
-    """Rename label keys to the REF_* keys every later step uses."""
-    for a in atoms_list:
-        a.info["REF_energy"] = float(a.info.pop(energy_key))
-        if forces_key in a.arrays and forces_key != "REF_forces":
-            a.arrays["REF_forces"] = a.arrays.pop(forces_key)
-        if stress_key and stress_key in a.info and stress_key != "REF_stress":
-            a.info["REF_stress"] = a.info.pop(stress_key)
 
 
 def split(atoms_list, n_valid: int, n_test: int, seed: int):
@@ -67,7 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--energy-key", default="REF_energy")
     p.add_argument("--forces-key", default="REF_forces")
     p.add_argument("--stress-key", default=None)
-    p.add_argument("--benchmark", default="", help="benchmark name, for messages")
     p.add_argument("--out-dir", required=True, type=Path)
 
 
@@ -80,9 +53,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not path.is_file():
             raise FtbenchError(f"benchmark file {path} does not exist")
-        atoms = read(path, ":")
-        check_labels(atoms, path, args.energy_key, args.forces_key, args.benchmark)
-        normalise_keys(atoms, args.energy_key, args.forces_key, args.stress_key)
+        atoms = normalise_atoms(read(path, ":"), args.energy_key, args.forces_key, args.stress_key, path=path)
+        check_labels(atoms, path)
         sets[name] = atoms
     if "valid" in sets and "test" in sets:  # the source's own splits win
         pool, _, _, isolated = split(sets["all"], 0, 0, args.split_seed)

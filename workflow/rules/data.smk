@@ -20,7 +20,7 @@ rule prepare_benchmark:
         split_seed=config["split_seed"],
     shell:
         "python -m ftbench prepare {params.args} --split-seed {params.split_seed} "
-        "--benchmark {wildcards.benchmark} --out-dir {params.out_dir} > {log} 2>&1"
+        "--out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule subset:
