@@ -53,6 +53,45 @@ def collect(errors_files: list[Path], runs_root: Path) -> tuple[pd.DataFrame, pd
     return pd.DataFrame(error_rows, columns=ERROR_COLUMNS), pd.DataFrame(run_rows)
 
 
+ROBUSTNESS_COLUMNS = KEY + ["status", "evaluation", "pair", "metric", "value", "unit"]
+
+
+def robustness_rows(path: Path, runs_root: Path) -> list[dict]:
+    """Tidy rows of one robustness.json: MD survival, EMD per pair, RSS collapse, dimer walls."""
+    key = run_key(path, runs_root)
+    rec = json.loads(path.read_text())
+    if rec["status"] != "ok":
+        return [{**key, "status": rec["status"]}]
+    rows = []
+
+    def add(evaluation, metric, value, unit="", pair=None):
+        if value is not None:
+            rows.append({**key, "status": "ok", "evaluation": evaluation, "pair": pair, "metric": metric,
+                         "value": float(value), "unit": unit})
+
+    md = rec["md"]["summary"]
+    add("md", "survival_fraction", md["survival_fraction"])
+    add("md", "mean_time_ps", md["mean_time_ps"], "ps")
+    add("md", "mean_time_to_failure_ps", md["mean_time_to_failure_ps"], "ps")
+    add("md", "steps_per_s", md["mean_steps_per_s"], "1/s")
+    for reason, count in md["reasons"].items():
+        add("md", f"n_{reason}", count)
+    for pair, value in (rec.get("emd") or {}).get("emd", {}).items():
+        add("emd", "emd", value, "A", pair)
+    rss = rec["rss"]["summary"]
+    add("rss", "collapse_fraction", rss["collapse_fraction"])
+    add("rss", "converged_fraction", rss["converged_fraction"])
+    add("rss", "median_min_distance", (rss["min_distance"] or {}).get("median"), "A")
+    add("rss", "median_energy_per_atom", (rss["energy_per_atom"] or {}).get("median"), "eV/atom")
+    for pair, m in rec["dimers"].items():
+        add("dimers", "wall_failures", m["wall_failures"], "", pair)
+        add("dimers", "monotonic_wall", m["monotonic_wall"], "", pair)
+        add("dimers", "r_min", m["r_min"], "A", pair)
+        add("dimers", "e_min", m["e_min"], "eV", pair)
+        add("dimers", "force_sign_flips", m.get("force_sign_flips"), "", pair)
+    return rows
+
+
 def _mev(value):
     return None if value is None else 1000.0 * float(value)
 
@@ -101,6 +140,7 @@ def learning_curves(errors: pd.DataFrame, out: Path, quantity: str = "forces") -
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--errors", nargs="+", required=True, type=Path, help="errors.json files of the runs")
+    p.add_argument("--robustness", nargs="*", default=[], type=Path, help="robustness.json files of the runs")
     p.add_argument("--runs-root", type=Path, default=Path("results/runs"))
     p.add_argument("--tables", type=Path, default=Path("results/tables"))
     p.add_argument("--figures", type=Path, default=Path("results/figures"))
@@ -112,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
     args.tables.mkdir(parents=True, exist_ok=True)
     errors.sort_values(KEY).to_csv(args.tables / "errors.csv", index=False)
     runs.sort_values(KEY).to_csv(args.tables / "runs.csv", index=False)
+    if args.robustness:
+        rob = [row for path in args.robustness for row in robustness_rows(path, args.runs_root)]
+        pd.DataFrame(rob, columns=ROBUSTNESS_COLUMNS).sort_values(KEY).to_csv(
+            args.tables / "robustness.csv", index=False)
     learning_curves(errors, args.figures / "learning_curves.png")
     counts = runs.status.value_counts().to_dict()
     print(f"aggregated {len(runs)} runs ({', '.join(f'{k}: {v}' for k, v in counts.items())}) "
