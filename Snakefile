@@ -8,6 +8,7 @@ include: "workflow/rules/fetch.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/robustness.smk"
 include: "workflow/rules/aggregate.smk"
 
 
@@ -19,6 +20,6 @@ rule all:
 
 onsuccess:
     print(
-        "ftbench finished. Tables: results/tables/ (errors.csv, runs.csv); "
+        "ftbench finished. Tables: results/tables/ (errors.csv, runs.csv, robustness.csv); "
         "figures: results/figures/"
     )

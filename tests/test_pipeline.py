@@ -153,3 +153,21 @@ def test_training_subsets_are_nested_and_provenance_recorded(micro_run):
 def test_noop_rerun_schedules_nothing(micro_run):
     proc = snakemake(micro_run, "-n", "--configfile", str(MICRO))
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_robustness_rows_for_every_run(micro_run):
+    cfg = load_config(None, yaml.safe_load(MICRO.read_text()))
+    rob = pd.read_csv(micro_run / "results" / "tables" / "robustness.csv")
+    key = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]
+    expected = {(r.benchmark, r.model, r.strategy, r.e0, r.size, r.seed) for r in expand_grid(cfg) + untouched_runs(cfg)}
+    assert set(map(tuple, rob[key].drop_duplicates().itertuples(index=False))) == expected
+    for _, grp in rob.groupby(key):
+        metrics = set(zip(grp.evaluation, grp.metric))
+        assert {("md", "survival_fraction"), ("rss", "collapse_fraction"), ("dimers", "wall_failures")} <= metrics
+        # every element pair of the SN2 system has a dimer curve: H, C, F, Cl -> 10 pairs
+        assert grp[(grp.evaluation == "dimers") & (grp.metric == "wall_failures")].pair.nunique() == 10
+    # MD trajectories are kept, so how far a run got can be seen
+    traj = run_dir(micro_run, "naive") / "robustness" / "md" / "replica_0.xyz"
+    assert len(read(traj, ":")) >= 1
+    info = json.loads((run_dir(micro_run, "naive") / "robustness" / "robustness.json").read_text())
+    assert info["md"]["summary"]["n_replicas"] == 2 and len(info["rss"]["structures"]) == 2

@@ -22,8 +22,8 @@ ERROR_COLUMNS = KEY + ["status", "dataset", "dataset_model", "head", "head_role"
                        "statistic", "value", "unit", "n_configs"]
 
 
-def run_key(errors_path: Path, runs_root: Path) -> dict:
-    r = parse_run_path(str(errors_path.parent.relative_to(runs_root)))
+def run_key(run_dir: Path, runs_root: Path) -> dict:
+    r = parse_run_path(str(run_dir.relative_to(runs_root)))
     return {"benchmark": r.benchmark, "model": r.model, "strategy": r.strategy, "e0": r.e0,
             "train_size": r.size, "seed": r.seed}
 
@@ -31,7 +31,7 @@ def run_key(errors_path: Path, runs_root: Path) -> dict:
 def collect(errors_files: list[Path], runs_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     error_rows, run_rows = [], []
     for path in errors_files:
-        key = run_key(path, runs_root)
+        key = run_key(path.parent, runs_root)
         errors = json.loads(path.read_text())
         run = json.loads((path.parent / "run.json").read_text())
         params = run.get("trainable_parameters") or {}
@@ -58,7 +58,7 @@ ROBUSTNESS_COLUMNS = KEY + ["status", "evaluation", "pair", "metric", "value", "
 
 def robustness_rows(path: Path, runs_root: Path) -> list[dict]:
     """Tidy rows of one robustness.json: MD survival, EMD per pair, RSS collapse, dimer walls."""
-    key = run_key(path, runs_root)
+    key = run_key(path.parent.parent, runs_root)  # <run>/robustness/robustness.json
     rec = json.loads(path.read_text())
     if rec["status"] != "ok":
         return [{**key, "status": rec["status"]}]

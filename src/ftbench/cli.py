@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("finetune", "fine-tune with mace_run_train for one grid cell"),
     "evaluate": ("evaluate", "energy/force/stress errors of a model on a dataset"),
     "aggregate": ("aggregate", "collect results into tidy tables and figures"),
+    "robustness": ("robustness", "all robustness evaluations of one model, as the pipeline runs them"),
     "md": ("md", "MD stability test (Langevin NVT with a temperature ramp)"),
     "rdf": ("rdf", "partial radial distribution functions of a trajectory"),
     "emd": ("emd", "earth mover's distance between two RDF tables"),

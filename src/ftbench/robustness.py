@@ -47,6 +47,23 @@ def md_frames_for_rdf(out_dir: Path, replicas: int, max_temperature: float, skip
     return frames
 
 
+def prerelax(structure, calc, steps: int, fmax: float):
+    """A short FIRE relaxation with the model itself: MD then starts near the model's own minimum
+    instead of turning a rattled geometry's strain into heat. A model with a hole in its wall
+    may already collapse here; the MD detector reports that at its first frame."""
+    atoms = structure.copy()
+    if steps > 0:
+        from ase.optimize import FIRE
+
+        atoms.calc = calc
+        try:
+            FIRE(atoms, logfile=None).run(fmax=fmax, steps=steps)
+        except Exception as err:  # a blow-up during relaxation is reported by the MD run
+            log.warning("pre-relaxation stopped: %s", err)
+        atoms.calc = None
+    return atoms
+
+
 def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: Path,
              reference_rdf: Path | None, device: str = "cpu") -> dict:
     from ftbench import dimers, emd, md, rdf, rss
@@ -56,6 +73,7 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
     result: dict = {}
 
     s = settings["md"]
+    structure = prerelax(structure, calc, s.get("prerelax_steps", 0), s.get("prerelax_fmax", 0.1))
     md_dir = out_dir / "md"
     md_dir.mkdir(parents=True, exist_ok=True)
     criteria = md.Criteria(s["min_distance"], s["max_force"], s["max_temperature_factor"])

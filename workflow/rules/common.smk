@@ -1,5 +1,6 @@
 # Config loading, validation and the small helpers the rules use. Cheap on purpose: every
 # cluster job re-parses this (no torch, no file globbing).
+import copy
 import json
 import os
 import shlex
@@ -174,3 +175,9 @@ def evaluate_inputs(w):
     for m in models:
         inputs[f"pt_eval__{m}"] = f"results/replay/{w.benchmark}/{m}/pt_eval.xyz"
     return inputs
+
+
+def robustness_settings(benchmark):
+    settings = copy.deepcopy(config["robustness"])
+    override = CATALOG["benchmarks"][benchmark].get("robustness", {})
+    return ftc.deep_update(settings, copy.deepcopy(override))
