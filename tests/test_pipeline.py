@@ -58,7 +58,7 @@ def test_tables_cover_every_cell(micro_run):
     # target test errors and pretraining-slice errors for every fine-tuned model
     test = errors[(errors.dataset == "test") & (errors.quantity == "forces") & (errors.statistic == "rmse")]
     assert len(test.groupby(key)) == len(expected)
-    pt = errors[(errors.dataset == "pt_eval") & (errors.head == "pt_head")]
+    pt = errors[(errors.dataset == "pt_eval") & (errors["head"] == "pt_head")]
     assert set(pt.strategy) == {"replay", "pseudo_replay", "replay_lora"}
     assert (micro_run / "results" / "figures" / "learning_curves.png").stat().st_size > 10_000
 

@@ -19,6 +19,31 @@ def load_calculator(model: str | Path, head: str | None = None, device: str = "c
     return MACECalculator(model_paths=str(path), device=device, default_dtype=default_dtype, **kwargs)
 
 
-def model_heads(model) -> list[str]:
-    """Head names of a loaded mace model (single-head models report ['Default'])."""
-    return list(getattr(model, "heads", None) or ["Default"])
+def add_model_arguments(parser) -> None:
+    """The options every model-driven subcommand (md, rss, dimers) takes."""
+    parser.add_argument("--model", required=True, help="MACE model file")
+    parser.add_argument("--head", default=None,
+                        help="head of a multihead model (the pipeline passes the target head)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+
+
+def calculator_for(args, elements, what: str):
+    """The calculator of `args`, refusing elements the model was not trained on."""
+    calc = load_calculator(args.model, head=args.head, device=args.device, default_dtype=args.dtype)
+    known = supported_elements(calc)
+    missing = sorted(set(elements) - known) if known is not None else []
+    if missing:
+        raise FtbenchError(f"{what} has elements {missing} that --model {args.model} does not know "
+                           f"(it has {sorted(known)})")
+    return calc
+
+
+def supported_elements(calc) -> set[str] | None:
+    """Elements a MACE calculator was trained on, or None when the calculator does not say."""
+    from ase.data import chemical_symbols
+
+    zs = getattr(getattr(calc, "z_table", None), "zs", None)
+    if zs is None:
+        return None
+    return {chemical_symbols[int(z)] for z in zs}

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from ftbench.calculators import add_model_arguments
 from ftbench.errors import FtbenchError
 from ftbench.geometry import pair_name
 
@@ -118,10 +119,7 @@ def dimer_curves(calc, elements: list[str], r: np.ndarray, depth_tol: float = 1e
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="MACE model file")
-    parser.add_argument("--head", default=None, help="head of a multihead model (the pipeline passes the target head)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    add_model_arguments(parser)
     parser.add_argument("--elements", required=True, help="comma-separated symbols, e.g. H,F,Cl")
     parser.add_argument("--r-min", type=float, default=0.3, help="shortest distance (A)")
     parser.add_argument("--r-max", type=float, default=6.0, help="longest distance (A); energies are zero here")
@@ -134,17 +132,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ftbench.calculators import load_calculator
-    from ftbench.geometry import supported_elements
+    from ftbench.calculators import calculator_for
 
     elements = parse_elements(args.elements)
     if not (0 < args.r_min < args.r_max) or args.n_points < 3:
         raise FtbenchError("need 0 < --r-min < --r-max and --n-points >= 3")
-    calc = load_calculator(args.model, head=args.head, device=args.device, default_dtype=args.dtype)
-    known = supported_elements(calc)
-    missing = sorted(set(elements) - known) if known is not None else []
-    if missing:
-        raise FtbenchError(f"--elements: --model {args.model} does not know {missing} (it has {sorted(known)})")
+    calc = calculator_for(args, elements, "--elements")
     r = np.linspace(args.r_min, args.r_max, args.n_points)
     curves, metrics = dimer_curves(calc, elements, r, args.depth_tol, args.force_tol)
     out = Path(args.out)

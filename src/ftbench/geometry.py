@@ -93,14 +93,3 @@ def min_pair_distance(atoms: Atoms) -> float:
         if cutoff > limit:
             return float("inf")
         cutoff *= 2.0
-
-
-def supported_elements(calc) -> set[str] | None:
-    """Elements a MACE calculator was trained on, or None when the calculator does not say."""
-    from ase.data import chemical_symbols
-
-    z_table = getattr(calc, "z_table", None)
-    zs = getattr(z_table, "zs", None)
-    if zs is None:
-        return None
-    return {chemical_symbols[int(z)] for z in zs}

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 
+from ftbench.calculators import add_model_arguments
 from ftbench.errors import FtbenchError
 from ftbench.geometry import min_distance_below
 
@@ -207,10 +208,7 @@ def run_replicas(atoms: Atoms, calc, *, replicas: int = 3, seed: int = 0, out_di
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="MACE model file")
-    parser.add_argument("--head", default=None, help="head of a multihead model")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    add_model_arguments(parser)
     parser.add_argument("--structure", required=True, help="starting structure (any ase.io format)")
     parser.add_argument("--index", type=int, default=0, help="frame of --structure to start from")
     parser.add_argument("--out", required=True, help="output folder: result.json, replica_{i}.xyz")
@@ -232,8 +230,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ase.io import read
 
-    from ftbench.calculators import load_calculator
-    from ftbench.geometry import supported_elements
+    from ftbench.calculators import calculator_for
 
     path = Path(args.structure)
     if not path.is_file():
@@ -242,11 +239,7 @@ def run(args: argparse.Namespace) -> int:
         atoms = read(path, index=args.index)
     except (IndexError, StopIteration):
         raise FtbenchError(f"--index {args.index} is out of range for {path}") from None
-    calc = load_calculator(args.model, head=args.head, device=args.device, default_dtype=args.dtype)
-    known = supported_elements(calc)
-    missing = sorted(set(atoms.get_chemical_symbols()) - known) if known is not None else []
-    if missing:
-        raise FtbenchError(f"--structure {path} has elements {missing} that --model {args.model} does not know")
+    calc = calculator_for(args, atoms.get_chemical_symbols(), f"--structure {path}")
     criteria = Criteria(args.min_distance, args.max_force, args.max_temperature_factor)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

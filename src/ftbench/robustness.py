@@ -21,18 +21,6 @@ from ftbench.provenance import Provenance, write_json
 log = logging.getLogger("ftbench.robustness")
 
 
-def target_head(model_path: Path, head: str | None) -> str | None:
-    """Multihead models are evaluated with their target head (the fine-tuned 'Default')."""
-    if head:
-        return head
-    import torch
-
-    heads = list(getattr(torch.load(model_path, map_location="cpu", weights_only=False), "heads", []) or [])
-    if len(heads) > 1:
-        return "Default" if "Default" in heads else heads[-1]
-    return None
-
-
 def md_frames_for_rdf(out_dir: Path, replicas: int, max_temperature: float, skip: int) -> list:
     """Frames of the low-temperature part of the ramp, after `skip` frames, before any failure."""
     frames = []
@@ -69,7 +57,8 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
     from ftbench import dimers, emd, md, rdf, rss
     from ftbench.calculators import load_calculator
 
-    calc = load_calculator(model, head=target_head(model, head), device=device)
+    # head None: mace picks the single head, or the fine-tuned 'Default' head of a multihead model
+    calc = load_calculator(model, head=head, device=device)
     result: dict = {}
 
     s = settings["md"]
@@ -130,7 +119,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", type=Path)
     src.add_argument("--run", type=Path, help="run.json of `ftbench finetune` (failed runs give a status record)")
-    p.add_argument("--head", default=None, help="head to evaluate (default: the target head)")
+    p.add_argument("--head", default=None, help="head to evaluate (default: the only head, or 'Default')")
     p.add_argument("--structure", required=True, type=Path, help="MD starting structures (extxyz)")
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--reference-rdf", type=Path, default=None, help="reference RDF table for the EMD")

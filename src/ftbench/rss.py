@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from ftbench.calculators import add_model_arguments
 from ftbench.errors import FtbenchError
 from ftbench.geometry import min_pair_distance
 
@@ -218,10 +219,7 @@ def _summarise(records: list[dict]) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="MACE model file")
-    parser.add_argument("--head", default=None, help="head of a multihead model")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    add_model_arguments(parser)
     parser.add_argument("--composition", required=True, help="cell content, e.g. H2O or Na1Cl1H16O8")
     parser.add_argument("--n-structures", type=int, default=20)
     parser.add_argument("--density-range", default="0.5,1.5", help="low,high in g/cm^3 (evenly spaced)")
@@ -240,16 +238,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ase.io import write
 
-    from ftbench.calculators import load_calculator
-    from ftbench.geometry import supported_elements
+    from ftbench.calculators import calculator_for
 
     composition = parse_composition(args.composition)
     density_range = parse_range(args.density_range)
-    calc = load_calculator(args.model, head=args.head, device=args.device, default_dtype=args.dtype)
-    known = supported_elements(calc)
-    missing = sorted(set(composition) - known) if known is not None else []
-    if missing:
-        raise FtbenchError(f"--composition {args.composition}: --model {args.model} does not know {missing}")
+    calc = calculator_for(args, composition, f"--composition {args.composition}")
     result, relaxed = run_rss(
         calc, composition, n_structures=args.n_structures, density_range=density_range,
         periodic=args.periodic, fmax=args.fmax, max_steps=args.max_steps,

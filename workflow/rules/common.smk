@@ -181,3 +181,11 @@ def robustness_settings(benchmark):
     settings = copy.deepcopy(config["robustness"])
     override = CATALOG["benchmarks"][benchmark].get("robustness", {})
     return ftc.deep_update(settings, copy.deepcopy(override))
+
+
+def untouched_head(w):
+    """An untouched multihead foundation (MACE-MH-1) is probed with the head the config adapts."""
+    if w.strategy != ftc.UNTOUCHED:
+        return ""
+    head = CATALOG["foundation_models"][w.model].get("head")
+    return f"--head {head}" if head else ""

@@ -34,9 +34,10 @@ rule robustness:
     params:
         settings=lambda w: quoted_json(robustness_settings(w.benchmark)),
         index=lambda w: robustness_settings(w.benchmark)["structure_index"],
+        head=lambda w: untouched_head(w),
         out_dir=subpath(output[0], parent=True),
     shell:
         "OMP_NUM_THREADS={threads} python -m ftbench robustness --run {input.run} "
-        "--structure {input.structures} --index {params.index} "
+        "--structure {input.structures} --index {params.index} {params.head} "
         "--reference-rdf {input.reference} --settings {params.settings} "
         "--out-dir {params.out_dir} > {log} 2>&1"
