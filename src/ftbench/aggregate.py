@@ -39,7 +39,7 @@ def collect(errors_files: list[Path], runs_root: Path) -> tuple[pd.DataFrame, pd
         run_rows.append({**key, "status": run["status"], "reason": run.get("reason"),
                          "wall_time_s": run.get("wall_time_s"), "gpu_hours": run.get("gpu_hours"),
                          "epochs": run.get("epochs"), "device": run.get("device"),
-                         "trainable_parameters": params.get("lora", params.get("original")),
+                         "parameters": params.get("total"), "trained_parameters": params.get("trained"),
                          "valid_force_rmse_mev_per_a": _mev(last.get("rmse_f")),
                          "e0_warnings": " | ".join(run.get("warnings") or [])})
         if errors["status"] != "ok" or not errors["rows"]:

@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
                       foundation=args.foundation, pt_train=args.pt_train)
     prov = Provenance([args.train, args.valid, args.e0, args.foundation, args.pt_train],
                       argv=["mace_run_train", *argv], device=device)
+    patched = None
+    if args.foundation is not None and not flags.get("multiheads_finetuning"):
+        patched = foundation_with_e0s(args.foundation, args.e0, out_dir / "foundation_with_e0s.model")
+        argv = [f"--foundation_model={patched}" if a.startswith("--foundation_model=") else a for a in argv]
     log.info("mace_run_train %s", " ".join(argv))
     status, reason = "ok", None
     try:
@@ -105,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             status, reason = "failed", f"mace finished without writing {model_path}"
     if status != "ok" and model_path.exists():
         model_path.unlink()  # evaluations must not pick up a diverged model
+    if patched is not None:
+        patched.unlink(missing_ok=True)
     compiled = out_dir / f"{MODEL_NAME}_compiled.model"
     if compiled.exists():
         compiled.unlink()  # not used by ftbench; saves disk across a large grid
@@ -112,11 +118,17 @@ def run(args: argparse.Namespace) -> int:
     warnings = []
     if args.e0_info and args.e0_info.is_file():
         warnings = json.loads(args.e0_info.read_text()).get("warnings", [])
+    if status == "ok":
+        expected = {int(z): e for z, e in json.loads(args.e0.read_text()).items()}
+        used = e0s_in_model(model_path)
+        if any(abs(used.get(z, float("nan")) - e) > 1e-8 for z, e in expected.items()):
+            warnings.append(f"E0s in the saved model {used} differ from {args.e0} {expected}")
     epochs = [r.get("epoch") for r in curve if r.get("epoch") is not None]
     rec = prov.record([model_path] if status == "ok" else [], extra={
         "status": status, "reason": reason, "model": str(model_path) if status == "ok" else None,
         "epochs": (max(epochs) + 1) if epochs else 0,
-        "trainable_parameters": trainable_parameters(_mace_log(out_dir)),
+        "trainable_parameters": parameter_counts(model_path, _mace_log(out_dir)) if status == "ok" else {},
+        "e0s_in_model": e0s_in_model(model_path) if status == "ok" else None,
         "first_valid": curve[0] if curve else None, "last_valid": curve[-1] if curve else None,
         "warnings": warnings, "flags": flags,
     })
@@ -126,6 +138,56 @@ def run(args: argparse.Namespace) -> int:
     if args.require_ok and status != "ok":
         raise FtbenchError(f"training in {out_dir} {status}: {reason}; see {out_dir / 'logs'}")
     return 0
+
+
+def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
+    """A copy of the foundation model carrying the run's E0s.
+
+    mace 0.3.16 ends its transfer of foundation weights (load_foundations_elements) by copying
+    every same-shaped tensor of the foundation's state, E0 buffer included: when the fine-tuning
+    elements are as many as the foundation's (e.g. --foundation_model_elements), a single-head
+    fine-tune silently trains with the foundation's E0s instead of --E0s. With the E0s already
+    in the foundation, both paths give the run's E0s.
+    """
+    import torch
+
+    model = torch.load(foundation, map_location="cpu", weights_only=False)
+    e0s = {int(z): e for z, e in json.loads(e0_json.read_text()).items()}
+    zs = [int(z) for z in model.atomic_numbers]
+    buf = model.atomic_energies_fn.atomic_energies
+    rows = buf.view(-1, len(zs))
+    for i, z in enumerate(zs):
+        if z in e0s:
+            rows[:, i] = e0s[z]
+    torch.save(model, out)
+    return out
+
+
+def _target_row(model):
+    ae = model.atomic_energies_fn.atomic_energies.detach().cpu().reshape(-1, len(model.atomic_numbers))
+    heads = list(getattr(model, "heads", None) or ["Default"])
+    return ae[heads.index("Default") if "Default" in heads else -1]
+
+
+def e0s_in_model(model_path: Path) -> dict[int, float]:
+    """E0s of the target head of a saved model: what the run really used."""
+    import torch
+
+    model = torch.load(model_path, map_location="cpu", weights_only=False)
+    return {int(z): float(e) for z, e in zip(model.atomic_numbers, _target_row(model))}
+
+
+def parameter_counts(model_path: Path, mace_log: Path) -> dict[str, int]:
+    """Total and trained parameters. LoRA adapters are merged into the saved model, so their
+    count comes from mace's log (parameters after injection minus before)."""
+    import torch
+
+    logged = trainable_parameters(mace_log)
+    model = torch.load(model_path, map_location="cpu", weights_only=False)
+    total = sum(p.numel() for p in model.parameters())
+    if "lora" in logged:
+        return {"total": total, "trained": logged["lora"] - logged["original"]}
+    return {"total": total, "trained": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
 def _mace_log(out_dir: Path) -> Path:
