@@ -118,17 +118,18 @@ def run(args: argparse.Namespace) -> int:
     warnings = []
     if args.e0_info and args.e0_info.is_file():
         warnings = json.loads(args.e0_info.read_text()).get("warnings", [])
-    if status == "ok":
+    saved = _load(model_path) if status == "ok" else None
+    if saved is not None:
         expected = {int(z): e for z, e in json.loads(args.e0.read_text()).items()}
-        used = e0s_in_model(model_path)
+        used = e0s_in_model(saved)
         if any(abs(used.get(z, float("nan")) - e) > 1e-8 for z, e in expected.items()):
             warnings.append(f"E0s in the saved model {used} differ from {args.e0} {expected}")
     epochs = [r.get("epoch") for r in curve if r.get("epoch") is not None]
     rec = prov.record([model_path] if status == "ok" else [], extra={
         "status": status, "reason": reason, "model": str(model_path) if status == "ok" else None,
         "epochs": (max(epochs) + 1) if epochs else 0,
-        "trainable_parameters": parameter_counts(model_path, _mace_log(out_dir)) if status == "ok" else {},
-        "e0s_in_model": e0s_in_model(model_path) if status == "ok" else None,
+        "trainable_parameters": parameter_counts(saved, _mace_log(out_dir)) if saved is not None else {},
+        "e0s_in_model": e0s_in_model(saved) if saved is not None else None,
         "first_valid": curve[0] if curve else None, "last_valid": curve[-1] if curve else None,
         "warnings": warnings, "flags": flags,
     })
@@ -169,21 +170,21 @@ def _target_row(model):
     return ae[heads.index("Default") if "Default" in heads else -1]
 
 
-def e0s_in_model(model_path: Path) -> dict[int, float]:
-    """E0s of the target head of a saved model: what the run really used."""
+def _load(model_path: Path):
     import torch
 
-    model = torch.load(model_path, map_location="cpu", weights_only=False)
+    return torch.load(model_path, map_location="cpu", weights_only=False)
+
+
+def e0s_in_model(model) -> dict[int, float]:
+    """E0s of the target head of a saved model: what the run really used."""
     return {int(z): float(e) for z, e in zip(model.atomic_numbers, _target_row(model))}
 
 
-def parameter_counts(model_path: Path, mace_log: Path) -> dict[str, int]:
+def parameter_counts(model, mace_log: Path) -> dict[str, int]:
     """Total and trained parameters. LoRA adapters are merged into the saved model, so their
     count comes from mace's log (parameters after injection minus before)."""
-    import torch
-
     logged = trainable_parameters(mace_log)
-    model = torch.load(model_path, map_location="cpu", weights_only=False)
     total = sum(p.numel() for p in model.parameters())
     if "lora" in logged:
         return {"total": total, "trained": logged["lora"] - logged["original"]}
