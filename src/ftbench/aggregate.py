@@ -110,7 +110,7 @@ def learning_curves(errors: pd.DataFrame, out: Path, quantity: str = "forces") -
                 & (errors.statistic == "rmse")]
     benchmarks = sorted(errors.benchmark.unique())
     models = sorted(m for m in errors.model.unique() if m != "none")
-    fig, axes = plt.subplots(len(benchmarks), max(1, len(models)), squeeze=False,
+    fig, axes = plt.subplots(len(benchmarks), max(1, len(models)), squeeze=False, layout="constrained",
                              figsize=(4.2 * max(1, len(models)), 3.4 * len(benchmarks)))
     for i, bench in enumerate(benchmarks):
         for j, model in enumerate(models or ["none"]):
