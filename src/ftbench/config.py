@@ -95,8 +95,7 @@ def validate(cfg: dict) -> dict:
 def sizes_for(cfg: dict, benchmark: str) -> list[int]:
     """Training-set sizes of one benchmark: explicit list (checked against the pool) or `auto`
     (the size ladder up to the pool, plus the whole pool)."""
-    bench = cfg["catalog"]["benchmarks"][benchmark]
-    pool = bench.get("max_train") or _demo_pool(bench)
+    pool = _pool(cfg, benchmark)
     if cfg["train_sizes"] == "auto":
         sizes = [s for s in cfg["size_ladder"] if pool is None or s <= pool]
         return sizes + [pool] if pool is not None and pool not in sizes else sizes
@@ -114,15 +113,18 @@ def dropped_sizes(cfg: dict) -> dict[str, list[int]]:
         return {}
     out = {}
     for benchmark in cfg["benchmarks"]:
-        bench = cfg["catalog"]["benchmarks"][benchmark]
-        pool = bench.get("max_train") or _demo_pool(bench)
+        pool = _pool(cfg, benchmark)
         dropped = [s for s in cfg["size_ladder"] if pool is not None and s > pool]
         if dropped:
             out[benchmark] = dropped
     return out
 
 
-def _demo_pool(bench: dict) -> int | None:
+def _pool(cfg: dict, benchmark: str) -> int | None:
+    """Training configurations a benchmark holds: `max_train`, or what the demo split leaves."""
+    bench = cfg["catalog"]["benchmarks"][benchmark]
+    if bench.get("max_train"):
+        return bench["max_train"]
     if bench["source"] != "demo":
         return None
     split = bench.get("split", {})

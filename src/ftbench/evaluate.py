@@ -4,7 +4,6 @@ config_type, for every dataset and every head asked for. Units: meV/atom, meV/A,
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -12,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from ase.io import read
 
+from ftbench.convert import is_isolated_atom
 from ftbench.errors import FtbenchError
-from ftbench.provenance import Provenance, write_json
+from ftbench.provenance import Provenance
 
 log = logging.getLogger("ftbench.evaluate")
 UNITS = {"energy": "meV/atom", "forces": "meV/A", "stress": "meV/A^3"}
@@ -70,7 +70,7 @@ def evaluate(model_path: Path, datasets: dict[str, Path], heads: list[str] | Non
     heads = heads or heads_of(model)
     rows = []
     for name, path in datasets.items():
-        atoms = [a for a in read(path, ":") if a.info.get("config_type") != "IsolatedAtom"]
+        atoms = [a for a in read(path, ":") if not is_isolated_atom(a)]
         if not atoms:
             raise FtbenchError(f"dataset {path} has no configurations to evaluate")
         for head in heads:
@@ -101,9 +101,9 @@ def run(args: argparse.Namespace) -> int:
             raise FtbenchError(f"dataset {path} does not exist")
     model_path, status, reason = args.model, "ok", None
     if args.run is not None:
-        info = json.loads(args.run.read_text())
-        status, reason = info["status"], info.get("reason")
-        model_path = Path(info["model"]) if info.get("model") else None
+        from ftbench.finetune import read_run
+
+        model_path, status, reason = read_run(args.run)
     prov = Provenance([model_path, *datasets.values()], device=args.device)
     rows = evaluate(model_path, datasets, args.head, args.batch_size, args.device) if status == "ok" else []
     prov.write(args.out, extra={"status": status, "reason": reason, "rows": rows})

@@ -164,13 +164,8 @@ def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
     return out
 
 
-def _target_row(model):
-    ae = model.atomic_energies_fn.atomic_energies.detach().cpu().reshape(-1, len(model.atomic_numbers))
-    heads = list(getattr(model, "heads", None) or ["Default"])
-    return ae[heads.index("Default") if "Default" in heads else -1]
-
-
 def _load(model_path: Path):
+    # not inference.load_model: that clears requires_grad, which parameter_counts reads
     import torch
 
     return torch.load(model_path, map_location="cpu", weights_only=False)
@@ -178,7 +173,9 @@ def _load(model_path: Path):
 
 def e0s_in_model(model) -> dict[int, float]:
     """E0s of the target head of a saved model: what the run really used."""
-    return {int(z): float(e) for z, e in zip(model.atomic_numbers, _target_row(model))}
+    from ftbench.inference import model_e0s
+
+    return model_e0s(model, "Default")
 
 
 def parameter_counts(model, mace_log: Path) -> dict[str, int]:
@@ -194,6 +191,12 @@ def parameter_counts(model, mace_log: Path) -> dict[str, int]:
 def _mace_log(out_dir: Path) -> Path:
     logs = sorted((out_dir / "logs").glob("*.log"))
     return logs[-1] if logs else out_dir / "logs" / "missing.log"
+
+
+def read_run(path: Path) -> tuple[Path | None, str, str | None]:
+    """(model, status, reason) of a run.json; model is None unless the run finished ok."""
+    info = json.loads(Path(path).read_text())
+    return (Path(info["model"]) if info.get("model") else None), info["status"], info.get("reason")
 
 
 def record_untouched(model: Path, out_dir: Path) -> int:

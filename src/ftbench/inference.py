@@ -76,10 +76,14 @@ def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, de
     return results
 
 
-def foundation_e0s(model, head_index: int = 0) -> dict[int, float]:
-    """E0s stored in a model (first head of a multihead model unless told otherwise)."""
-    ae = model.atomic_energies_fn.atomic_energies.detach().cpu().numpy()
-    if ae.ndim == 2:
-        ae = ae[head_index]
-    return {z: float(e) for z, e in zip(elements_of(model), ae)}
+def model_e0s(model, head: str | None = None) -> dict[int, float]:
+    """E0s stored in a model for `head` (default: the first head, as mace's foundation E0s)."""
+    zs = elements_of(model)
+    rows = model.atomic_energies_fn.atomic_energies.detach().cpu().numpy().reshape(-1, len(zs))
+    row = rows[heads_of(model).index(head)] if head is not None else rows[0]
+    return {z: float(e) for z, e in zip(zs, row)}
+
+
+def foundation_e0s(model) -> dict[int, float]:
+    return model_e0s(model)
 

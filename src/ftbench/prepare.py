@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from ase.io import read, write
 
-from ftbench.convert import check_labels, normalise_atoms
+from ftbench.convert import check_labels, is_isolated_atom, normalise_atoms
 from ftbench.errors import FtbenchError
 from ftbench.provenance import Provenance
 
@@ -21,8 +21,8 @@ log = logging.getLogger("ftbench.prepare")
 
 
 def split(atoms_list, n_valid: int, n_test: int, seed: int):
-    isolated = [a for a in atoms_list if len(a) == 1 and a.info.get("config_type") == "IsolatedAtom"]
-    rest = [a for a in atoms_list if not (len(a) == 1 and a.info.get("config_type") == "IsolatedAtom")]
+    isolated = [a for a in atoms_list if is_isolated_atom(a)]
+    rest = [a for a in atoms_list if not is_isolated_atom(a)]
     if n_valid + n_test >= len(rest):
         raise FtbenchError(f"split asks for {n_valid} validation + {n_test} test configurations but only "
                            f"{len(rest)} exist; lower `split.valid`/`split.test`")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from ase.io import read, write
 
+from ftbench.convert import is_isolated_atom
 from ftbench.errors import FtbenchError
 from ftbench.provenance import Provenance
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     prov = Provenance([args.pool, args.model, *args.benchmark_data], device=args.device)
     elements = {int(z) for path in args.benchmark_data for a in read(path, ":") for z in a.numbers}
-    pool = [a for a in read(args.pool, ":") if a.info.get("config_type") != "IsolatedAtom"]
+    pool = [a for a in read(args.pool, ":") if not is_isolated_atom(a)]
     usable = element_filter(pool, elements, args.filter)
     log.info("%d of %d pool configurations pass the %s filter", len(usable), len(pool), args.filter)
     replay, held_out = select(usable, args.n_samples, args.n_eval, args.seed)

@@ -133,9 +133,9 @@ def run(args: argparse.Namespace) -> int:
     settings = json.loads(args.settings)
     model, status, reason = args.model, "ok", None
     if args.run is not None:
-        info = json.loads(args.run.read_text())
-        status, reason = info["status"], info.get("reason")
-        model = Path(info["model"]) if info.get("model") else None
+        from ftbench.finetune import read_run
+
+        model, status, reason = read_run(args.run)
     structures = read(args.structure, ":")
     if not -len(structures) <= args.index < len(structures):
         raise FtbenchError(f"--index {args.index} out of range: {args.structure} holds {len(structures)} structures")

@@ -30,6 +30,16 @@ def mace_flags(cfg: dict, strategy_name: str, model_name: str | None) -> dict:
     return flags
 
 
+def pretrain_flags(cfg: dict, model_name: str) -> dict:
+    """Flags that pretrain a demo foundation model: shared flags < architecture < pretrain."""
+    entry = cfg["catalog"]["foundation_models"][model_name]
+    flags = dict(LABEL_KEYS)
+    flags.update(cfg["training"]["mace_flags"])
+    flags.update(entry["architecture"])
+    flags.update({k: v for k, v in entry["pretrain"].items() if k != "seed"})
+    return flags
+
+
 def to_argv(flags: dict) -> list[str]:
     """mace_run_train argv; unknown options are refused here rather than deep inside mace."""
     import argparse

@@ -14,7 +14,7 @@ from snakemake.settings.types import DeploymentMethod
 from ftbench import config as ftc
 from ftbench import jobenv
 from ftbench.errors import FtbenchError
-from ftbench.strategies import mace_flags
+from ftbench.strategies import mace_flags, pretrain_flags
 
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
@@ -90,17 +90,6 @@ def replay_pool(model, benchmark):
 
 def quoted_json(obj):
     return shlex.quote(json.dumps(obj, sort_keys=True))
-
-
-def pretrain_flags(model):
-    entry = CATALOG["foundation_models"][model]
-    flags = dict(config["training"]["mace_flags"])
-    flags.update(
-        energy_key="REF_energy", forces_key="REF_forces", stress_key="REF_stress"
-    )
-    flags.update(entry["architecture"])
-    flags.update({k: v for k, v in entry["pretrain"].items() if k != "seed"})
-    return flags
 
 
 def demo_args(gen):

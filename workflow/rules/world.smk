@@ -81,7 +81,7 @@ rule pretrain:
         "../envs/ftbench.yaml"
     threads: THREADS
     params:
-        flags=lambda w: quoted_json(pretrain_flags(w.model)),
+        flags=lambda w: quoted_json(pretrain_flags(config, w.model)),
         seed=lambda w: CATALOG["foundation_models"][w.model]["pretrain"].get("seed", 1),
         out_dir=subpath(output.run, parent=True),
         device=config["device"],
