@@ -105,3 +105,17 @@ def test_grid_cli_slices_axes():
     assert {ln.split("/")[2] for ln in lines} == {"naive", "replay"}
     bad = ftbench("grid", "--config", "strategies=[nope]")
     assert bad.returncode == 2 and "unknown strategy 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cueq_only_on_cuda_and_paper_runtimes():
+    from pathlib import Path
+
+    from ftbench.finetune import build_argv
+
+    kw = dict(train=Path("t.xyz"), valid=Path("v.xyz"), e0=Path("e0.json"), out_dir=Path("o"),
+              checkpoints=Path("c"), seed=1)
+    flags = mace_flags(load_config(), "naive", "demo_gen1")
+    assert "--enable_cueq=True" in build_argv(flags, device="cuda", enable_cueq=True, **kw)
+    assert not any("cueq" in a for a in build_argv(flags, device="cpu", enable_cueq=True, **kw))
+    paper = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml"])
+    assert paper["runtime_minutes"]["finetune"] == 720 and paper["runtime_minutes"]["default"] == 30

@@ -89,7 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, nargs="+", metavar="[NAME=]PATH", help="datasets (extxyz, REF_* keys)")
     p.add_argument("--head", nargs="*", default=None, help="heads to evaluate (default: every head)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto: cuda when a GPU is visible, else cpu")
     p.add_argument("--out", required=True, type=Path)
 
 
@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         from ftbench.finetune import read_run
 
         model_path, status, reason = read_run(args.run)
+    from ftbench.mace_runner import resolve_device
+
+    args.device = resolve_device(args.device)
     prov = Provenance([model_path, *datasets.values()], device=args.device)
     rows = evaluate(model_path, datasets, args.head, args.batch_size, args.device) if status == "ok" else []
     prov.write(args.out, extra={"status": status, "reason": reason, "rows": rows})

@@ -24,8 +24,11 @@ MODEL_NAME = "model"
 
 
 def build_argv(flags: dict, *, train: Path, valid: Path, e0: Path, out_dir: Path, checkpoints: Path,
-               seed: int, device: str, foundation: Path | None = None, pt_train: Path | None = None) -> list[str]:
+               seed: int, device: str, foundation: Path | None = None, pt_train: Path | None = None,
+               enable_cueq: bool = False) -> list[str]:
     flags = dict(flags)
+    if enable_cueq and device.startswith("cuda"):  # cuEquivariance kernels exist for CUDA only
+        flags["enable_cueq"] = True
     flags.update(name=MODEL_NAME, seed=seed, device=device, train_file=train, valid_file=valid, E0s=e0,
                  work_dir=out_dir, model_dir=out_dir, log_dir=out_dir / "logs",
                  results_dir=out_dir / "mace_results", checkpoints_dir=checkpoints,
@@ -53,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoints", type=Path, default=None,
                    help="checkpoint folder (kept outside declared outputs so reruns resume)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--enable-cueq", action="store_true",
+                   help="train with cuEquivariance kernels when the device is cuda (ignored on cpu)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-force-rmse", type=float, default=50.0, help="eV/A; above it a run is diverged")
     p.add_argument("--e0-info", type=Path, default=None, help="e0 provenance (mismatch warnings)")
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = args.checkpoints or out_dir / "checkpoints"
     argv = build_argv(flags, train=args.train, valid=args.valid, e0=args.e0, out_dir=out_dir,
                       checkpoints=checkpoints, seed=args.seed, device=device,
-                      foundation=args.foundation, pt_train=args.pt_train)
+                      foundation=args.foundation, pt_train=args.pt_train, enable_cueq=args.enable_cueq)
     prov = Provenance([args.train, args.valid, args.e0, args.foundation, args.pt_train],
                       argv=["mace_run_train", *argv], device=device)
     patched = None

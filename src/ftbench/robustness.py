@@ -124,7 +124,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--reference-rdf", type=Path, default=None, help="reference RDF table for the EMD")
     p.add_argument("--settings", required=True, help="JSON: md, rdf, rss, dimers settings (the config's)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto: cuda when a GPU is visible, else cpu")
     p.add_argument("--out-dir", required=True, type=Path)
 
 
@@ -139,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
     structures = read(args.structure, ":")
     if not -len(structures) <= args.index < len(structures):
         raise FtbenchError(f"--index {args.index} out of range: {args.structure} holds {len(structures)} structures")
+    from ftbench.mace_runner import resolve_device
+
+    args.device = resolve_device(args.device)
     prov = Provenance([model, args.structure, args.reference_rdf], device=args.device)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     result = {}

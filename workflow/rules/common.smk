@@ -51,6 +51,12 @@ wildcard_constraints:
 RUN_DIR = "results/runs/{benchmark}/{model}/{strategy}/{e0}/n{size}/seed{seed}"
 
 
+def runtime(rule):
+    """Cluster minutes; a retry after a time-limit kill gets `attempt` times as long."""
+    minutes = config["runtime_minutes"].get(rule, config["runtime_minutes"]["default"])
+    return lambda wildcards, attempt: minutes * attempt
+
+
 def run_files(runs, name):
     return [f"results/runs/{r.path}/{name}" for r in runs]
 

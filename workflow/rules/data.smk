@@ -14,6 +14,8 @@ rule prepare_benchmark:
         "logs/prepare_benchmark/{benchmark}.log",
     conda:
         "../envs/ftbench.yaml"
+    resources:
+        runtime=runtime("prepare_benchmark"),
     params:
         args=lambda w, input: prepare_args(w.benchmark, input),
         out_dir=subpath(output.pool, parent=True),
@@ -47,6 +49,8 @@ rule e0:
     conda:
         "../envs/ftbench.yaml"
     threads: THREADS
+    resources:
+        runtime=runtime("e0"),
     params:
         model_args=lambda w, input: (
             f"--model {input.model} --model-name {w.model}"
@@ -75,6 +79,8 @@ rule replay:
     conda:
         "../envs/ftbench.yaml"
     threads: THREADS
+    resources:
+        runtime=runtime("replay"),
     params:
         r=config["replay"],
         out_dir=subpath(output.replay, parent=True),

@@ -12,11 +12,14 @@ rule evaluate:
     conda:
         "../envs/ftbench.yaml"
     threads: THREADS
+    resources:
+        runtime=runtime("evaluate"),
     params:
         data=lambda w, input: " ".join(
             f"{name}={path}" for name, path in input.items() if name != "run"
         ),
         batch=config["evaluation"]["batch_size"],
+        device=config["device"],
     shell:
         "OMP_NUM_THREADS={threads} python -m ftbench evaluate --run {input.run} --data {params.data} "
-        "--batch-size {params.batch} --out {output} > {log} 2>&1"
+        "--batch-size {params.batch} --device {params.device} --out {output} > {log} 2>&1"

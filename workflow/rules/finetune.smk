@@ -13,6 +13,8 @@ rule finetune:
     conda:
         "../envs/ftbench.yaml"
     threads: THREADS
+    resources:
+        runtime=runtime("finetune"),
     params:
         flags=lambda w: quoted_json(
             mace_flags(
@@ -29,10 +31,11 @@ rule finetune:
         + RUN_DIR.format(**w).removeprefix("results/runs/"),
         max_force=config["divergence"]["max_force_rmse_ev_per_a"],
         device=config["device"],
+        cueq="--enable-cueq" if config["enable_cueq"] else "",
     shell:
         "python -m ftbench finetune --flags {params.flags} --train {input.train} --valid {input.valid} "
         "--e0 {input.e0} --e0-info {input.e0_info} {params.optional} --seed {wildcards.seed} "
-        "--threads {threads} --device {params.device} --max-force-rmse {params.max_force} "
+        "--threads {threads} --device {params.device} {params.cueq} --max-force-rmse {params.max_force} "
         "--out-dir {params.out_dir} --checkpoints {params.checkpoints} > {log} 2>&1"
 
 

@@ -12,6 +12,8 @@ rule reference_rdf:
         "logs/reference_rdf/{benchmark}.log",
     conda:
         "../envs/ftbench.yaml"
+    resources:
+        runtime=runtime("reference_rdf"),
     params:
         bin_width=lambda w: robustness_settings(w.benchmark)["rdf"]["bin_width"],
     shell:
@@ -31,13 +33,16 @@ rule robustness:
     conda:
         "../envs/ftbench.yaml"
     threads: THREADS
+    resources:
+        runtime=runtime("robustness"),
     params:
         settings=lambda w: quoted_json(robustness_settings(w.benchmark)),
         index=lambda w: robustness_settings(w.benchmark)["structure_index"],
         head=lambda w: untouched_head(w),
         out_dir=subpath(output[0], parent=True),
+        device=config["device"],
     shell:
         "OMP_NUM_THREADS={threads} python -m ftbench robustness --run {input.run} "
         "--structure {input.structures} --index {params.index} {params.head} "
-        "--reference-rdf {input.reference} --settings {params.settings} "
+        "--reference-rdf {input.reference} --settings {params.settings} --device {params.device} "
         "--out-dir {params.out_dir} > {log} 2>&1"

@@ -10,6 +10,8 @@ rule demo_corpus:
     conda:
         "../envs/ftbench.yaml"
     threads: THREADS
+    resources:
+        runtime=runtime("demo_corpus"),
     params:
         args=lambda w: demo_args(CATALOG["foundation_models"][w.model]["corpus"]),
     shell:
@@ -24,6 +26,8 @@ rule demo_benchmark:
     conda:
         "../envs/ftbench.yaml"
     threads: THREADS
+    resources:
+        runtime=runtime("demo_benchmark"),
     params:
         args=lambda w: demo_args(CATALOG["benchmarks"][w.benchmark]["generator"]),
     shell:
@@ -41,6 +45,8 @@ rule prepare_corpus:
         "logs/prepare_corpus/{model}.log",
     conda:
         "../envs/ftbench.yaml"
+    resources:
+        runtime=runtime("prepare_corpus"),
     params:
         n_valid=lambda w: max(
             1, CATALOG["foundation_models"][w.model]["corpus"]["n"] // 10
@@ -62,6 +68,8 @@ rule pretrain_e0:
         "logs/pretrain_e0/{model}.log",
     conda:
         "../envs/ftbench.yaml"
+    resources:
+        runtime=runtime("pretrain_e0"),
     shell:
         "python -m ftbench e0 --mode isolated --data {input.pool} --isolated {input.isolated} "
         "--out {output} > {log} 2>&1"
@@ -80,6 +88,8 @@ rule pretrain:
     conda:
         "../envs/ftbench.yaml"
     threads: THREADS
+    resources:
+        runtime=runtime("pretrain"),
     params:
         flags=lambda w: quoted_json(pretrain_flags(config, w.model)),
         seed=lambda w: CATALOG["foundation_models"][w.model]["pretrain"].get("seed", 1),
