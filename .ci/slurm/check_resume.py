@@ -1,0 +1,2 @@
+import sys
+print("check_resume stub", sys.argv[1:])
