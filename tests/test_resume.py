@@ -1,0 +1,105 @@
+"""Preemption and resume of a fine-tune, locally (no SLURM): real Snakemake, real mace_run_train.
+
+A fine-tune is SIGKILLed (its whole Snakemake process group, as a node failure or a scheduler
+kill would) once mace has written a checkpoint to results/checkpoints/...; the rerun must load
+that checkpoint (--restart_latest), continue from its epoch instead of epoch 0, and record the
+full epoch count in run.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import MICRO, ROOT, snakemake
+
+CELL = "sn2/micro/naive/estimated/n8/seed1"
+EPOCHS = 60
+
+
+@pytest.fixture()
+def resume_dir(micro_run, tmp_path) -> tuple[Path, Path]:
+    """A work directory holding the micro run's upstream files (demo world, pretrained model,
+    splits, E0s, replay files) and Snakemake's metadata, without any fine-tune: only the
+    fine-tune below is left to run."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for part in ("data", "results", ".snakemake"):
+        shutil.copytree(micro_run / part, work / part, symlinks=True)
+    for part in ("results/runs", "results/checkpoints", "results/tables", "results/figures",
+                 ".snakemake/incomplete", ".snakemake/locks"):
+        shutil.rmtree(work / part, ignore_errors=True)
+    config = yaml.safe_load(MICRO.read_text())
+    config["strategies"] = ["naive"]
+    # patience above the epoch count: early stopping never ends the run before max_num_epochs
+    config["training"] = {**config.get("training", {}), "max_num_epochs": EPOCHS, "patience": 1000}
+    cfg = tmp_path / "resume.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return work, cfg
+
+
+def _epochs_logged(text: str) -> list[int]:
+    return [int(m) for m in re.findall(r"INFO: Epoch (\d+):", text)]
+
+
+def test_killed_finetune_resumes_from_checkpoint(resume_dir):
+    work, cfg = resume_dir
+    run_dir = work / "results" / "runs" / CELL
+    ckpt_dir = work / "results" / "checkpoints" / CELL
+    rule_log = work / "logs" / "finetune" / f"{CELL}.log"
+    target = f"results/runs/{CELL}/run.json"
+    # mtime only: the copied upstream files must count as up to date whatever the metadata says
+    args = ["-c", "1", "--configfile", str(cfg), "--rerun-triggers", "mtime", target]
+
+    dry = snakemake(work, "-n", *args)
+    out = dry.stdout + dry.stderr
+    assert re.search(r"^finetune\s+1$", out, re.M), out
+    assert re.search(r"^total\s+1$", out, re.M), out  # nothing upstream reruns
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 240
+        while not list(ckpt_dir.glob("*.pt")):
+            assert proc.poll() is None, "snakemake ended before mace wrote a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.2)
+        time.sleep(1.0)  # let a couple more epochs pass: the kill lands mid-training
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # snakemake and the job's shell and python
+        proc.wait(timeout=30)
+    killed_at = max(int(re.search(r"epoch-(\d+)", p.name).group(1)) for p in ckpt_dir.glob("*.pt"))
+    assert killed_at < EPOCHS - 1, f"training had finished (checkpoint epoch {killed_at}); raise EPOCHS"
+    assert not (run_dir / "run.json").exists()
+    first_epochs = _epochs_logged(rule_log.read_text())
+    assert first_epochs and min(first_epochs) == 0
+
+    # after a hard kill the work directory is still locked: a user runs --unlock, then reruns
+    snakemake(work, "--unlock", *args)
+    rerun = snakemake(work, *args)
+    assert "rule finetune" in rerun.stdout + rerun.stderr
+
+    text = rule_log.read_text()  # the rule log is rewritten by the rerun
+    assert "Loading checkpoint" in text, text[-3000:]
+    loaded = re.search(r"Loading checkpoint: (\S+)", text).group(1)
+    assert (work / loaded).parent.resolve() == ckpt_dir.resolve()
+    resumed = _epochs_logged(text)
+    assert resumed and min(resumed) >= killed_at > 0, (killed_at, resumed[:5])
+    assert max(resumed) == EPOCHS - 1
+
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "ok", info
+    assert info["epochs"] == EPOCHS
+    # the checkpoint folder is not a declared output: it outlives both runs
+    assert list(ckpt_dir.glob("*.pt"))
