@@ -33,7 +33,7 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! comm
     apt-get install -y -qq --no-install-recommends $PKGS > "$LOGDIR/apt.log" 2>&1 \
         || { tail -30 "$LOGDIR/apt.log"; die "apt-get install"; }
 fi
-echo "apt done after $(( $(date +%s) - T0 )) s; $(sinfo --version)"
+echo "apt done after $(( $(date +%s) - T0 )) s: $(dpkg-query -W -f '${Package} ${Version}  ' slurm-wlm munge)"
 
 # ---------------------------------------------------------------------------------------------
 PIDS=()
