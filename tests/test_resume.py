@@ -59,7 +59,7 @@ def test_killed_finetune_resumes_from_checkpoint(resume_dir):
     rule_log = work / "logs" / "finetune" / f"{CELL}.log"
     target = f"results/runs/{CELL}/run.json"
     # mtime only: the copied upstream files must count as up to date whatever the metadata says
-    args = ["-c", "1", "--configfile", str(cfg), "--rerun-triggers", "mtime", target]
+    args = [target, "-c", "1", "--configfile", str(cfg), "--rerun-triggers", "mtime"]
 
     dry = snakemake(work, "-n", *args)
     out = dry.stdout + dry.stderr
