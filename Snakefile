@@ -12,14 +12,18 @@ include: "workflow/rules/robustness.smk"
 include: "workflow/rules/aggregate.smk"
 
 
+report: "workflow/report/workflow.rst"
+
+
 rule all:
     default_target: True
     input:
-        rules.aggregate.output,
+        rules.figures.input,
 
 
 onsuccess:
     print(
-        "ftbench finished. Tables: results/tables/ (errors.csv, runs.csv, robustness.csv); "
-        "figures: results/figures/"
+        f"ftbench finished. Tables: {TABLES}/ (summary_*, recommendations, cost, findings; "
+        f"tidy: errors.csv, runs.csv, robustness.csv); figures: {FIGURES}/; "
+        "HTML report: snakemake --report report.html"
     )

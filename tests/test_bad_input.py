@@ -91,7 +91,7 @@ def test_diverged_run_is_a_result_in_the_tables(tmp_path, paths):
                  "--out", str(run_dir / "errors.json"))
     assert ev.returncode == 0, ev.stderr
     agg = ftbench("aggregate", "--errors", str(run_dir / "errors.json"), "--runs-root", str(tmp_path / "runs"),
-                  "--tables", str(tmp_path / "tables"), "--figures", str(tmp_path / "figures"))
+                  "--tables", str(tmp_path / "tables"))
     assert agg.returncode == 0, agg.stderr
     errors = pd.read_csv(tmp_path / "tables" / "errors.csv")
     assert errors.status.tolist() == ["diverged"] and errors.value.isna().all()

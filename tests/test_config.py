@@ -119,3 +119,14 @@ def test_cueq_only_on_cuda_and_paper_runtimes():
     assert not any("cueq" in a for a in build_argv(flags, device="cpu", enable_cueq=True, **kw))
     paper = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml"])
     assert paper["runtime_minutes"]["finetune"] == 720 and paper["runtime_minutes"]["default"] == 30
+
+
+@pytest.mark.parametrize("ablation", sorted(p.name for p in (ROOT / "config" / "ablations").glob("*.yaml")))
+def test_ablation_configs_expand_on_the_demo_and_the_paper_config(ablation):
+    extra = ROOT / "config" / "ablations" / ablation
+    demo = load_config([ROOT / "config" / "config.yaml", extra])
+    paper = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml", extra])
+    assert demo["report_dir"] == f"results/ablations/{extra.stem}" == paper["report_dir"]
+    for cfg in (demo, paper):
+        runs = expand_grid(cfg)
+        assert {r.strategy for r in runs} == set(cfg["strategies"])

@@ -185,3 +185,49 @@ def test_robustness_rows_for_every_run(micro_run):
     assert len(read(traj, ":")) >= 1
     info = json.loads((run_dir(micro_run, "naive") / "robustness" / "robustness.json").read_text())
     assert info["md"]["summary"]["n_replicas"] == 2 and len(info["rss"]["structures"]) == 2
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Snakemake's 'Job stats' table of a dry run, as {rule: count} (without the total)."""
+    lines = output.split("Job stats:")[1].strip().splitlines()[2:]
+    counts = {}
+    for line in lines:
+        if not line.strip():
+            break
+        rule, count = line.split()
+        counts[rule] = int(count)
+    counts.pop("total", None)
+    return counts
+
+
+FIGURE_RULES = ["--allowed-rules", "aggregate", "tables", "figure", "figures"]
+
+
+def test_figures_target_redraws_a_deleted_figure_without_training(micro_run):
+    from ftbench.figures import FIGURES
+
+    figs, tables = micro_run / "results" / "figures", micro_run / "results" / "tables"
+    assert sorted(p.stem for p in figs.glob("*.png")) == sorted(FIGURES)
+    assert sorted(p.stem for p in figs.glob("*.pdf")) == sorted(FIGURES)
+    for stem in ("summary_sn2", "recommendations", "cost", "findings"):
+        assert all((tables / f"{stem}.{ext}").stat().st_size > 100 for ext in ("csv", "md", "tex"))
+    (figs / "forgetting.png").unlink()
+    dry = snakemake(micro_run, "figures", "-n", "--configfile", str(MICRO))
+    assert job_counts(dry.stdout) == {"figure": 1, "figures": 1}
+    snakemake(micro_run, "figures", "-c", "1", "--configfile", str(MICRO))
+    assert (figs / "forgetting.png").stat().st_size > 10_000
+    assert "Nothing to be done" in snakemake(micro_run, "figures", "-n", "--configfile", str(MICRO)).stdout
+    # A changed setting makes the plain target want to retrain; the figures-only form never does.
+    stale = ["--configfile", str(MICRO), "--config", "device=cpu", "--forcerun", "aggregate"]
+    assert "finetune" in job_counts(snakemake(micro_run, "figures", "-n", *stale).stdout)
+    only = job_counts(snakemake(micro_run, "figures", "-n", *stale, *FIGURE_RULES).stdout)
+    assert set(only) == {"aggregate", "tables", "figure", "figures"}
+
+
+def test_html_report_holds_figures_and_tables(micro_run, tmp_path):
+    report = tmp_path / "report.html"
+    snakemake(micro_run, "--configfile", str(MICRO), "--report", str(report))
+    text = report.read_text(errors="replace")
+    assert report.stat().st_size > 100_000
+    for name in ("learning_curves.png", "forgetting.png", "findings.md", "Forgetting trade-off"):
+        assert name in text, name

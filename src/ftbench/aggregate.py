@@ -1,8 +1,11 @@
-"""Collect every run's errors into tidy tables and draw the learning curves.
+"""Collect every run's results into tidy tables (the only input of tables and figures).
 
 errors.csv: one row per run x dataset x head x config_type x quantity x statistic. A run that
 failed or diverged keeps one row with its status and an empty value, so every grid cell shows.
-runs.csv: one row per run (status, reason, cost, epochs, parameters, E0 warnings).
+runs.csv: one row per run (status, reason, cost, epochs, parameters, key flags, E0 warnings).
+robustness.csv: MD survival, EMD per pair, RSS collapse, dimer walls, per run.
+curves: rdf.csv.gz (g(r) per pair, reference included), dimers.csv.gz (E(r) per pair) and
+training_curves.csv.gz (mace's per-epoch validation rows, per head).
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ log = logging.getLogger("ftbench.aggregate")
 KEY = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]
 ERROR_COLUMNS = KEY + ["status", "dataset", "dataset_model", "head", "head_role", "config_type", "quantity",
                        "statistic", "value", "unit", "n_configs"]
+ROBUSTNESS_COLUMNS = KEY + ["status", "evaluation", "pair", "metric", "value", "unit"]
+CURVE_COLUMNS = KEY + ["pair", "r", "value"]
+TRAINING_COLUMNS = KEY + ["epoch", "head", "loss", "rmse_e_per_atom_mev", "rmse_f_mev_per_a"]
+# Strategy flags worth a column of their own (ablations sweep them).
+FLAG_COLUMNS = ["lr", "lora", "lora_rank", "multiheads_finetuning", "pseudolabel_replay", "freeze", "stage_two",
+                "energy_weight", "forces_weight"]
+REFERENCE = "reference"  # strategy name of a benchmark's reference RDF rows
 
 
 def run_key(run_dir: Path, runs_root: Path) -> dict:
@@ -36,11 +46,15 @@ def collect(errors_files: list[Path], runs_root: Path) -> tuple[pd.DataFrame, pd
         run = json.loads((path.parent / "run.json").read_text())
         params = run.get("trainable_parameters") or {}
         last = run.get("last_valid") or {}
+        flags = run.get("flags") or {}
+        if "swa" in flags:
+            flags = {**flags, "stage_two": flags["swa"]}
         run_rows.append({**key, "status": run["status"], "reason": run.get("reason"),
                          "wall_time_s": run.get("wall_time_s"), "gpu_hours": run.get("gpu_hours"),
                          "epochs": run.get("epochs"), "device": run.get("device"),
                          "parameters": params.get("total"), "trained_parameters": params.get("trained"),
                          "valid_force_rmse_mev_per_a": _mev(last.get("rmse_f")),
+                         **{f: flags.get(f) for f in FLAG_COLUMNS},
                          "e0_warnings": " | ".join(run.get("warnings") or [])})
         if errors["status"] != "ok" or not errors["rows"]:
             error_rows.append({**key, "status": errors["status"], "dataset": None, "value": None})
@@ -51,9 +65,6 @@ def collect(errors_files: list[Path], runs_root: Path) -> tuple[pd.DataFrame, pd
                                "dataset_model": dataset_model or None,
                                "head_role": "pretraining" if row["head"] == "pt_head" else "target"})
     return pd.DataFrame(error_rows, columns=ERROR_COLUMNS), pd.DataFrame(run_rows)
-
-
-ROBUSTNESS_COLUMNS = KEY + ["status", "evaluation", "pair", "metric", "value", "unit"]
 
 
 def robustness_rows(path: Path, runs_root: Path) -> list[dict]:
@@ -92,58 +103,62 @@ def robustness_rows(path: Path, runs_root: Path) -> list[dict]:
     return rows
 
 
+def curve_rows(path: Path, key: dict) -> pd.DataFrame:
+    """A wide per-pair curve file (r, A-B, ...) as long rows with the run key."""
+    if not path.is_file():
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    wide = pd.read_csv(path)
+    long = wide.melt(id_vars="r", var_name="pair", value_name="value")
+    return long.assign(**key)[CURVE_COLUMNS]
+
+
+def training_rows(run_dir: Path, key: dict) -> list[dict]:
+    """mace's per-epoch validation rows ({run}/mace_results/*_train.txt), one per epoch and head."""
+    from ftbench.mace_runner import training_curve
+
+    rows = []
+    for rec in training_curve(run_dir / "mace_results"):
+        if rec.get("mode") != "eval" or rec.get("epoch") is None:
+            continue
+        rows.append({**key, "epoch": int(rec["epoch"]), "head": rec.get("head", "Default"),
+                     "loss": rec.get("loss"), "rmse_e_per_atom_mev": _mev(rec.get("rmse_e_per_atom")),
+                     "rmse_f_mev_per_a": _mev(rec.get("rmse_f"))})
+    return rows
+
+
 def _mev(value):
     return None if value is None else 1000.0 * float(value)
 
 
-def learning_curves(errors: pd.DataFrame, out: Path, quantity: str = "forces") -> None:
-    """Target test RMSE vs training-set size, per benchmark (rows) and foundation model (columns)."""
-    import matplotlib
+def _frame(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from ftbench.figures import strategy_style
-
-    ok = errors[(errors.status == "ok") & (errors.dataset == "test") & (errors.head_role == "target")
-                & (errors.config_type == "all") & (errors.quantity == quantity)
-                & (errors.statistic == "rmse")]
-    benchmarks = sorted(errors.benchmark.unique())
-    models = sorted(m for m in errors.model.unique() if m != "none")
-    fig, axes = plt.subplots(len(benchmarks), max(1, len(models)), squeeze=False, layout="constrained",
-                             figsize=(4.2 * max(1, len(models)), 3.4 * len(benchmarks)))
-    for i, bench in enumerate(benchmarks):
-        for j, model in enumerate(models or ["none"]):
-            ax = axes[i][j]
-            sub = ok[(ok.benchmark == bench) & ok.model.isin([model, "none"])]
-            for strategy, grp in sub[sub.strategy != "untouched"].groupby("strategy"):
-                curve = grp.groupby("train_size")["value"].agg(["mean", "std"]).reset_index()
-                ax.errorbar(curve.train_size, curve["mean"], yerr=curve["std"].fillna(0), label=strategy,
-                            capsize=2, **strategy_style(strategy))
-            base = sub[sub.strategy == "untouched"]["value"]
-            if len(base):
-                ax.axhline(base.mean(), label="untouched", **strategy_style("untouched"))
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_title(f"{bench} / {model}")
-            ax.set_xlabel("training-set size (configurations)")
-            ax.set_ylabel(f"test {quantity} RMSE ({'meV/A' if quantity == 'forces' else 'meV/atom'})")
-            ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside right center")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
-    fig.savefig(out.with_suffix(".pdf"), bbox_inches="tight")
-    plt.close(fig)
+def collect_curves(errors_files: list[Path], robustness_files: list[Path], references: list[Path],
+                   runs_root: Path) -> dict[str, pd.DataFrame]:
+    rdf, dimers, training = [], [], []
+    for path in errors_files:
+        training += training_rows(path.parent, run_key(path.parent, runs_root))
+    for path in robustness_files:
+        key = run_key(path.parent.parent, runs_root)
+        rdf.append(curve_rows(path.parent / "rdf.csv", key))
+        dimers.append(curve_rows(path.parent / "dimers.csv", key))
+    for path in references:  # results/data/<benchmark>/reference_rdf.csv
+        key = {"benchmark": path.parent.name, "model": "", "strategy": REFERENCE, "e0": "", "train_size": 0,
+               "seed": 0}
+        rdf.append(curve_rows(path, key))
+    return {"rdf": _frame(rdf, CURVE_COLUMNS), "dimers": _frame(dimers, CURVE_COLUMNS),
+            "training_curves": pd.DataFrame(training, columns=TRAINING_COLUMNS)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--errors", nargs="+", required=True, type=Path, help="errors.json files of the runs")
     p.add_argument("--robustness", nargs="*", default=[], type=Path, help="robustness.json files of the runs")
+    p.add_argument("--reference-rdf", nargs="*", default=[], type=Path,
+                   help="reference_rdf.csv of each benchmark (results/data/<benchmark>/)")
     p.add_argument("--runs-root", type=Path, default=Path("results/runs"))
     p.add_argument("--tables", type=Path, default=Path("results/tables"))
-    p.add_argument("--figures", type=Path, default=Path("results/figures"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,14 +167,15 @@ def run(args: argparse.Namespace) -> int:
     args.tables.mkdir(parents=True, exist_ok=True)
     errors.sort_values(KEY).to_csv(args.tables / "errors.csv", index=False)
     runs.sort_values(KEY).to_csv(args.tables / "runs.csv", index=False)
-    if args.robustness:
-        rob = [row for path in args.robustness for row in robustness_rows(path, args.runs_root)]
-        pd.DataFrame(rob, columns=ROBUSTNESS_COLUMNS).sort_values(KEY).to_csv(
-            args.tables / "robustness.csv", index=False)
-    learning_curves(errors, args.figures / "learning_curves.png")
+    rob = [row for path in args.robustness for row in robustness_rows(path, args.runs_root)]
+    pd.DataFrame(rob, columns=ROBUSTNESS_COLUMNS).sort_values(KEY).to_csv(args.tables / "robustness.csv",
+                                                                          index=False)
+    for name, frame in collect_curves(args.errors, args.robustness, args.reference_rdf, args.runs_root).items():
+        frame.to_csv(args.tables / f"{name}.csv.gz", index=False)
     counts = runs.status.value_counts().to_dict()
-    print(f"aggregated {len(runs)} runs ({', '.join(f'{k}: {v}' for k, v in counts.items())}) "
-          f"into {args.tables}/errors.csv and {args.tables}/runs.csv; figure {args.figures}/learning_curves.png")
+    print(f"aggregated {len(runs)} runs ({', '.join(f'{k}: {v}' for k, v in counts.items())}) into "
+          f"{args.tables}/: errors.csv, runs.csv, robustness.csv, rdf.csv.gz, dimers.csv.gz, "
+          "training_curves.csv.gz")
     bad = runs[runs.status != "ok"]
     for _, r in bad.iterrows():
         print(f"  {r.status}: {r.benchmark}/{r.model}/{r.strategy}/{r.e0}/n{r.train_size}/seed{r.seed}: {r.reason}")

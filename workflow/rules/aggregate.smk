@@ -1,25 +1,130 @@
-# Tidy tables and the learning-curve figure from every run's errors.
+# Tidy tables from every run, then the study's tables and figures from those tables only: the
+# `figures` target never needs a model, so regenerating figures never trains or evaluates.
 
 
 localrules:
     aggregate,
+    tables,
+    figure,
+    figures,
+    benchmark_done,
     untouched,
     subset,
+
+
+REPORT_DIR = config["report_dir"]
+TABLES = f"{REPORT_DIR}/tables"
+FIGURES = f"{REPORT_DIR}/figures"
+LOG_TAG = "_".join(REPORT_DIR.split(os.sep))
+# ftbench.figures.FIGURES, spelled out so parsing the Snakefile does not import pandas (tested).
+FIGURE_NAMES = [
+    "schematic",
+    "learning_curves",
+    "forgetting",
+    "multihead_lr_sweep",
+    "stage_two",
+    "e0_dimers",
+    "md_stability",
+    "rdf_overlays",
+    "emd",
+    "rss_collapse",
+]
+TIDY = {
+    "errors": f"{TABLES}/errors.csv",
+    "runs": f"{TABLES}/runs.csv",
+    "robustness": f"{TABLES}/robustness.csv",
+    "rdf": f"{TABLES}/rdf.csv.gz",
+    "dimers": f"{TABLES}/dimers.csv.gz",
+    "training_curves": f"{TABLES}/training_curves.csv.gz",
+}
+STUDY_TABLES = [
+    f"{TABLES}/{name}.{ext}"
+    for name in [f"summary_{b}" for b in config["benchmarks"]]
+    + ["recommendations", "cost", "findings"]
+    for ext in ("csv", "md", "tex")
+]
 
 
 rule aggregate:
     input:
         errors=run_files(RUNS + UNTOUCHED, "errors.json"),
         robustness=run_files(RUNS + UNTOUCHED, "robustness/robustness.json"),
+        reference=expand(
+            "results/data/{benchmark}/reference_rdf.csv",
+            benchmark=config["benchmarks"],
+        ),
     output:
-        errors="results/tables/errors.csv",
-        runs="results/tables/runs.csv",
-        robustness="results/tables/robustness.csv",
-        figure="results/figures/learning_curves.png",
+        **TIDY,
     log:
-        "logs/aggregate.log",
+        f"logs/aggregate/{LOG_TAG}.log",
+    conda:
+        "../envs/ftbench.yaml"
+    params:
+        tables=subpath(output[0], parent=True),
+    shell:
+        "python -m ftbench aggregate --errors {input.errors} --robustness {input.robustness} "
+        "--reference-rdf {input.reference} --runs-root results/runs --tables {params.tables} 2>&1 | tee {log}"
+
+
+rule tables:
+    input:
+        **TIDY,
+    output:
+        [report(p, category="Tables") if p.endswith(".md") else p for p in STUDY_TABLES],
+    log:
+        f"logs/tables/{LOG_TAG}.log",
+    conda:
+        "../envs/ftbench.yaml"
+    params:
+        tables=subpath(input[0], parent=True),
+    shell:
+        "python -m ftbench tables --tables {params.tables} 2>&1 | tee {log}"
+
+
+rule figure:
+    input:
+        **TIDY,
+    output:
+        png=report(
+            f"{FIGURES}/{{name}}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+        ),
+        pdf=f"{FIGURES}/{{name}}.pdf",
+    log:
+        f"logs/figures/{LOG_TAG}/{{name}}.log",
+    wildcard_constraints:
+        name="|".join(FIGURE_NAMES),
+    conda:
+        "../envs/ftbench.yaml"
+    params:
+        tables=subpath(input[0], parent=True),
+        out=subpath(output[0], parent=True),
+    shell:
+        "python -m ftbench figures --tables {params.tables} --out {params.out} --only {wildcards.name} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        expand(f"{FIGURES}/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=("png", "pdf")),
+        STUDY_TABLES,
+
+
+rule benchmark_done:
+    # Partial rerun target: `snakemake results/benchmarks/sn2.done` runs one benchmark's cells.
+    input:
+        lambda w: run_files(
+            [r for r in RUNS + UNTOUCHED if r.benchmark == w.benchmark], "errors.json"
+        )
+        + run_files(
+            [r for r in RUNS + UNTOUCHED if r.benchmark == w.benchmark],
+            "robustness/robustness.json",
+        ),
+    output:
+        "results/benchmarks/{benchmark}.done",
+    log:
+        "logs/benchmarks/{benchmark}.log",
     conda:
         "../envs/ftbench.yaml"
     shell:
-        "python -m ftbench aggregate --errors {input.errors} --robustness {input.robustness} --runs-root results/runs "
-        "--tables $(dirname {output.errors}) --figures $(dirname {output.figure}) 2>&1 | tee {log}"
+        "printf '%s\\n' {input} > {output} 2> {log}"

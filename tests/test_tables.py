@@ -1,0 +1,71 @@
+"""Summary, recommendation, cost and findings tables from small tidy tables written by the tests."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import ftbench
+from ftbench.findings import findings
+from ftbench.tables import cost, read_tables, recommendations, run_metrics, summary
+from results_tables import PT, UNTOUCHED_PT, write_tables
+
+
+@pytest.fixture()
+def metrics(tmp_path):
+    return run_metrics(*read_tables(write_tables(tmp_path / "tables")))
+
+
+def test_summary_at_the_largest_size_with_pretraining_error_relative_to_untouched(metrics):
+    table = summary(metrics, "sn2")
+    replay = table[(table.model == "gen_a") & (table.strategy == "replay")].iloc[0]
+    assert replay.train_size == 100 and replay.target_force_rmse == pytest.approx(65.0)
+    assert replay.pt_rel_untouched == pytest.approx(PT["replay"] / UNTOUCHED_PT)
+    assert replay.md_survival == 1.0 and replay.rss_collapse == 0.0 and replay.wall_time_s == 50.0
+    naive = table[(table.model == "gen_a") & (table.strategy == "naive")].set_index("e0")
+    assert naive.loc["average", "md_survival"] == 0.0 and naive.loc["estimated", "md_survival"] == 1.0
+    assert "untouched" in set(table.strategy)
+
+
+def test_recommendation_separates_accuracy_from_deployment(metrics):
+    rec = recommendations(metrics).set_index("model")
+    # naive (estimated E0s) has the lowest target error; replay wins on every robustness metric
+    assert rec.loc["gen_a", "accuracy pick"] == "naive/estimated"
+    assert rec.loc["gen_a", "deployment pick"] in ("replay/estimated", "pseudo_replay/estimated")
+
+
+def test_cost_table_shows_replay_against_naive(metrics):
+    c = cost(metrics).set_index(["model", "strategy"])
+    assert c.loc[("gen_a", "replay"), "wall time / naive"] == pytest.approx(5.0)
+    assert c.loc[("gen_a", "naive"), "wall time / naive"] == pytest.approx(1.0)
+
+
+def test_findings_verdicts_follow_the_numbers(metrics):
+    f = findings(metrics).set_index("finding")
+    # gen_b is 30 % better (about 35 meV/A) than gen_a, more than the fine-tuning strategies differ (32)
+    assert f.loc[1, "verdict"] == "supported" and "best model gen_b" in f.loc[1, "evidence"]
+    assert f.loc[2, "verdict"] == "supported" and "100% of fine-tunes beat scratch" in f.loc[2, "evidence"]
+    assert f.loc[3, "verdict"] == "supported" and "replay 1.05" in f.loc[3, "evidence"]
+    assert f.loc[5, "verdict"] == "supported"
+    assert f.loc[6, "verdict"] == "supported" and "replay 5.0x" in f.loc[6, "evidence"]
+    # the same table with naive keeping the pretraining error: finding 3 no longer holds
+    forgetful = metrics.assign(pt_force_rmse=metrics.pt_force_rmse.where(metrics.strategy != "naive", 101.0))
+    assert findings(forgetful).set_index("finding").loc[3, "verdict"] in ("mixed", "not supported")
+    # ... and with equal foundation models, the strategy matters more than the model
+    same = metrics.assign(target_force_rmse=metrics.target_force_rmse.where(
+        metrics.model != "gen_b", metrics.target_force_rmse / 0.7))
+    assert findings(same).set_index("finding").loc[1, "verdict"] == "not supported"
+
+
+def test_cli_writes_csv_markdown_and_latex(tmp_path):
+    tables = write_tables(tmp_path / "tables")
+    proc = ftbench("tables", "--tables", str(tables))
+    assert proc.returncode == 0, proc.stderr
+    for stem in ("summary_sn2", "recommendations", "cost", "findings"):
+        for ext in ("csv", "md", "tex"):
+            assert (tables / f"{stem}.{ext}").stat().st_size > 100
+    assert re.search(r"\|\s+target F RMSE \(meV/A\)\s+\|", (tables / "summary_sn2.md").read_text())
+    assert "\\begin{tabular}" in (tables / "summary_sn2.tex").read_text()
+    assert len(pd.read_csv(tables / "findings.csv")) == 6
