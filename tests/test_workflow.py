@@ -23,6 +23,17 @@ def test_paper_dry_run_lists_the_full_grid_offline(tmp_path):
     assert int(counts["untouched"]) == 15
 
 
+def test_one_benchmark_target_schedules_only_that_benchmark(tmp_path):
+    proc = snakemake(tmp_path, "results/benchmarks/sn2.done", "-n", "--configfile",
+                     str(ROOT / "config" / "paper.yaml"))
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert int(counts["finetune"]) == 3 * 3 * (3 * 7 + 1)  # sn2: sizes 10, 30, 60 x 3 seeds
+    assert int(counts["untouched"]) == 3
+    assert "aggregate" not in counts and "figure" not in counts
+    outputs = re.findall(r"output: (results/runs/\S+)", proc.stdout)
+    assert outputs and all(o.startswith("results/runs/sn2/") for o in outputs)
+
+
 def test_bad_axis_on_command_line_stops_the_dry_run(tmp_path):
     proc = snakemake(tmp_path, "-n", "--config", "strategies=[naive,frozen]", check=False)
     assert proc.returncode != 0

@@ -156,7 +156,7 @@ for _ in 1 2 3; do overhead_job; done
 # Snakemake through the real profile. CI overrides only what a 2-core box without accounting
 # needs: the partition and tiny sizes (derived from profiles/slurm so GPU/group keys stay the
 # profile's), squeue status checks, faster polling, the micro config.
-SMK=(python -m snakemake -s "$ROOT/Snakefile" --workflow-profile "$ROOT/profiles/slurm")
+SMK=(python -m snakemake -s "$ROOT/Snakefile" --profile "$ROOT/profiles/slurm")
 mapfile -t CI_OVERRIDES < <(python "$CI_DIR/ci_overrides.py" "$ROOT/profiles/slurm/config.yaml" "$CPUS")
 echo "CI overrides: ${CI_OVERRIDES[*]}"
 
