@@ -130,3 +130,12 @@ def test_ablation_configs_expand_on_the_demo_and_the_paper_config(ablation):
     for cfg in (demo, paper):
         runs = expand_grid(cfg)
         assert {r.strategy for r in runs} == set(cfg["strategies"])
+
+
+def test_mace_option_aliases_are_accepted():
+    from ftbench.strategies import to_argv
+
+    # mace spells Stage Two both --swa and --stage_two; the ablation config uses the latter
+    assert to_argv({"stage_two": True, "start_stage_two": 10}) == ["--stage_two", "--start_stage_two=10"]
+    with pytest.raises(FtbenchError, match="no option --stage_tow"):
+        to_argv({"stage_tow": True})

@@ -62,12 +62,16 @@ def _log(ax, x: bool = True, y: bool = True) -> None:
     """Log axes labelled 1, 2, 5 x 10^k in plain numbers (matplotlib's default minor labels collide)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    for on, axis, setter in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for on, axis, setter, limits in ((x, ax.xaxis, ax.set_xscale, ax.get_xlim),
+                                     (y, ax.yaxis, ax.set_yscale, ax.get_ylim)):
         if on:
             setter("log")
             axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            axis.set_minor_formatter(NullFormatter())
+            axis.set_major_formatter(plain)
+            lo, hi = limits()
+            # less than a decade shown: 1-2-5 majors may miss it entirely, so label the minors
+            axis.set_minor_formatter(plain if lo > 0 and hi / lo < 6 else NullFormatter())
 
 
 def _empty(ax, message: str) -> None:
@@ -200,25 +204,26 @@ def multihead_lr_sweep(t: dict, out: Path):
 
 
 def stage_two(t: dict, out: Path):
-    """Validation force RMSE vs epoch: constant loss weights vs Stage Two (mace --stage_two)."""
+    """Validation force RMSE vs epoch: constant loss weights (solid) vs Stage Two (dashed,
+    mace --stage_two). A Stage-Two strategy named <base>_stage_two shares <base>'s colour."""
     tc = _training(t)
     tc = tc[tc["head"] == "Default"]
     if "stage_two" not in tc:
         tc = tc.assign(stage_two=np.nan)
-    flag = tc.stage_two.astype(str).isin(["True", "1.0", "1"])
+    tc = tc.assign(two=tc.stage_two.astype(str).isin(["True", "1.0", "1"]))
     benchmarks = sorted(tc.benchmark.unique()) or ["(none)"]
     fig, axes = _grid(len(benchmarks), 1, w=6.0)
     for i, bench in enumerate(benchmarks):
         ax = axes[i][0]
         sub = tc[tc.benchmark == bench]
-        strategies = sub[flag[sub.index]].strategy.unique() if flag.any() else sub.strategy.unique()
-        for strategy in strategy_sort(strategies):
-            for two, grp in sub[sub.strategy == strategy].groupby(flag[sub.index]):
-                curve = grp.groupby("epoch").rmse_f_mev_per_a.mean()
-                style = strategy_style(strategy)
-                ax.plot(curve.index, curve.values, color=style["color"], linestyle="--" if two else "-",
-                        label=f"{strategy}, {'stage two' if two else 'constant 10/10'}")
-        if not flag.any():
+        for strategy in strategy_sort(sub.strategy.unique()):
+            grp = sub[sub.strategy == strategy]
+            two = bool(grp.two.any())
+            base = strategy.removesuffix("_stage_two")
+            curve = grp.groupby("epoch").rmse_f_mev_per_a.mean()
+            ax.plot(curve.index, curve.values, color=strategy_style(base)["color"], linestyle="--" if two else "-",
+                    label=f"{base}, {'Stage Two' if two else 'constant 10/10'}")
+        if not tc.two.any():
             ax.text(0.02, 0.02, f"no Stage-Two runs: run {ABLATION['stage_two']}", transform=ax.transAxes,
                     fontsize=8)
         _log(ax, x=False)

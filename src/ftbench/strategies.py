@@ -46,7 +46,10 @@ def to_argv(flags: dict) -> list[str]:
 
     from mace import tools
 
-    actions = {a.dest: a for a in tools.build_default_arg_parser()._actions}
+    # by dest and by every option string: mace spells some options twice (--swa / --stage_two)
+    actions = {}
+    for a in tools.build_default_arg_parser()._actions:
+        actions.update({a.dest: a, **{o.lstrip("-"): a for o in a.option_strings}})
     argv = []
     for key, value in flags.items():
         action = actions.get(key)
