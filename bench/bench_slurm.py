@@ -1,14 +1,14 @@
 """How many sbatch submissions the full study (config/paper.yaml) makes through profiles/slurm,
 with and without the profile's grouping, from Snakemake dry runs (no cluster needed).
 
-    .venv/bin/python bench/bench_slurm.py            # ~1 min: three dry runs of 5574 jobs
+    .venv/bin/python bench/bench_slurm.py            # ~1 min: two dry runs of 5574 jobs
 
 Counts: localrules run in the main snakemake process (no sbatch); every other top-level job is
 one sbatch, and every "Group job" is one sbatch however many jobs it bundles. For each group the
 bundle's time limit is printed as Snakemake computes it with the profile's `serial` constraint:
 one job per layer, runtime summed (attempt 1; attempt k asks for k times as much).
-Also shows what `--profile profiles/slurm` (without --workflow-profile) does to the resources:
-profiles/default's default-resources replace the slurm ones.
+Also prints the resources a CPU job gets through `--profile profiles/slurm` (partition, account,
+memory from the profile: there is no profiles/default workflow profile to override them).
 """
 
 from __future__ import annotations
@@ -80,8 +80,10 @@ def report(name: str, res: dict, seconds: float) -> None:
 def main() -> None:
     local = localrules()
     print(f"localrules (no sbatch): {sorted(local)}")
-    text, t = dry_run("--workflow-profile", str(PROFILE.parent))
+    text, t = dry_run("--profile", str(PROFILE.parent))
     grouped = count(text, local)
+    m = re.search(r"^rule prepare_benchmark:\n(?:    .*\n)*?    resources: (.*)$", text, re.M)
+    print("--profile profiles/slurm, prepare_benchmark resources:\n   " + (m.group(1) if m else "?"))
     report("profiles/slurm (grouped)", grouped, t)
 
     prof = yaml.safe_load(PROFILE.read_text())
@@ -90,20 +92,11 @@ def main() -> None:
     prof["configfile"] = str(ROOT / "config" / "paper.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.yaml").write_text(yaml.safe_dump(prof))
-        text, t = dry_run("--workflow-profile", tmp)
+        text, t = dry_run("--profile", tmp)
     ungrouped = count(text, local)
     report("profiles/slurm without groups", ungrouped, t)
     print(f"\ngrouping: {ungrouped['sbatch']} -> {grouped['sbatch']} sbatch submissions "
           f"({ungrouped['sbatch'] / grouped['sbatch']:.1f}x fewer)")
-
-    # the trap: --profile (not --workflow-profile) lets profiles/default win default-resources
-    text, _ = dry_run("--profile", str(PROFILE.parent))
-    m = re.search(r"^rule prepare_benchmark:\n(?:    .*\n)*?    resources: (.*)$", text, re.M)
-    print("\n--profile profiles/slurm (profiles/default loaded too), prepare_benchmark resources:\n   "
-          + (m.group(1) if m else "?"))
-    text, _ = dry_run("--workflow-profile", str(PROFILE.parent))
-    m = re.search(r"^rule prepare_benchmark:\n(?:    .*\n)*?    resources: (.*)$", text, re.M)
-    print("--workflow-profile profiles/slurm, prepare_benchmark resources:\n   " + (m.group(1) if m else "?"))
 
 
 if __name__ == "__main__":
