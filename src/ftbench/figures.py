@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ftbench.config import NO_MODEL, UNTOUCHED
+from ftbench.tables import at_largest_size, read_tables, run_metrics, target_rmse
+
 log = logging.getLogger("ftbench.figures")
 
 # Okabe-Ito palette (colour-blind safe), fixed per strategy so figures agree with each other.
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
 STRATEGY_ORDER = ["naive", "freeze5", "freeze6", "lora", "replay", "pseudo_replay", "replay_lora", "scratch"]
 MARKERS = "osD^vP*X"
-UNTOUCHED = "untouched"
-NO_MODEL = "none"
 # E0 modes and heads are not strategies: line styles, so strategy colours stay unambiguous.
 E0_STYLE = {"estimated": "-", "isolated": "--", "average": ":", "foundation": "-."}
 HEAD_STYLE = {"Default": "-", "pt_head": "--"}
@@ -97,10 +98,9 @@ def _save(fig, out: Path, legend_ax=None):
     return fig
 
 
-def _target_errors(errors: pd.DataFrame, quantity: str = "forces", dataset: str = "test") -> pd.DataFrame:
-    return errors[(errors.status == "ok") & (errors.dataset == dataset) & (errors.head_role == "target")
-                  & (errors.config_type == "all") & (errors.quantity == quantity)
-                  & (errors.statistic == "rmse")]
+def _main_e0(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop E0-ablation runs (average E0s) from figures about strategies; scratch has its own."""
+    return frame[frame.e0.isin(["estimated", "foundation", "isolated"]) | (frame.model == NO_MODEL)]
 
 
 def _models(frame: pd.DataFrame) -> list[str]:
@@ -112,8 +112,7 @@ def _models(frame: pd.DataFrame) -> list[str]:
 def learning_curves(t: dict, out: Path):
     """Target test force RMSE vs training-set size, per benchmark (rows) and model (columns)."""
     errors = t["errors"]
-    ok = _target_errors(errors)
-    ok = ok[ok.e0.isin(["estimated", "foundation", "isolated"]) | (ok.model == NO_MODEL)]
+    ok = _main_e0(target_rmse(errors, "test", "forces"))
     benchmarks, models = sorted(errors.benchmark.unique()), _models(errors) or [NO_MODEL]
     fig, axes = _grid(len(benchmarks), len(models))
     for i, bench in enumerate(benchmarks):
@@ -145,10 +144,7 @@ def forgetting(t: dict, out: Path):
     for i, bench in enumerate(benchmarks):
         for j, model in enumerate(models):
             ax = axes[i][j]
-            sub = m[(m.benchmark == bench) & m.model.isin([model, NO_MODEL])]
-            sub = sub[sub.train_size == sub[sub.strategy != UNTOUCHED].train_size.max()] \
-                if (sub.strategy != UNTOUCHED).any() else sub
-            sub = pd.concat([sub, m[(m.benchmark == bench) & (m.model == model) & (m.strategy == UNTOUCHED)]])
+            sub = at_largest_size(m[(m.benchmark == bench) & m.model.isin([model, NO_MODEL])])
             for strategy in strategy_sort(sub.strategy.unique()):
                 pts = sub[sub.strategy == strategy].groupby("e0")[["target_force_rmse", "pt_force_rmse"]].mean()
                 style = strategy_style(strategy)
@@ -242,9 +238,7 @@ def _bars(t: dict, out: Path, column: str, ylabel: str, title: str, ylim=None, c
     fig, axes = _grid(len(benchmarks), 1, w=max(6.0, 0.5 * len(models) * 9), h=3.2)
     for i, bench in enumerate(benchmarks):
         ax = axes[i][0]
-        sub = m[m.benchmark == bench]
-        sub = sub[(sub.strategy == UNTOUCHED) | (sub.train_size == sub[sub.strategy != UNTOUCHED].train_size.max())]
-        sub = sub[sub.e0.isin(["estimated", "foundation", "isolated"]) | (sub.model == NO_MODEL)]
+        sub = _main_e0(at_largest_size(m[m.benchmark == bench]))
         strategies = [UNTOUCHED] + [s for s in strategy_sort(sub.strategy.unique()) if s != UNTOUCHED]
         width = 0.8 / max(1, len(strategies))
         for k, strategy in enumerate(strategies):
@@ -297,7 +291,7 @@ def rdf_overlays(t: dict, out: Path, max_pairs: int = 3):
         models = _models(sub)
         model = models[0] if models else NO_MODEL
         runs = sub[sub.model.isin([model, NO_MODEL]) & (sub.strategy != REFERENCE)]
-        runs = runs[(runs.strategy == UNTOUCHED) | (runs.train_size == runs[runs.strategy != UNTOUCHED].train_size.max())]
+        runs = at_largest_size(runs)
         for j in range(max_pairs):
             ax = axes[i][j]
             if j >= len(pairs):
@@ -391,8 +385,6 @@ FIGURES = {
 
 
 def load_tables(tables: Path) -> dict:
-    from ftbench.tables import read_tables, run_metrics
-
     errors, runs, robustness = read_tables(tables)
     t = {"errors": errors, "runs": runs, "robustness": robustness,
          "metrics": run_metrics(errors, runs, robustness)}

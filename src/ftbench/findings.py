@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ftbench.tables import NO_MODEL, REPLAY, UNTOUCHED
+from ftbench.config import NO_MODEL, UNTOUCHED
+from ftbench.tables import REPLAY, cost
 
 KEPT = 1.2  # pretraining error within 20 % of the untouched model's counts as "kept"
 SINGLE_HEAD = ("naive", "freeze5", "freeze6", "lora")
@@ -147,8 +148,6 @@ def md_stability(m: pd.DataFrame) -> dict:
 
 
 def replay_cost(m: pd.DataFrame) -> dict:
-    from ftbench.tables import cost
-
     c = cost(m)
     ratios = c[c.strategy.isin(REPLAY)]["wall time / naive"].dropna()
     passed = [bool(3 <= r <= 15) for r in ratios]

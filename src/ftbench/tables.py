@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 
 from ftbench.aggregate import FLAG_COLUMNS, KEY
+from ftbench.config import NO_MODEL, UNTOUCHED
 
 log = logging.getLogger("ftbench.tables")
-NO_MODEL = "none"
-UNTOUCHED = "untouched"
 REPLAY = ("replay", "pseudo_replay")
 # name -> (column in the summary, lower is better); the broad-deployment score ranks these.
 DEPLOYMENT_METRICS = {
@@ -38,7 +37,8 @@ SUMMARY_COLUMNS = {
 }
 
 
-def _pick(errors: pd.DataFrame, dataset: str, quantity: str) -> pd.DataFrame:
+def target_rmse(errors: pd.DataFrame, dataset: str, quantity: str) -> pd.DataFrame:
+    """RMSE rows of the deployed (target) head, all config types, of the runs that finished ok."""
     return errors[(errors.status == "ok") & (errors.dataset == dataset) & (errors.head_role == "target")
                   & (errors.config_type == "all") & (errors.quantity == quantity) & (errors.statistic == "rmse")]
 
@@ -52,10 +52,10 @@ def run_metrics(errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFra
         nonlocal out
         out = out.merge(frame.rename(name).reset_index(), on=KEY, how="left")
 
-    join(_pick(errors, "test", "energy").groupby(KEY)["value"].mean(), "target_energy_rmse")
-    join(_pick(errors, "test", "forces").groupby(KEY)["value"].mean(), "target_force_rmse")
+    join(target_rmse(errors, "test", "energy").groupby(KEY)["value"].mean(), "target_energy_rmse")
+    join(target_rmse(errors, "test", "forces").groupby(KEY)["value"].mean(), "target_force_rmse")
     # Deployed (target) head on the model's own pretraining slice; scratch: mean over all slices.
-    pt = _pick(errors, "pt_eval", "forces")
+    pt = target_rmse(errors, "pt_eval", "forces")
     pt = pt[(pt.dataset_model == pt.model) | (pt.model == NO_MODEL)]
     join(pt.groupby(KEY)["value"].mean(), "pt_force_rmse")
     rob = robustness[robustness.status == "ok"] if len(robustness) else robustness
@@ -76,12 +76,16 @@ def run_metrics(errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFra
     return out
 
 
+def at_largest_size(frame: pd.DataFrame) -> pd.DataFrame:
+    """The untouched foundation rows and the trained runs at the frame's largest training set."""
+    largest = frame[frame.strategy != UNTOUCHED].train_size.max()
+    return frame[(frame.strategy == UNTOUCHED) | (frame.train_size == largest)]
+
+
 def summary(metrics: pd.DataFrame, benchmark: str) -> pd.DataFrame:
     """Per model x strategy x E0 mode at the benchmark's largest training-set size, seeds averaged."""
     m = metrics[metrics.benchmark == benchmark]
-    trained = m[m.strategy != UNTOUCHED]
-    size = trained.train_size.max() if len(trained) else 0
-    sel = pd.concat([trained[trained.train_size == size], m[m.strategy == UNTOUCHED]])
+    sel = at_largest_size(m)
     values = [c for c in SUMMARY_COLUMNS if c not in ("model", "strategy", "e0", "train_size", "n_seeds",
                                                        "pt_rel_untouched")]
     grouped = sel.groupby(["model", "strategy", "e0", "train_size"])
@@ -113,7 +117,7 @@ def recommendations(metrics: pd.DataFrame) -> pd.DataFrame:
             cand["label"] = cand.strategy + (("/" + cand.e0) if several_e0 else "")
             acc = cand.loc[cand.target_force_rmse.idxmin()]
             ranks = []
-            for _, (col, lower) in DEPLOYMENT_METRICS.items():
+            for col, lower in DEPLOYMENT_METRICS.values():
                 if cand[col].notna().any():
                     ranks.append(cand[col].rank(ascending=lower, na_option="bottom"))
             cand["deployment_rank"] = pd.concat(ranks, axis=1).mean(axis=1)
