@@ -47,8 +47,7 @@ STUDY_TABLES = [
 
 rule aggregate:
     input:
-        errors=run_files(RUNS + UNTOUCHED, "errors.json"),
-        robustness=run_files(RUNS + UNTOUCHED, "robustness/robustness.json"),
+        **run_results(RUNS + UNTOUCHED),
         reference=expand(
             "results/data/{benchmark}/reference_rdf.csv",
             benchmark=config["benchmarks"],
@@ -113,12 +112,10 @@ rule figures:
 rule benchmark_done:
     # Partial rerun target: `snakemake results/benchmarks/sn2.done` runs one benchmark's cells.
     input:
-        lambda w: run_files(
-            [r for r in RUNS + UNTOUCHED if r.benchmark == w.benchmark], "errors.json"
-        )
-        + run_files(
-            [r for r in RUNS + UNTOUCHED if r.benchmark == w.benchmark],
-            "robustness/robustness.json",
+        unpack(
+            lambda w: run_results(
+                [r for r in RUNS + UNTOUCHED if r.benchmark == w.benchmark]
+            )
         ),
     output:
         "results/benchmarks/{benchmark}.done",

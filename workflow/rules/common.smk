@@ -61,6 +61,14 @@ def run_files(runs, name):
     return [f"results/runs/{r.path}/{name}" for r in runs]
 
 
+def run_results(runs):
+    """What finished runs leave behind: test errors and robustness results."""
+    return {
+        "errors": run_files(runs, "errors.json"),
+        "robustness": run_files(runs, "robustness/robustness.json"),
+    }
+
+
 DATA = config["data_dir"]
 
 
