@@ -9,7 +9,6 @@ ratio is reported. Writes bench/out/bench_md.json. Usage: python bench/bench_md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from ase import units
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from robustness_support import build_tiny_mace, water_box  # noqa: E402
+
+from ftbench.provenance import write_json  # noqa: E402
 
 
 class CountingCalls:
@@ -157,10 +158,8 @@ def main() -> None:
     print(f"runner's extra work per step: checks {1e3 * t_check:.3f} ms, ramp {1e3 * t_ramp:.3f} ms, "
           f"frame writing {1e3 * t_write / args.save_every:.3f} ms (amortised) vs a {1e3 * t_step:.1f} ms step "
           f"-> expected ratio {result['ratio_from_isolated_costs']:.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

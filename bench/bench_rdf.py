@@ -8,7 +8,6 @@ Writes bench/out/bench_rdf.json. Usage: python bench/bench_rdf.py [--frames 1000
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from ase.build import molecule
 from ase.geometry.rdf import get_rdf
 
 from ftbench.emd import emd
+from ftbench.provenance import write_json
 from ftbench.rdf import partial_rdf
 
 
@@ -110,10 +110,8 @@ def main() -> None:
     print(f"speedup: {result['speedup']:.1f}x (target >= 20x)")
     print(f"max |g_ftbench - g_get_rdf| on the subset: {max_abs_diff:.2e}")
     print("emd between the two models' RDFs: " + ", ".join(f"{p} {v:.4g} A" for p, v in distances.items()))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

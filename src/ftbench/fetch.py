@@ -78,17 +78,21 @@ def load_sources(path: str | Path) -> dict:
     return doc
 
 
+def _check_keys(entry, allowed: set[str], where: str, expected: str) -> None:
+    if not isinstance(entry, dict):
+        raise FtbenchError(f"{where}: expected {expected}")
+    unknown = set(entry) - allowed
+    if unknown:
+        raise FtbenchError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}")
+
+
 def validate_sources(sources, origin: str = "sources") -> None:
     """Raise FtbenchError naming the entry and key at fault."""
     if not isinstance(sources, dict) or not sources:
         raise FtbenchError(f"{origin}: expected a non-empty `sources:` mapping")
     for name, src in sources.items():
         where = f"{origin}: sources.{name}"
-        if not isinstance(src, dict):
-            raise FtbenchError(f"{where}: expected a mapping")
-        unknown = set(src) - SOURCE_KEYS
-        if unknown:
-            raise FtbenchError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(SOURCE_KEYS)}")
+        _check_keys(src, SOURCE_KEYS, where, "a mapping")
         kind = src.get("kind")
         if kind not in KINDS:
             raise FtbenchError(f"{where}.kind: {kind!r} is not one of {list(KINDS)}")
@@ -102,11 +106,7 @@ def validate_sources(sources, origin: str = "sources") -> None:
             raise FtbenchError(f"{where}.files: expected a non-empty mapping of logical names")
         for logical, entry in files.items():
             fwhere = f"{where}.files.{logical}"
-            if not isinstance(entry, dict):
-                raise FtbenchError(f"{fwhere}: expected a mapping with `path`")
-            unknown = set(entry) - FILE_KEYS
-            if unknown:
-                raise FtbenchError(f"{fwhere}: unknown keys {sorted(unknown)}; allowed {sorted(FILE_KEYS)}")
+            _check_keys(entry, FILE_KEYS, fwhere, "a mapping with `path`")
             _check_rel_path(entry.get("path"), fwhere)
             sha = entry.get("sha256")
             if sha is not None and not _is_sha(str(sha), 64):
