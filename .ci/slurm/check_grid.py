@@ -34,20 +34,18 @@ def job_stats(text: str) -> Counter:
 def parse_main(text: str):
     """Top-level remote jobs, local jobs and group members from the main log."""
     remote, local, groups = Counter(), Counter(), []
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
+    for line in text.splitlines():
         if m := re.match(r"^rule (\w+):$", line):
             remote[m.group(1)] += 1
         elif m := re.match(r"^localrule (\w+):$", line):
             local[m.group(1)] += 1
         elif m := re.search(r"\] Group job (\w+) \(jobs", line):
-            members = Counter()
-            for nxt in lines[i + 1:]:
-                if nxt and not nxt.startswith(" "):
-                    break
-                if mm := re.match(r"^    rule (\w+):$", nxt):
-                    members[mm.group(1)] += 1
-            groups.append((m.group(1), members))
+            groups.append((m.group(1), Counter()))
+        elif (m := re.match(r"^    rule (\w+):$", line)) and groups:
+            # Indented rule records only occur in group listings. The executor's own lines
+            # ("sbatch call: ...", "General args: ...") can interleave with a listing, so a
+            # member belongs to the latest group header rather than to an unbroken block.
+            groups[-1][1][m.group(1)] += 1
     return remote, local, groups
 
 
