@@ -12,13 +12,18 @@ include: "workflow/rules/robustness.smk"
 include: "workflow/rules/aggregate.smk"
 
 
+if "demo_build" in config:  # config/demo_build.yaml: rebuild the shipped demo world
+
+    include: "workflow/rules/demo_build.smk"
+
+
 report: "workflow/report/workflow.rst"
 
 
 rule all:
     default_target: True
     input:
-        rules.figures.input,
+        rules.demo_world.input if "demo_build" in config else rules.figures.input,
 
 
 onsuccess:

@@ -17,6 +17,7 @@ from ftbench.errors import FtbenchError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("grid", "print the expanded fine-tune grid and counts"),
     "demo": ("demo", "generate the offline demo world (corpus, benchmarks) with tblite"),
+    "demo-world": ("demo_world", "build the shipped demo world: labelled trajectories, pairs, relabelling"),
     "prepare": ("prepare", "split a benchmark and write nested training subsets"),
     "subset": ("subsets", "the first n configurations of a training pool (nested subsets)"),
     "e0": ("e0", "re-estimate E0s for a (foundation model, training set) pair"),

@@ -5,8 +5,9 @@ the config file that holds it). One entry per host:
 
     sources:
       NAME:
-        kind: hf_dataset | zenodo | url
+        kind: hf_dataset | zenodo | url | local
         repo: owner/name          # hf_dataset
+        path: data/demo           # local: a folder shipped with ftbench (relative: to the repo)
         revision: <commit sha>    # hf_dataset, pinned
         record: "<id>"            # zenodo
         url: https://host/prefix  # url: each file is {url}/{path}
@@ -19,7 +20,8 @@ the config file that holds it). One entry per host:
 
 URLs: hf_dataset `{base}/datasets/{repo}/resolve/{revision}/{path}`,
 zenodo `{base}/records/{record}/files/{path}?download=1`, url `{url}/{path}`.
-`FTBENCH_BASE_URL` replaces the scheme and host of every URL (tests, mirrors).
+`FTBENCH_BASE_URL` replaces the scheme and host of every URL (tests, mirrors). A `local` source
+is copied from its folder with the same checks (the shipped demo world comes this way).
 
 Cache: `{data_dir}/{NAME}/{path}`; data_dir is the argument, else
 `FTBENCH_DATA_DIR`, else `data/sources`. A file already there is used without
@@ -53,11 +55,12 @@ DEFAULT_SOURCES = "config/paper.yaml"
 DEFAULT_LOCK = "config/checksums.lock"
 DEFAULT_DATA_DIR = "data/sources"
 DEFAULT_BASES = {"hf_dataset": "https://huggingface.co", "zenodo": "https://zenodo.org"}
-KINDS = ("hf_dataset", "zenodo", "url")
-SOURCE_KEYS = {"kind", "repo", "revision", "record", "url", "base_url", "description",
+KINDS = ("hf_dataset", "zenodo", "url", "local")
+SOURCE_KEYS = {"kind", "repo", "revision", "record", "url", "path", "base_url", "description",
                "citation", "license", "files"}
 FILE_KEYS = {"path", "sha256", "confirmed", "description", "license"}
-_REQUIRED = {"hf_dataset": ("repo", "revision"), "zenodo": ("record",), "url": ("url",)}
+_REQUIRED = {"hf_dataset": ("repo", "revision"), "zenodo": ("record",), "url": ("url",), "local": ("path",)}
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _CHUNK = 1 << 20
 
 
@@ -132,10 +135,18 @@ def _base(src: dict, default: str) -> str:
     return (os.environ.get("FTBENCH_BASE_URL") or src.get("base_url") or default).rstrip("/")
 
 
+def local_file(src: dict, path: str) -> Path:
+    """Where a `local` source keeps `path` (a relative folder is taken from the repository)."""
+    folder = Path(src["path"])
+    return (folder if folder.is_absolute() else REPO_ROOT / folder) / path
+
+
 def file_url(src: dict, path: str) -> str:
     """The download URL of `path` in source entry `src`."""
     quoted = urllib.parse.quote(path, safe="/")
     kind = src["kind"]
+    if kind == "local":
+        return local_file(src, path).as_uri()
     if kind == "hf_dataset":
         base = _base(src, DEFAULT_BASES[kind])
         return f"{base}/datasets/{src['repo']}/resolve/{src['revision']}/{quoted}"
@@ -352,6 +363,8 @@ def fetch_file(sources: dict, name: str, logical: str, *, data_dir: str | Path |
                            f"(from {origin}) as pinned for {url}. Replace it with the right file, "
                            f"or delete it to download again.")
 
+    if src["kind"] == "local":
+        return _copy_local(local_file(src, path), dest, expected, origin, key, lock_path)
     if not entry.get("confirmed", True):
         log.warning("%s: path %r is not confirmed at the host; if it is missing, list the real "
                     "paths with `ftbench fetch --list %s`", key, path, name)
@@ -386,6 +399,22 @@ def fetch_file(sources: dict, name: str, logical: str, *, data_dir: str | Path |
             f"{_prestage_hint(dest)}") from None
     if expected is None:
         _remember(lock_path, key, downloader.got_sha256 or sha256_file(dest), dest)
+    return dest
+
+
+def _copy_local(origin_file: Path, dest: Path, expected: str | None, origin: str, key: str,
+                lock_path) -> Path:
+    """A shipped file into the cache, hash-checked like a download."""
+    if not origin_file.is_file():
+        raise FtbenchError(f"{key}: {origin_file} does not exist; it ships with ftbench (git checkout "
+                           "incomplete?) or is rebuilt with `snakemake --configfile config/demo_build.yaml`")
+    got = sha256_file(origin_file)
+    if expected is not None and got != expected:
+        raise FtbenchError(f"{origin_file} has sha256 {got}, not {expected} as pinned in {origin}; "
+                           "a rebuilt demo world needs its new sha256 in the config (demo_ship prints them)")
+    place(origin_file, dest)
+    if expected is None:
+        _remember(lock_path, key, got, dest)
     return dest
 
 
