@@ -31,6 +31,30 @@ def split(atoms_list, n_valid: int, n_test: int, seed: int):
     return shuffled[n_valid + n_test:], shuffled[:n_valid], shuffled[n_valid:n_valid + n_test], isolated
 
 
+def read_configs(path: Path) -> list:
+    """All configurations of a benchmark file, or an error naming it (empty, unreadable)."""
+    if path.stat().st_size == 0:
+        raise FtbenchError(f"benchmark file {path} is empty; put the labelled configurations there "
+                           "(extxyz) or remove the benchmark from `benchmarks`")
+    try:
+        atoms = read(path, ":")
+    except Exception as err:  # ase raises many types for a malformed file
+        raise FtbenchError(f"benchmark file {path} is not a readable extxyz file: "
+                           f"{type(err).__name__}: {err}") from err
+    if not atoms:
+        raise FtbenchError(f"benchmark file {path} holds no configurations")
+    return atoms
+
+
+def label_keys(atoms_list, energy_key: str, forces_key: str, stress_key: str | None):
+    """The catalog's label keys, or REF_* when the file was already normalised by `ftbench convert`
+    (fetched benchmarks): the same catalog entry serves files placed by hand and fetched ones."""
+    first = atoms_list[0]
+    if energy_key not in first.info and "REF_energy" in first.info:
+        return "REF_energy", "REF_forces", ("REF_stress" if stress_key else None)
+    return energy_key, forces_key, stress_key
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="all labelled configurations (or the train file)")
     p.add_argument("--valid-data", type=Path, default=None, help="the source's own validation split")
@@ -53,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not path.is_file():
             raise FtbenchError(f"benchmark file {path} does not exist")
-        atoms = normalise_atoms(read(path, ":"), args.energy_key, args.forces_key, args.stress_key, path=path)
+        raw = read_configs(path)
+        keys = label_keys(raw, args.energy_key, args.forces_key, args.stress_key)
+        atoms = normalise_atoms(raw, *keys, path=path)
         check_labels(atoms, path)
         sets[name] = atoms
     if "valid" in sets and "test" in sets:  # the source's own splits win

@@ -121,7 +121,7 @@ def prepare_args(benchmark, input):
         if key in input.keys():
             args.append(f"--{key.replace('_', '-')} {input[key]}")
     args += [f"--n-valid {split.get('valid', 20)}", f"--n-test {split.get('test', 30)}"]
-    return " ".join(args)
+    return " ".join(args + [label_keys(entry)])
 
 
 def e0_inputs(w):
