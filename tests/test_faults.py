@@ -1,0 +1,54 @@
+"""Faults and bad inputs a new user meets (issue 13): every one either goes through or stops with
+a message naming the file/key and the fix, and nothing finished is lost. Real Snakemake runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from ase import Atoms
+from ase.io import write
+
+from conftest import ROOT, ftbench, snakemake
+
+
+def _molecules(n: int, energy_key: str, forces_key: str, seed: int = 0) -> list[Atoms]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]] + rng.normal(0, 0.05, (3, 3)))
+        a.info[energy_key] = float(-470.0 + rng.normal())
+        a.arrays[forces_key] = rng.normal(0, 0.5, (3, 3))
+        out.append(a)
+    return out
+
+
+def _files_benchmark(workdir, name: str, keys: dict, atoms) -> str:
+    """A `source: files` benchmark whose data file was placed by hand under data/benchmarks/."""
+    (workdir / "data" / "benchmarks" / name).mkdir(parents=True)
+    write(workdir / "data" / "benchmarks" / name / "data.xyz", atoms, format="extxyz")
+    cfg = {"catalog": {"benchmarks": {name: {"source": "files", "fetch_source": "local",
+                                             "files": {"data": "data.xyz"}, "split": {"valid": 2, "test": 2},
+                                             **keys}}}}
+    path = workdir / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_files_benchmark_with_its_own_label_keys_is_prepared(tmp_path):
+    keys = {"energy_key": "mp2_energy", "forces_key": "mp2_forces"}
+    cfg = _files_benchmark(tmp_path, "mp2", keys, _molecules(10, **keys))
+    snakemake(tmp_path, "-c", "1", "results/data/mp2/summary.json", "--configfile", cfg)
+    summary = json.loads((tmp_path / "results" / "data" / "mp2" / "summary.json").read_text())
+    assert summary["counts"] == {"train_pool": 6, "valid": 2, "test": 2, "isolated": 0}
+    assert summary["elements"] == [1, 8]
+
+
+def test_empty_benchmark_file_is_named_without_a_traceback(tmp_path):
+    empty = tmp_path / "empty.xyz"
+    empty.write_text("")
+    proc = ftbench("prepare", "--data", str(empty), "--out-dir", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert f"benchmark file {empty} is empty" in proc.stderr and "Traceback" not in proc.stderr
