@@ -52,3 +52,21 @@ def test_empty_benchmark_file_is_named_without_a_traceback(tmp_path):
     proc = ftbench("prepare", "--data", str(empty), "--out-dir", str(tmp_path / "o"))
     assert proc.returncode == 2
     assert f"benchmark file {empty} is empty" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_failed_job_prints_its_log_through_the_profile(tmp_path):
+    keys = {"energy_key": "mp2_energy", "forces_key": "mp2_forces"}
+    cfg = _files_benchmark(tmp_path, "mp2", keys, _molecules(10, **keys))
+    (tmp_path / "data" / "benchmarks" / "mp2" / "data.xyz").write_text("")
+    proc = snakemake(tmp_path, "--profile", str(ROOT / "profiles" / "local"), "-c", "1",
+                     "results/data/mp2/summary.json", "--configfile", cfg, check=False)
+    assert proc.returncode != 0
+    # the log's error line reaches the console, not only "check log file(s)"
+    assert "benchmark file data/benchmarks/mp2/data.xyz is empty" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("command", ["tables", "figures"])
+def test_bare_tables_and_figures_need_the_folder(tmp_path, command):
+    proc = ftbench(command, cwd=tmp_path)
+    assert proc.returncode == 2 and "--tables" in proc.stderr
+    assert not (tmp_path / "results").exists()

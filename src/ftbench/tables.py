@@ -175,7 +175,7 @@ def read_tables(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tables", type=Path, default=Path("results/tables"),
+    p.add_argument("--tables", type=Path, required=True,
                    help="folder with aggregate's errors.csv, runs.csv, robustness.csv; tables are written here")
 
 
