@@ -70,3 +70,27 @@ def test_bare_tables_and_figures_need_the_folder(tmp_path, command):
     proc = ftbench(command, cwd=tmp_path)
     assert proc.returncode == 2 and "--tables" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("content", ["junk", "dict"])
+def test_corrupt_or_foreign_model_is_named(tmp_path, content):
+    import torch
+
+    model = tmp_path / "model.model"
+    if content == "junk":
+        model.write_bytes(b"\x00\x01 not a model" * 100)
+    else:
+        torch.save({"state": 1}, model)
+    data = tmp_path / "test.xyz"
+    write(data, _molecules(2, "REF_energy", "REF_forces"), format="extxyz")
+    for args in (["evaluate", "--model", str(model), "--data", f"test={data}", "--out", str(tmp_path / "e.json")],
+                 ["e0", "--mode", "estimated", "--data", str(data), "--model", str(model),
+                  "--out", str(tmp_path / "e0.json")],
+                 ["dimers", "--model", str(model), "--elements", "H", "--out", str(tmp_path / "d.csv")],
+                 # the untouched rule: a corrupt foundation model is not recorded as an ok run
+                 ["finetune", "--untouched", str(model), "--out-dir", str(tmp_path / "run")]):
+        proc = ftbench(*args)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert f"model file {model} is corrupt or not a MACE model" in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "run.json").exists()

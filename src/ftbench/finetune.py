@@ -157,7 +157,9 @@ def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
     """
     import torch
 
-    model = torch.load(foundation, map_location="cpu", weights_only=False)
+    from ftbench.inference import read_model
+
+    model = read_model(foundation)
     e0s = {int(z): e for z, e in json.loads(e0_json.read_text()).items()}
     zs = [int(z) for z in model.atomic_numbers]
     buf = model.atomic_energies_fn.atomic_energies
@@ -171,9 +173,9 @@ def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
 
 def _load(model_path: Path):
     # not inference.load_model: that clears requires_grad, which parameter_counts reads
-    import torch
+    from ftbench.inference import read_model
 
-    return torch.load(model_path, map_location="cpu", weights_only=False)
+    return read_model(model_path)
 
 
 def e0s_in_model(model) -> dict[int, float]:
@@ -208,6 +210,9 @@ def record_untouched(model: Path, out_dir: Path) -> int:
     """A run.json for a foundation model as downloaded or pretrained: evaluated like any run."""
     if not model.is_file():
         raise FtbenchError(f"foundation model {model} does not exist")
+    from ftbench.inference import read_model
+
+    read_model(model)  # a corrupt file fails here, not in every evaluation after it
     prov = Provenance([model])
     write_json(out_dir / "run.json", prov.record([model], extra={
         "status": "ok", "reason": None, "model": str(model), "epochs": 0, "gpu_hours": 0.0,

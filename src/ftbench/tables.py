@@ -161,7 +161,7 @@ def write_table(frame: pd.DataFrame, stem: Path, caption: str, headers: dict | N
     shown = frame.rename(columns=headers or {}).map(lambda v: f"{v:.4g}" if isinstance(v, float) and np.isfinite(v) else
                       ("" if isinstance(v, float) else v))
     stem.with_suffix(".md").write_text(f"{caption}\n\n{shown.to_markdown(index=False)}\n")
-    latex = shown.to_latex(index=False, caption=caption, label=f"tab:{stem.name}", escape=True)
+    latex = shown.to_latex(index=False, caption=caption.split("\n\n")[0], label=f"tab:{stem.name}", escape=True)
     stem.with_suffix(".tex").write_text(latex)
     return [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
 
@@ -174,6 +174,14 @@ def read_tables(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
     return errors, runs, robustness
 
 
+def run_warnings(runs: pd.DataFrame, benchmark: str) -> list[str]:
+    """Distinct warnings (E0 mismatch, E0s not in the model) of a benchmark's runs (runs.csv)."""
+    if "e0_warnings" not in runs:
+        return []
+    texts = runs.loc[runs.benchmark == benchmark, "e0_warnings"].dropna().astype(str)
+    return list(dict.fromkeys(w for t in texts for w in t.split(" | ") if w.strip()))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tables", type=Path, required=True,
                    help="folder with aggregate's errors.csv, runs.csv, robustness.csv; tables are written here")
@@ -183,12 +191,17 @@ def run(args: argparse.Namespace) -> int:
     from ftbench.findings import findings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    metrics = run_metrics(*read_tables(args.tables))
+    errors, runs, robustness = read_tables(args.tables)
+    metrics = run_metrics(errors, runs, robustness)
     written = []
     for bench in sorted(metrics.benchmark.unique()):
-        written += write_table(summary(metrics, bench), args.tables / f"summary_{bench}",
-                               f"ftbench summary, benchmark {bench} (largest training set; untouched = "
-                               "foundation model without fine-tuning)", SUMMARY_COLUMNS)
+        warnings = run_warnings(runs, bench)
+        for w in warnings:
+            print(f"warning: {bench}: {w}")
+        caption = (f"ftbench summary, benchmark {bench} (largest training set; untouched = foundation model "
+                   "without fine-tuning)" + "".join(f"\n\nWarning: {w}" for w in warnings))
+        written += write_table(summary(metrics, bench), args.tables / f"summary_{bench}", caption,
+                               SUMMARY_COLUMNS)
     written += write_table(recommendations(metrics), args.tables / "recommendations",
                            "Recommended strategy per benchmark and foundation model")
     written += write_table(cost(metrics), args.tables / "cost", "Training cost per strategy")

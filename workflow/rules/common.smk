@@ -180,6 +180,26 @@ def evaluate_inputs(w):
     return inputs
 
 
+def e0_warnings():
+    """Distinct E0-mismatch warnings of this grid's e0 steps (read at the end of a run: in warn
+    mode the runs train anyway, and the warning would otherwise stay in a job log)."""
+    paths = {
+        f"results/e0/{r.benchmark}/{r.model}/{r.e0}/n{r.size}.provenance.json"
+        for r in RUNS
+        if r.has_foundation
+    }
+    found = []
+    for path in sorted(p for p in paths if os.path.exists(p)):
+        with open(path) as f:
+            found += [w for w in json.load(f).get("warnings", []) if w not in found]
+    return found
+
+
+def print_e0_warnings():
+    for warning in e0_warnings():
+        print(f"ftbench warning: {warning}", file=sys.stderr)
+
+
 def robustness_settings(benchmark):
     settings = copy.deepcopy(config["robustness"])
     override = CATALOG["benchmarks"][benchmark].get("robustness", {})
