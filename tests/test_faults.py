@@ -94,3 +94,54 @@ def test_corrupt_or_foreign_model_is_named(tmp_path, content):
         assert f"model file {model} is corrupt or not a MACE model" in proc.stderr, proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def _halomethanes(halogen: str, n: int, seed: int) -> list[Atoms]:
+    rng = np.random.default_rng(seed)
+    base = [[0, 0, 0], [1.09, 0, 0], [-0.36, 1.03, 0], [-0.36, -0.51, 0.89], [-0.6, -0.5, -1.6]]
+    out = []
+    for _ in range(n):
+        a = Atoms(f"CH3{halogen}", positions=np.array(base) + rng.normal(0, 0.05, (5, 3)))
+        a.info["REF_energy"] = float(-300.0 + rng.normal())
+        a.arrays["REF_forces"] = rng.normal(0, 0.5, (5, 3))
+        out.append(a)
+    return out
+
+
+def test_test_only_element_stops_at_prepare(tmp_path):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    write(bench / "data.xyz", _halomethanes("Cl", 10, 1), format="extxyz")
+    write(bench / "valid.xyz", _halomethanes("Cl", 2, 2), format="extxyz")
+    write(bench / "test.xyz", _halomethanes("Cl", 2, 3) + _halomethanes("Br", 1, 4), format="extxyz")
+    proc = ftbench("prepare", "--data", str(bench / "data.xyz"), "--valid-data", str(bench / "valid.xyz"),
+                   "--test-data", str(bench / "test.xyz"), "--out-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"the test split of {bench / 'test.xyz'} contains Br, which no training configuration has" in proc.stderr
+    assert not (tmp_path / "out" / "test.xyz").exists()
+
+
+@pytest.mark.pipeline
+def test_element_unknown_to_a_foundation_model_stops_every_model_job(micro_run, tmp_path):
+    import shutil
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for part in ("data", "results", ".snakemake"):
+        shutil.copytree(micro_run / part, work / part, symlinks=True)
+    shutil.rmtree(work / ".snakemake" / "locks", ignore_errors=True)
+    keys = {"energy_key": "REF_energy", "forces_key": "REF_forces"}
+    cfg = yaml.safe_load(_files_benchmark(work, "brbench", keys, _halomethanes("Br", 12, 5) + _halomethanes("Cl", 12, 6))
+                         and (work / "bench.yaml").read_text())
+    cfg.update(benchmarks=["brbench"], strategies=["naive", "replay"])
+    (work / "bench.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(work, "-c", "1", "results/benchmarks/brbench.done", "--configfile",
+                     str(ROOT / "tests" / "data" / "micro.yaml"), str(work / "bench.yaml"),
+                     "--rerun-triggers", "mtime", check=False)
+    assert proc.returncode != 0
+    log = (work / "logs" / "check_elements" / "brbench" / "micro.log").read_text()
+    assert "the training split results/data/brbench/train_pool.xyz contains Br" in log, log[-2000:]
+    assert "foundation model 'micro' does not know" in log and "Traceback" not in log
+    # nothing that needs the model ran: no E0s, replay files, untouched or fine-tuned runs
+    for part in ("e0", "replay", "runs"):
+        assert not (work / "results" / part / "brbench").exists(), part

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("grid", "print the expanded fine-tune grid and counts"),
     "demo": ("demo", "generate the offline demo world (corpus, benchmarks) with tblite"),
     "prepare": ("prepare", "split a benchmark and write nested training subsets"),
+    "check-elements": ("elements", "check every benchmark split against a foundation model's elements"),
     "subset": ("subsets", "the first n configurations of a training pool (nested subsets)"),
     "e0": ("e0", "re-estimate E0s for a (foundation model, training set) pair"),
     "replay": ("replay", "select the replay pool, hold out the pretraining slice, pseudolabel"),

@@ -55,6 +55,21 @@ def label_keys(atoms_list, energy_key: str, forces_key: str, stress_key: str | N
     return energy_key, forces_key, stress_key
 
 
+def check_split_elements(pool, others: dict) -> None:
+    """An element seen only in validation or test data has no training data: every model trained
+    on this benchmark (scratch, and fine-tunes whose element table is the training set's) would
+    fail at evaluation."""
+    from ase.data import chemical_symbols
+
+    trained = {int(z) for a in pool for z in a.numbers}
+    for name, (atoms, path) in others.items():
+        extra = sorted({int(z) for a in atoms for z in a.numbers} - trained)
+        if extra:
+            raise FtbenchError(f"the {name} split of {path} contains {', '.join(chemical_symbols[z] for z in extra)}, "
+                               "which no training configuration has; add training data with these elements or "
+                               "remove those configurations")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="all labelled configurations (or the train file)")
     p.add_argument("--valid-data", type=Path, default=None, help="the source's own validation split")
@@ -87,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         valid, test = sets["valid"], sets["test"]
     else:
         pool, valid, test, isolated = split(sets["all"], args.n_valid, args.n_test, args.split_seed)
+    check_split_elements(pool, {"validation": (valid, args.valid_data or args.data),
+                                "test": (test, args.test_data or args.data)})
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     files = {"train_pool": pool, "valid": valid, "test": test, "isolated": isolated}

@@ -10,6 +10,7 @@ localrules:
     benchmark_done,
     untouched,
     subset,
+    check_elements,
 
 
 REPORT_DIR = config["report_dir"]

@@ -131,6 +131,9 @@ def e0_inputs(w):
     }
     if w.model != ftc.NO_MODEL:
         inputs["model"] = foundation_model(w.model)
+        inputs["elements"] = ancient(
+            f"results/data/{w.benchmark}/elements/{w.model}.json"
+        )
     return inputs
 
 
