@@ -4,6 +4,7 @@ a message naming the file/key and the fix, and nothing finished is lost. Real Sn
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -131,8 +132,8 @@ def test_element_unknown_to_a_foundation_model_stops_every_model_job(micro_run, 
         shutil.copytree(micro_run / part, work / part, symlinks=True)
     shutil.rmtree(work / ".snakemake" / "locks", ignore_errors=True)
     keys = {"energy_key": "REF_energy", "forces_key": "REF_forces"}
-    cfg = yaml.safe_load(_files_benchmark(work, "brbench", keys, _halomethanes("Br", 12, 5) + _halomethanes("Cl", 12, 6))
-                         and (work / "bench.yaml").read_text())
+    path = _files_benchmark(work, "brbench", keys, _halomethanes("Br", 12, 5) + _halomethanes("Cl", 12, 6))
+    cfg = yaml.safe_load(open(path).read())
     cfg.update(benchmarks=["brbench"], strategies=["naive", "replay"])
     (work / "bench.yaml").write_text(yaml.safe_dump(cfg))
     proc = snakemake(work, "-c", "1", "results/benchmarks/brbench.done", "--configfile",
@@ -145,3 +146,31 @@ def test_element_unknown_to_a_foundation_model_stops_every_model_job(micro_run, 
     # nothing that needs the model ran: no E0s, replay files, untouched or fine-tuned runs
     for part in ("e0", "replay", "runs"):
         assert not (work / "results" / part / "brbench").exists(), part
+
+
+def test_command_line_slice_writes_its_own_tables(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--config", "benchmarks=[sn2]")
+    out = proc.stdout + proc.stderr
+    assert "tables and figures go to results/slices/benchmarks-sn2/" in out
+    outputs = re.findall(r"output: (\S+?),? ", out)
+    assert "results/slices/benchmarks-sn2/tables/errors.csv" in outputs
+    assert not [o for o in re.findall(r"output: (.*)", out) if "results/tables/" in o]
+    # naming the folder keeps it
+    named = snakemake(tmp_path, "-n", "--config", "benchmarks=[sn2]", "report_dir=results")
+    assert "results/tables/errors.csv" in named.stdout
+
+
+@pytest.mark.pipeline
+def test_another_foundation_model_does_not_reevaluate_finished_scratch(micro_run, tmp_path):
+    # the micro grid plus a second foundation model (not trained here: a dry run)
+    micro = yaml.safe_load((ROOT / "tests" / "data" / "micro.yaml").read_text())
+    extra = {"foundation_models": ["micro", "micro2"],
+             "catalog": {"foundation_models": {"micro2": micro["catalog"]["foundation_models"]["micro"]}}}
+    cfg = tmp_path / "two_models.yaml"
+    cfg.write_text(yaml.safe_dump(extra))
+    proc = snakemake(micro_run, "-n", "--configfile", str(ROOT / "tests" / "data" / "micro.yaml"), str(cfg))
+    outputs = re.findall(r"output: (.*)", proc.stdout)
+    scratch = [o for o in outputs if "/none/scratch/" in o]
+    # the finished scratch run keeps its errors.json; only micro2's slice is new
+    assert scratch and all("pt_eval/micro2.json" in o for o in scratch), scratch
+    assert not [o for o in outputs if "/micro/" in o and "results/runs/" in o], outputs

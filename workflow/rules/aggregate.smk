@@ -13,7 +13,7 @@ localrules:
     check_elements,
 
 
-REPORT_DIR = config["report_dir"]
+REPORT_DIR = report_dir()
 TABLES = f"{REPORT_DIR}/tables"
 FIGURES = f"{REPORT_DIR}/figures"
 LOG_TAG = "_".join(REPORT_DIR.split(os.sep))
@@ -62,7 +62,8 @@ rule aggregate:
     params:
         tables=subpath(output[0], parent=True),
     shell:
-        "python -m ftbench aggregate --errors {input.errors} --robustness {input.robustness} "
+        "python -m ftbench aggregate --errors {input.errors} --pt-eval {input.pt_eval} "
+        "--robustness {input.robustness} "
         "--reference-rdf {input.reference} --runs-root results/runs --tables {params.tables} 2>&1 | tee {log}"
 
 

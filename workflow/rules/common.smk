@@ -57,14 +57,43 @@ def runtime(rule):
     return lambda wildcards, attempt: minutes * attempt
 
 
+def report_dir():
+    """Where tables/ and figures/ go. A slice of the grid on the command line (`--config
+    benchmarks=[sn2]`) gets its own folder unless it names report_dir: the main tables keep
+    covering the whole config, and a slice never mixes into them."""
+    given = dict(workflow.config_settings.config or {})
+    sliced = [axis for axis in ftc.AXES if axis in given]
+    if not sliced or "report_dir" in given:
+        return config["report_dir"]
+    parts = []
+    for axis in sliced:
+        value = config[axis]
+        value = "-".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts.append(f"{axis}-{value}")
+    folder = os.path.join(config["report_dir"], "slices", "_".join(parts))
+    print(
+        f"ftbench: a slice of the grid: tables and figures go to {folder}/ "
+        "(add report_dir=... to choose the folder)",
+        file=sys.stderr,
+    )
+    return folder
+
+
 def run_files(runs, name):
     return [f"results/runs/{r.path}/{name}" for r in runs]
 
 
 def run_results(runs):
-    """What finished runs leave behind: test errors and robustness results."""
+    """What finished runs leave behind: test errors, scratch's errors on every foundation
+    model's pretraining slice (one file per model) and robustness results."""
+    scratch = [r for r in runs if not r.has_foundation]
     return {
         "errors": run_files(runs, "errors.json"),
+        "pt_eval": [
+            f"results/runs/{r.path}/pt_eval/{m}.json"
+            for r in scratch
+            for m in config["foundation_models"]
+        ],
         "robustness": run_files(runs, "robustness/robustness.json"),
     }
 
@@ -176,10 +205,12 @@ def evaluate_inputs(w):
         "run": os.path.join(RUN_DIR.format(**w), "run.json"),
         "test": f"results/data/{w.benchmark}/test.xyz",
     }
-    # Scratch has no pretraining distribution of its own: it is scored on every model's slice.
-    models = config["foundation_models"] if w.model == ftc.NO_MODEL else [w.model]
-    for m in models:
-        inputs[f"pt_eval__{m}"] = f"results/replay/{w.benchmark}/{m}/pt_eval.xyz"
+    # Scratch has no pretraining slice of its own: rule evaluate_pt_eval scores it on each
+    # model's, one file per model, so a slice of foundation_models never rewrites this file.
+    if w.model != ftc.NO_MODEL:
+        inputs[f"pt_eval__{w.model}"] = (
+            f"results/replay/{w.benchmark}/{w.model}/pt_eval.xyz"
+        )
     return inputs
 
 
