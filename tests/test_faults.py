@@ -4,6 +4,9 @@ a message naming the file/key and the fix, and nothing finished is lost. Real Sn
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import re
 
 import numpy as np
@@ -174,3 +177,25 @@ def test_another_foundation_model_does_not_reevaluate_finished_scratch(micro_run
     # the finished scratch run keeps its errors.json; only micro2's slice is new
     assert scratch and all("pt_eval/micro2.json" in o for o in scratch), scratch
     assert not [o for o in outputs if "/micro/" in o and "results/runs/" in o], outputs
+
+
+def test_yaml_error_in_the_config_names_file_and_line(tmp_path):
+    import shutil
+
+    repo = tmp_path / "repo"
+    for part in ("workflow", "config", "profiles"):
+        shutil.copytree(ROOT / part, repo / part)
+    shutil.copy(ROOT / "Snakefile", repo / "Snakefile")
+    text = (repo / "config" / "config.yaml").read_text().replace("benchmarks: [sn2, water]", "benchmarks: [sn2, water")
+    (repo / "config" / "config.yaml").write_text(text)
+    line = text.splitlines().index("benchmarks: [sn2, water") + 2  # the parser stops on the next line
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-n",
+                           "--directory", str(tmp_path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode != 0
+    assert f"config file {repo / 'config' / 'config.yaml'}, line {line}" in proc.stdout + proc.stderr
+    # a broken --configfile fails inside Snakemake first; ftbench grid locates it
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("strategies: [naive\nseeds: [1]\n")
+    grid = ftbench("grid", "--configfile", str(bad))
+    assert grid.returncode == 2 and f"config file {bad}, line 2, column 6 is not valid YAML" in grid.stderr

@@ -52,17 +52,29 @@ def deep_update(base: dict, new: dict) -> dict:
     return base
 
 
+def read_yaml(path: str | Path) -> dict:
+    """A config file as a dict; a YAML error names the file, line and column (Snakemake's own
+    message names neither)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FtbenchError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or str(err)
+        raise FtbenchError(f"config file {path}{where} is not valid YAML: {what}") from None
+    if data is not None and not isinstance(data, dict):
+        raise FtbenchError(f"config file {path} must be a mapping of keys (got {type(data).__name__})")
+    return data or {}
+
+
 def load_config(configfiles: list[str | Path] | None = None, overrides: dict | None = None) -> dict:
     """Merge config files like Snakemake does (later files update earlier ones), then validate."""
     cfg: dict = {}
     for path in configfiles or [DEFAULT_CONFIG]:
-        path = Path(path)
-        if not path.is_file():
-            raise FtbenchError(f"config file {path} does not exist")
-        try:
-            deep_update(cfg, yaml.safe_load(path.read_text()) or {})
-        except yaml.YAMLError as err:
-            raise FtbenchError(f"config file {path} is not valid YAML: {err}") from err
+        deep_update(cfg, read_yaml(path))
     deep_update(cfg, overrides or {})
     return validate(cfg)
 

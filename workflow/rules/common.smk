@@ -16,6 +16,17 @@ from ftbench import jobenv
 from ftbench.errors import FtbenchError
 from ftbench.strategies import mace_flags, pretrain_flags
 
+# Snakemake reports a YAML error without file or line: read the files first for a message that
+# has both (a broken --configfile fails inside Snakemake before this runs: `ftbench grid
+# --configfile FILE` locates it).
+try:
+    for _path in [os.path.join(workflow.basedir, "config", "config.yaml")] + list(
+        workflow.overwrite_configfiles
+    ):
+        ftc.read_yaml(_path)
+except FtbenchError as err:
+    raise WorkflowError(f"ftbench config: {err}")
+
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
