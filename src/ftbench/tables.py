@@ -182,9 +182,31 @@ def run_warnings(runs: pd.DataFrame, benchmark: str) -> list[str]:
     return list(dict.fromkeys(w for t in texts for w in t.split(" | ") if w.strip()))
 
 
+def missing_cells(runs: pd.DataFrame, benchmarks: list[str], models: list[str], strategies: list[str],
+                  no_foundation: set[str] = frozenset()) -> dict[str, list[str]]:
+    """Per benchmark, the model/strategy cells of the grid that have no run in runs.csv."""
+    have = set(zip(runs.benchmark, runs.model, runs.strategy))
+    out = {}
+    for bench in benchmarks:
+        cells = [(m, UNTOUCHED) for m in models]
+        for strategy in strategies:
+            cells += [(NO_MODEL, strategy)] if strategy in no_foundation else [(m, strategy) for m in models]
+        gone = [f"{m}/{s}" for m, s in dict.fromkeys(cells) if (bench, m, s) not in have]
+        if gone:
+            out[bench] = gone
+    return out
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tables", type=Path, required=True,
                    help="folder with aggregate's errors.csv, runs.csv, robustness.csv; tables are written here")
+    p.add_argument("--benchmarks", nargs="*", default=[],
+                   help="benchmarks the config expects: each gets its summary table, an empty one that "
+                        "says so when it has no finished runs")
+    p.add_argument("--models", nargs="*", default=[], help="foundation models the config expects")
+    p.add_argument("--strategies", nargs="*", default=[], help="strategies the config expects")
+    p.add_argument("--no-foundation", nargs="*", default=[],
+                   help="strategies that train without a foundation model (scratch)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -194,6 +216,18 @@ def run(args: argparse.Namespace) -> int:
     errors, runs, robustness = read_tables(args.tables)
     metrics = run_metrics(errors, runs, robustness)
     written = []
+    # Draw from what exists and say what is missing: every expected summary is written (a
+    # missing output would make Snakemake delete all of this job's tables).
+    missing = missing_cells(runs, args.benchmarks, args.models, args.strategies, set(args.no_foundation))
+    for bench, cells in missing.items():
+        print(f"missing: {bench}: {len(cells)} cells have no finished run in {args.tables}/runs.csv: "
+              f"{', '.join(cells)}")
+    for bench in args.benchmarks:
+        if bench not in set(metrics.benchmark):
+            written += write_table(pd.DataFrame(columns=list(SUMMARY_COLUMNS.values())),
+                                   args.tables / f"summary_{bench}",
+                                   f"ftbench summary, benchmark {bench}: no finished runs in these results "
+                                   "(run its grid, then the tables again)")
     for bench in sorted(metrics.benchmark.unique()):
         warnings = run_warnings(runs, bench)
         for w in warnings:
@@ -207,5 +241,6 @@ def run(args: argparse.Namespace) -> int:
     written += write_table(cost(metrics), args.tables / "cost", "Training cost per strategy")
     written += write_table(findings(metrics), args.tables / "findings",
                            "The study's findings, checked against these results")
-    print(f"wrote {len(written)} table files into {args.tables}/")
+    print(f"wrote {len(written)} table files into {args.tables}/"
+          + (f"; {sum(map(len, missing.values()))} grid cells missing (listed above)" if missing else ""))
     return 0

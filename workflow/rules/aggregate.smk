@@ -78,8 +78,9 @@ rule tables:
         "../envs/ftbench.yaml"
     params:
         tables=subpath(input[0], parent=True),
+        grid=tables_grid_args(),
     shell:
-        "python -m ftbench tables --tables {params.tables} 2>&1 | tee {log}"
+        "python -m ftbench tables --tables {params.tables} {params.grid} 2>&1 | tee {log}"
 
 
 rule figure:

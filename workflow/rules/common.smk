@@ -90,6 +90,27 @@ def report_dir():
     return folder
 
 
+def tables_grid_args():
+    """The grid the tables are expected to cover (they say which of its cells are missing)."""
+    scratch = [
+        s
+        for s in config["strategies"]
+        if not CATALOG["strategies"][s].get("foundation", True)
+    ]
+    return " ".join(
+        [
+            "--benchmarks",
+            *config["benchmarks"],
+            "--models",
+            *config["foundation_models"],
+            "--strategies",
+            *config["strategies"],
+            "--no-foundation",
+            *scratch,
+        ]
+    )
+
+
 def run_files(runs, name):
     return [f"results/runs/{r.path}/{name}" for r in runs]
 
