@@ -199,3 +199,40 @@ def test_yaml_error_in_the_config_names_file_and_line(tmp_path):
     bad.write_text("strategies: [naive\nseeds: [1]\n")
     grid = ftbench("grid", "--configfile", str(bad))
     assert grid.returncode == 2 and f"config file {bad}, line 2, column 6 is not valid YAML" in grid.stderr
+
+
+FIGURES_ONLY = ["figures", "--allowed-rules", "aggregate", "tables", "figure", "figures"]
+
+
+def _copy_run(src, dst):
+    import shutil
+
+    dst.mkdir()
+    for part in ("data", "results", ".snakemake", "logs"):
+        shutil.copytree(src / part, dst / part, symlinks=True)
+    shutil.rmtree(dst / ".snakemake" / "locks", ignore_errors=True)
+    return dst
+
+
+@pytest.mark.pipeline
+def test_figures_only_on_partial_results_keeps_every_table(micro_run, tmp_path):
+    work = _copy_run(micro_run, tmp_path / "work")
+    tables = work / "results" / "tables"
+    before = {p.name: p.read_bytes() for p in tables.iterdir()}
+    micro = str(ROOT / "tests" / "data" / "micro.yaml")
+    # a grid whose water cells never ran, drawn into the finished tables folder
+    proc = snakemake(work, "-c", "1", *FIGURES_ONLY, "--configfile", micro, "--config",
+                     "benchmarks=[sn2,water]", "report_dir=results")
+    out = proc.stdout + proc.stderr
+    assert "missing: water: " in (work / "logs" / "tables" / "results.log").read_text()
+    assert set(before) <= {p.name for p in tables.iterdir()}  # nothing deleted
+    assert before["summary_sn2.csv"] == (tables / "summary_sn2.csv").read_bytes()
+    assert "no finished runs" in (tables / "summary_water.md").read_text()
+    # the same slice without report_dir: its own folder, stopped before any job for lack of inputs
+    sliced = snakemake(work, "-c", "1", *FIGURES_ONLY, "--configfile", micro, "--config",
+                       "benchmarks=[sn2,water]", check=False)
+    out = sliced.stdout + sliced.stderr
+    assert sliced.returncode != 0 and "Missing input files for rule aggregate" in out
+    assert "results/runs/water/micro/naive/estimated/n8/seed1/errors.json" in out
+    assert not (work / "results" / "slices" / "benchmarks-sn2-water" / "tables").exists()
+    assert set(before) <= {p.name for p in tables.iterdir()}
