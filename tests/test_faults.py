@@ -236,3 +236,14 @@ def test_figures_only_on_partial_results_keeps_every_table(micro_run, tmp_path):
     assert "results/runs/water/micro/naive/estimated/n8/seed1/errors.json" in out
     assert not (work / "results" / "slices" / "benchmarks-sn2-water" / "tables").exists()
     assert set(before) <= {p.name for p in tables.iterdir()}
+
+
+@pytest.mark.pipeline
+def test_e0_mismatch_warning_is_printed_at_the_end_of_the_run(micro_run, tmp_path):
+    work = _copy_run(micro_run, tmp_path / "work")
+    # foundation E0s (GFN1 isolated atoms) on GFN2 data: the classic mismatch, in warn mode
+    proc = snakemake(work, "-c", "1", "results/e0/sn2/micro/foundation/n8.json", "--configfile",
+                     str(ROOT / "tests" / "data" / "micro.yaml"), "--config", "e0=[foundation]")
+    out = proc.stdout + proc.stderr
+    assert "ftbench warning: E0 mismatch: with e0 mode 'foundation'" in out, out[-3000:]
+    assert "use `e0: [estimated]`" in out and "so the runs train anyway" in out
