@@ -54,19 +54,20 @@ def start_attempt(checkpoints: Path, out_dir: Path, key: str) -> dict:
     --restart_latest load a finished model and train 0 epochs, old result rows would repeat."""
     path = checkpoints / ATTEMPTS
     state = json.loads(path.read_text()) if path.is_file() else {}
-    resume = (state.get("fingerprint") == key and not state.get("finished")
-              and any(checkpoints.glob("*.pt")))
-    if resume:
+    interrupted = state.get("fingerprint") == key and not state.get("finished")
+    resume = interrupted and any(checkpoints.glob("*.pt"))
+    if interrupted:
         killed = state["attempts"][-1]
         if killed.get("wall_time_s") is None:  # it died without a word: it ran until its last write
             last = _last_activity(checkpoints, out_dir / "mace_results", out_dir / "logs")
             killed["wall_time_s"] = max(0.0, (last or killed["started"]) - killed["started"])
             killed["killed"] = True
-    else:
+    if not resume:
         shutil.rmtree(checkpoints, ignore_errors=True)
         for stale in ("mace_results", "logs"):
             shutil.rmtree(out_dir / stale, ignore_errors=True)
-        state = {"fingerprint": key, "finished": False, "attempts": []}
+        # killed before its first checkpoint: a clean start, but its time still counts
+        state = {"fingerprint": key, "finished": False, "attempts": state["attempts"] if interrupted else []}
     state["attempts"].append({"started": time.time(), "wall_time_s": None})
     state["resumed"] = resume
     write_json(path, state)
