@@ -27,8 +27,13 @@ rule all:
 
 
 onsuccess:
+    print_e0_warnings()
     print(
         f"ftbench finished. Tables: {TABLES}/ (summary_*, recommendations, cost, findings; "
         f"tidy: errors.csv, runs.csv, robustness.csv); figures: {FIGURES}/; "
         "HTML report: snakemake --report report.html"
     )
+
+
+onerror:
+    print_e0_warnings()

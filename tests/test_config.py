@@ -139,3 +139,35 @@ def test_mace_option_aliases_are_accepted():
     assert to_argv({"stage_two": True, "start_stage_two": 10}) == ["--stage_two", "--start_stage_two=10"]
     with pytest.raises(FtbenchError, match="no option --stage_tow"):
         to_argv({"stage_tow": True})
+
+
+@pytest.mark.parametrize("override,match", [
+    ({"strategy": ["naive"]}, r"unknown config key `strategy`; did you mean `strategies`\?"),
+    ({"training": {"max_num_epoch": 40}},
+     r"unknown config key `training.max_num_epoch`; did you mean `training.max_num_epochs`\?"),
+    ({"e0_mismatch": {"treshold": 1.0}}, r"did you mean `e0_mismatch.threshold_ev_per_atom`\?"),
+    ({"catalog": {"benchmarks": {"sn2": {"energy_kye": "E"}}}}, r"`catalog.benchmarks.sn2.energy_kye`.*`catalog.benchmarks.sn2.energy_key`"),
+])
+def test_unknown_config_keys_are_refused_with_the_nearest_key(override, match):
+    with pytest.raises(FtbenchError, match=match):
+        load_config(None, override)
+
+
+@pytest.mark.parametrize("path", [PAPER, *sorted((ROOT / "config" / "ablations").glob("*.yaml")),
+                                  ROOT / "tests" / "data" / "micro.yaml",
+                                  *sorted((ROOT / ".ci" / "slurm").glob("*.yaml"))])
+def test_shipped_configs_use_only_known_keys(path):
+    load_config([DEFAULT, path])
+
+
+def test_command_line_strings_become_the_numbers_the_schema_asks_for():
+    # what Snakemake's --config hands over: YAML BaseLoader strings, nested ones included
+    cfg = load_config(None, {"seeds": ["1", "2"], "train_sizes": ["20"], "split_seed": "7",
+                             "training": {"max_num_epochs": "40"}, "enable_cueq": "false",
+                             "e0_mismatch": {"threshold_ev_per_atom": "0.5"}})
+    assert cfg["seeds"] == [1, 2] and cfg["train_sizes"] == [20] and cfg["split_seed"] == 7
+    assert cfg["training"]["max_num_epochs"] == 40 and cfg["enable_cueq"] is False
+    assert cfg["e0_mismatch"]["threshold_ev_per_atom"] == 0.5
+    assert load_config(None, {"train_sizes": "auto"})["train_sizes"] == "auto"
+    with pytest.raises(FtbenchError, match="config does not match"):
+        load_config(None, {"seeds": ["one"]})

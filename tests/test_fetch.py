@@ -287,3 +287,23 @@ def test_shipped_catalogue_matches_mace_urls(monkeypatch):
     for name in ("mace_mp_releases", "mace_foundations_releases"):
         for entry in sources[name]["files"].values():
             assert fetch.file_url(sources[name], entry["path"]) in mace_text
+
+
+def test_fetched_model_corrupted_later_is_named_with_its_pinned_sha256(world, host, capsys):
+    sources, data, tmp = world
+    cfg = tmp / "sources.yaml"
+    cfg.write_text(yaml.safe_dump({"sources": sources}))
+    model = tmp / "models" / "mp0.model"
+    assert main(["fetch", "--sources", str(cfg), "--source", "models", "--file", "mp0", "--data-dir",
+                 str(tmp / "cache"), "--lock", str(tmp / "c.lock"), "--out", str(model), "--no-progress"]) == 0
+    test = tmp / "test.xyz"
+    make_sn2_extxyz(test)
+    evaluate = ["evaluate", "--model", str(model), "--data", f"test={test}", "--out", str(tmp / "e.json")]
+    # the pinned bytes are not a torch file: named, no traceback
+    assert main(evaluate) == 2
+    assert f"model file {model} is corrupt or not a MACE model" in capsys.readouterr().err
+    model.write_bytes(model.read_bytes()[:100])  # cut short after the download
+    assert main(evaluate) == 2
+    err = capsys.readouterr().err
+    assert "differs from the pinned" in err and "models/mace_mp_0/m.model" in err
+    assert not (tmp / "e.json").exists()

@@ -103,3 +103,36 @@ def test_killed_finetune_resumes_from_checkpoint(resume_dir):
     assert info["epochs"] == EPOCHS
     # the checkpoint folder is not a declared output: it outlives both runs
     assert list(ckpt_dir.glob("*.pt"))
+    # run.json says it resumed, and its cost counts the killed attempt too
+    assert info["resumed"] is True and info["attempts"] == 2, info
+    assert info["wall_time_s"] > info["attempt_wall_time_s"] > 0
+    # mace appends the resumed epochs to the same results file: every epoch appears once
+    from ftbench.aggregate import training_rows
+
+    epochs = [r["epoch"] for r in training_rows(run_dir, {})]
+    assert sorted(epochs) == list(range(EPOCHS)), epochs
+
+
+def test_forcerun_retrains_from_scratch(resume_dir):
+    work, cfg = resume_dir
+    config = yaml.safe_load(cfg.read_text())
+    config["training"]["max_num_epochs"] = 3
+    cfg.write_text(yaml.safe_dump(config))
+    run_dir = work / "results" / "runs" / CELL
+    rule_log = work / "logs" / "finetune" / f"{CELL}.log"
+    args = [f"results/runs/{CELL}/run.json", "-c", "1", "--configfile", str(cfg), "--rerun-triggers", "mtime"]
+    snakemake(work, *args)
+    first = json.loads((run_dir / "run.json").read_text())
+    assert first["status"] == "ok" and first["epochs"] == 3
+
+    snakemake(work, *args, "--forcerun", "finetune")  # the README's "retrain from scratch"
+    text = rule_log.read_text()
+    # no checkpoint loaded before training (mace loads the final one after its last epoch)
+    assert "Loading checkpoint" not in text.split("INFO: Epoch 0:")[0], text[-3000:]
+    assert sorted(_epochs_logged(text)) == [0, 1, 2]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "ok" and info["epochs"] == 3 and info["started"] != first["started"]
+    assert first["resumed"] is False and info["resumed"] is False and info["attempts"] == 1
+    from ftbench.aggregate import training_rows
+
+    assert sorted(r["epoch"] for r in training_rows(run_dir, {})) == [0, 1, 2]

@@ -69,3 +69,20 @@ def test_cli_writes_csv_markdown_and_latex(tmp_path):
     assert re.search(r"\|\s+target F RMSE \(meV/A\)\s+\|", (tables / "summary_sn2.md").read_text())
     assert "\\begin{tabular}" in (tables / "summary_sn2.tex").read_text()
     assert len(pd.read_csv(tables / "findings.csv")) == 6
+
+
+def test_e0_warnings_and_missing_benchmarks_reach_the_summary(tmp_path):
+    tables = write_tables(tmp_path / "tables")
+    runs = pd.read_csv(tables / "runs.csv")
+    warning = "E0 mismatch: with e0 mode 'foundation' the foundation model's energy RMSE is 3.1 eV/atom"
+    runs["e0_warnings"] = [warning if s == "naive" else None for s in runs.strategy]
+    runs.to_csv(tables / "runs.csv", index=False)
+    proc = ftbench("tables", "--tables", str(tables), "--benchmarks", "sn2", "water", "--models", "gen_a",
+                   "--strategies", "naive", "scratch", "--no-foundation", "scratch")
+    assert proc.returncode == 0, proc.stderr
+    assert f"warning: sn2: {warning}" in proc.stdout
+    assert f"Warning: {warning}" in (tables / "summary_sn2.md").read_text()
+    # a benchmark of the config without finished runs: an empty summary that says so, and the list
+    assert "no finished runs" in (tables / "summary_water.md").read_text()
+    assert "missing: water: 3 cells have no finished run" in proc.stdout
+    assert "gen_a/untouched, gen_a/naive, none/scratch" in proc.stdout

@@ -89,3 +89,15 @@ def test_figure_names_in_the_rules_match_the_figure_registry():
     text = (ROOT / "workflow" / "rules" / "aggregate.smk").read_text()
     block = text.split("FIGURE_NAMES = [")[1].split("]")[0]
     assert re.findall(r'"(\w+)"', block) == list(FIGURES)
+
+
+def test_command_line_numbers_and_unknown_keys(tmp_path):
+    # Snakemake hands --config values over as strings; they are numbers once validated
+    proc = snakemake(tmp_path, "-n", "--config", "seeds=[1,2]", "train_sizes=[10]",
+                     "training={max_num_epochs: 40}", "strategies=[naive]",
+                     "benchmarks=[sn2]", "foundation_models=[demo_gen1]")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert int(counts["finetune"]) == 2
+    bad = snakemake(tmp_path, "-n", "--config", "strategy=[naive]", check=False)
+    assert bad.returncode != 0
+    assert "unknown config key `strategy`; did you mean `strategies`?" in bad.stdout + bad.stderr

@@ -17,7 +17,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-GPU_RULES = {"finetune", "pretrain", "evaluate", "robustness"}
+GPU_RULES = {"finetune", "pretrain", "evaluate", "evaluate_pt_eval", "robustness"}
 GPU_GROUPS = {"evaluate", "robustness"}
 
 

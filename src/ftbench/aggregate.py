@@ -38,8 +38,13 @@ def run_key(run_dir: Path, runs_root: Path) -> dict:
             "train_size": r.size, "seed": r.seed}
 
 
-def collect(errors_files: list[Path], runs_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def collect(errors_files: list[Path], runs_root: Path, pt_eval_files: list[Path] = ()
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     error_rows, run_rows = [], []
+    extra: dict[Path, list[dict]] = {}  # run dir -> rows of its pt_eval/<model>.json files
+    for path in pt_eval_files:
+        rec = json.loads(path.read_text())
+        extra.setdefault(path.parent.parent, []).extend(rec["rows"] if rec["status"] == "ok" else [])
     for path in errors_files:
         key = run_key(path.parent, runs_root)
         errors = json.loads(path.read_text())
@@ -59,7 +64,7 @@ def collect(errors_files: list[Path], runs_root: Path) -> tuple[pd.DataFrame, pd
         if errors["status"] != "ok" or not errors["rows"]:
             error_rows.append({**key, "status": errors["status"], "dataset": None, "value": None})
             continue
-        for row in errors["rows"]:
+        for row in errors["rows"] + extra.get(path.parent, []):
             dataset, _, dataset_model = row["dataset"].partition("__")
             error_rows.append({**key, "status": "ok", **row, "dataset": dataset,
                                "dataset_model": dataset_model or None,
@@ -154,6 +159,8 @@ def collect_curves(errors_files: list[Path], robustness_files: list[Path], refer
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--errors", nargs="+", required=True, type=Path, help="errors.json files of the runs")
+    p.add_argument("--pt-eval", nargs="*", default=[], type=Path,
+                   help="pt_eval/<model>.json files of runs without a foundation model (scratch)")
     p.add_argument("--robustness", nargs="*", default=[], type=Path, help="robustness.json files of the runs")
     p.add_argument("--reference-rdf", nargs="*", default=[], type=Path,
                    help="reference_rdf.csv of each benchmark (results/data/<benchmark>/)")
@@ -163,7 +170,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    errors, runs = collect(args.errors, args.runs_root)
+    errors, runs = collect(args.errors, args.runs_root, args.pt_eval)
     args.tables.mkdir(parents=True, exist_ok=True)
     errors.sort_values(KEY).to_csv(args.tables / "errors.csv", index=False)
     runs.sort_values(KEY).to_csv(args.tables / "runs.csv", index=False)

@@ -12,11 +12,10 @@ def load_calculator(model: str | Path, head: str | None = None, device: str = "c
     """A MACECalculator for a saved mace model file, with `head` selected for multihead models."""
     from mace.calculators import MACECalculator
 
-    path = Path(model)
-    if not path.is_file():
-        raise FtbenchError(f"model file {path} does not exist; run the step that makes it first")
+    from ftbench.inference import read_model
+
     kwargs = {"head": head} if head else {}
-    return MACECalculator(model_paths=str(path), device=device, default_dtype=default_dtype, **kwargs)
+    return MACECalculator(models=read_model(model, device), device=device, default_dtype=default_dtype, **kwargs)
 
 
 def add_model_arguments(parser) -> None:

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "generate the offline demo world (corpus, benchmarks) with tblite"),
     "demo-world": ("demo_world", "build the shipped demo world: labelled trajectories, pairs, relabelling"),
     "prepare": ("prepare", "split a benchmark and write nested training subsets"),
+    "check-elements": ("elements", "check every benchmark split against a foundation model's elements"),
     "subset": ("subsets", "the first n configurations of a training pool (nested subsets)"),
     "e0": ("e0", "re-estimate E0s for a (foundation model, training set) pair"),
     "replay": ("replay", "select the replay pool, hold out the pretraining slice, pseudolabel"),

@@ -6,6 +6,7 @@ cluster job re-parses the Snakefile.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,19 +52,149 @@ def deep_update(base: dict, new: dict) -> dict:
     return base
 
 
+def read_yaml(path: str | Path) -> dict:
+    """A config file as a dict; a YAML error names the file, line and column (Snakemake's own
+    message names neither)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FtbenchError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or str(err)
+        raise FtbenchError(f"config file {path}{where} is not valid YAML: {what}") from None
+    if data is not None and not isinstance(data, dict):
+        raise FtbenchError(f"config file {path} must be a mapping of keys (got {type(data).__name__})")
+    return data or {}
+
+
 def load_config(configfiles: list[str | Path] | None = None, overrides: dict | None = None) -> dict:
     """Merge config files like Snakemake does (later files update earlier ones), then validate."""
     cfg: dict = {}
     for path in configfiles or [DEFAULT_CONFIG]:
-        path = Path(path)
-        if not path.is_file():
-            raise FtbenchError(f"config file {path} does not exist")
-        try:
-            deep_update(cfg, yaml.safe_load(path.read_text()) or {})
-        except yaml.YAMLError as err:
-            raise FtbenchError(f"config file {path} is not valid YAML: {err}") from err
+        deep_update(cfg, read_yaml(path))
     deep_update(cfg, overrides or {})
     return validate(cfg)
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def _deref(node, root: dict):
+    """The schema node a `$ref: "#/definitions/x"` points at (one level is all the schema uses)."""
+    if isinstance(node, dict) and "$ref" in node:
+        target = root
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        return target
+    return node
+
+
+def _known_keys(node: dict) -> set[str] | None:
+    """Keys an object node allows, or None when it is open (no `properties`, or an
+    `additionalProperties` schema). Keys a conditional (`then`/`else`) requires count as known."""
+    if not isinstance(node, dict) or "properties" not in node:
+        return None
+    if node.get("additionalProperties", False) is not False:
+        return None
+    keys = set(node["properties"])
+    for branch in ("then", "else"):
+        sub = node.get(branch) or {}
+        keys |= set(sub.get("properties", {})) | set(sub.get("required", []))
+    return keys
+
+
+def nearest(key: str, known) -> list[str]:
+    """The closest known key, also matching the first word (`treshold` -> `threshold_ev_per_atom`)."""
+    near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    if not near:
+        heads = {k.split("_")[0]: k for k in sorted(known)}
+        near = [heads[h] for h in difflib.get_close_matches(key.split("_")[0], list(heads), n=1, cutoff=0.75)]
+    return near
+
+
+def check_unknown_keys(cfg, node, root: dict, where: str = "") -> None:
+    """Refuse keys the schema does not know, naming the nearest known key: a typo such as
+    `strategy:` or `max_num_epoch:` must not be silently ignored."""
+    node = _deref(node, root)
+    if not isinstance(cfg, dict) or not isinstance(node, dict):
+        return
+    known = _known_keys(node)
+    if known is not None:
+        for key in cfg:
+            if key not in known:
+                name = f"{where}.{key}" if where else str(key)
+                near = nearest(str(key), known)
+                hint = (f"did you mean `{f'{where}.' if where else ''}{near[0]}`?" if near
+                        else f"known keys{f' under `{where}`' if where else ''}: {', '.join(sorted(known))}")
+                raise FtbenchError(f"unknown config key `{name}`; {hint} "
+                                   f"(schema: {SCHEMA.relative_to(ROOT)})")
+    props = node.get("properties", {})
+    extra = node.get("additionalProperties")
+    for key, value in cfg.items():
+        sub = props.get(key, extra if isinstance(extra, dict) else None)
+        if sub is not None:
+            check_unknown_keys(value, sub, root, f"{where}.{key}" if where else str(key))
+
+
+_BOOLS = {"true": True, "True": True, "false": False, "False": False}
+
+
+def _types(node: dict) -> set[str]:
+    t = node.get("type", [])
+    return set([t] if isinstance(t, str) else t)
+
+
+def _scalar(value: str, node: dict, root: dict):
+    """A command-line string as the number/boolean the schema node asks for, or unchanged."""
+    node = _deref(node, root)
+    branches = [node] + [_deref(b, root) for b in node.get("oneOf", []) + node.get("anyOf", [])]
+    types = set().union(*(_types(b) for b in branches))
+    if "string" in types or not types:
+        return value
+    if "integer" in types:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    if "number" in types:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if "boolean" in types and value in _BOOLS:
+        return _BOOLS[value]
+    if "null" in types and value in ("null", "~", "None"):
+        return None
+    return value
+
+
+def coerce_strings(cfg, node, root: dict):
+    """Snakemake passes `--config seeds=[1]` values as strings (YAML BaseLoader): turn them into
+    the numbers and booleans the schema asks for, in place, before validation."""
+    node = _deref(node, root)
+    if not isinstance(node, dict):
+        return cfg
+    if isinstance(cfg, str):
+        return _scalar(cfg, node, root)
+    branches = [node] + [_deref(b, root) for b in node.get("oneOf", []) + node.get("anyOf", [])]
+    if isinstance(cfg, list):
+        for b in branches:
+            if "items" in b:
+                cfg[:] = [coerce_strings(v, b["items"], root) for v in cfg]
+                break
+        return cfg
+    if isinstance(cfg, dict):
+        props = node.get("properties", {})
+        extra = node.get("additionalProperties")
+        for key, value in cfg.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                cfg[key] = coerce_strings(value, sub, root)
+    return cfg
 
 
 def validate(cfg: dict) -> dict:
@@ -71,6 +202,9 @@ def validate(cfg: dict) -> dict:
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate as schema_validate
 
+    schema = _schema()
+    coerce_strings(cfg, schema, schema)
+    check_unknown_keys(cfg, schema, schema)
     try:
         schema_validate(cfg, str(SCHEMA))
     except WorkflowError as err:

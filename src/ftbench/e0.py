@@ -81,6 +81,33 @@ def mismatch_rmse(model, train, e0s: dict[int, float], device: str = "cpu") -> f
     return float(np.sqrt(np.mean(np.square(err))))
 
 
+# Above this an error is not an E0 offset but labels in another unit (Hartree, kcal/mol) or of
+# another quantity (e.g. a total energy per molecule read as per atom).
+UNIT_SUSPECT_EV_PER_ATOM = 5.0
+ADVICE = {
+    "estimated": "the estimated E0s are already the best per-element fit, so the labels themselves "
+                 "disagree with the foundation model",
+    "foundation": "use `e0: [estimated]` (per-element fit to the training set) or isolated-atom energies "
+                  "at the target level of theory (`e0: [isolated]`)",
+    "isolated": "check that the IsolatedAtom energies are at the benchmark's level of theory, or use "
+                "`e0: [estimated]`",
+    "average": "use `e0: [estimated]`, which starts from the foundation model's own predictions",
+}
+
+
+def mismatch_message(mode: str, rmse: float, threshold: float, data, action: str) -> str:
+    """The E0-mismatch warning, with advice that fits the E0 mode and the `e0_mismatch.action`."""
+    msg = (f"E0 mismatch: with e0 mode {mode!r} the foundation model's energy RMSE on {data} is "
+           f"{rmse:.3f} eV/atom before training (threshold {threshold}); {ADVICE[mode]}")
+    if rmse > UNIT_SUSPECT_EV_PER_ATOM:
+        msg += ("; an error this large usually means the energies are not in eV (Hartree? kcal/mol?) or "
+                "not total energies: check the benchmark's `energy_key` and units")
+    if action == "error":
+        return msg + " (or set e0_mismatch.action: warn to train anyway)"
+    return msg + (" (e0_mismatch.action: warn, so the runs train anyway; set it to error to stop "
+                  "before training)")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="training set (extxyz, REF_energy)")
     p.add_argument("--mode", required=True, choices=MODES)
@@ -112,12 +139,10 @@ def run(args: argparse.Namespace) -> int:
         rmse = mismatch_rmse(model, train, e0s, args.device)
         result["initial_energy_rmse_ev_per_atom"] = rmse
         if rmse > args.threshold:
-            msg = (f"E0 mismatch: with e0 mode {args.mode!r} the foundation model's energy RMSE on "
-                   f"{args.data} is {rmse:.3f} eV/atom before training (threshold {args.threshold}); "
-                   "use `e0: [estimated]` or isolated-atom energies at the target level of theory")
+            msg = mismatch_message(args.mode, rmse, args.threshold, args.data, args.on_mismatch)
             result["warnings"].append(msg)
             if args.on_mismatch == "error":
-                raise FtbenchError(msg + " (or set e0_mismatch.action: warn to train anyway)")
+                raise FtbenchError(msg)
             log.warning(msg)
     log.info("E0s (%s): %s", args.mode, {chemical_symbols[z]: round(e, 4) for z, e in e0s.items()})
     # mace's --E0s reads a JSON file of {Z: energy}; the full record sits beside it.

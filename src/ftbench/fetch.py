@@ -570,9 +570,23 @@ def run(args) -> int:
         if len(fetched) != 1:
             raise FtbenchError(f"--out needs exactly one file, but {len(fetched)} were selected; add --file")
         place(fetched[0], args.out)
+        if len(args.source) == 1 and args.file and len(args.file) == 1:
+            record_source(args.out, fetched[0], sources, args.source[0], args.file[0], lock)
     for path in fetched:
         print(path)
     return 0
+
+
+def record_source(out: str | Path, fetched: str | Path, sources: dict, name: str, logical: str,
+                  lock: str | Path | None) -> None:
+    """`<out>.source.json`: the sha256 and lock-file key of a placed file, so ftbench.inference can
+    tell a model that was corrupted after its download from a good one."""
+    import json
+
+    path = sources[name]["files"][logical]["path"]
+    record = {"sha256": sha256_file(fetched), "lock_key": f"{name}/{path}",
+              "lock": str(lock) if lock else None}
+    Path(str(out) + ".source.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def place(src: str | Path, out: str | Path) -> Path:

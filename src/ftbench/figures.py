@@ -398,8 +398,9 @@ def load_tables(tables: Path) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tables", type=Path, default=Path("results/tables"), help="aggregate's tidy tables")
-    p.add_argument("--out", type=Path, default=Path("results/figures"))
+    # no defaults: a bare `ftbench figures` must not silently redraw results/
+    p.add_argument("--tables", type=Path, required=True, help="aggregate's tidy tables (e.g. results/tables)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the figures (e.g. results/figures)")
     p.add_argument("--only", nargs="*", default=None, choices=sorted(FIGURES), metavar="NAME",
                    help=f"figures to draw (default all): {', '.join(FIGURES)}")
 

@@ -7,9 +7,11 @@ cell never stops the grid. Bad input (missing files, unknown keys) is still an e
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
+import time
 import traceback
 from pathlib import Path
 
@@ -21,6 +23,64 @@ from ftbench.strategies import to_argv
 
 log = logging.getLogger("ftbench.finetune")
 MODEL_NAME = "model"
+ATTEMPTS = "attempts.json"  # in the checkpoint folder: what the checkpoints belong to
+# argv options that do not change what is trained: a retry on another node still resumes
+NOT_FINGERPRINTED = ("--device=", "--enable_cueq=")
+
+
+def fingerprint(argv: list[str], inputs: list[Path | None]) -> str:
+    """What a checkpoint belongs to: mace's argv and the sha256 of every input file."""
+    from ftbench.provenance import sha256
+
+    h = hashlib.sha256()
+    for a in argv:
+        if not a.startswith(NOT_FINGERPRINTED):
+            h.update(a.encode() + b"\0")
+    for path in inputs:
+        if path is not None:
+            h.update(sha256(path).encode())
+    return h.hexdigest()
+
+
+def _last_activity(*folders: Path) -> float | None:
+    """When a killed attempt last wrote anything (checkpoint, mace log, results rows)."""
+    times = [p.stat().st_mtime for d in folders if d.is_dir() for p in d.rglob("*") if p.is_file()]
+    return max(times) if times else None
+
+
+def start_attempt(checkpoints: Path, out_dir: Path, key: str) -> dict:
+    """Resume only an interrupted run of the same argv and inputs. A finished run (rerun with
+    --forcerun), a changed run or a first run starts clean: old checkpoints would make mace's
+    --restart_latest load a finished model and train 0 epochs, old result rows would repeat."""
+    path = checkpoints / ATTEMPTS
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    interrupted = state.get("fingerprint") == key and not state.get("finished")
+    resume = interrupted and any(checkpoints.glob("*.pt"))
+    if interrupted:
+        killed = state["attempts"][-1]
+        if killed.get("wall_time_s") is None:  # it died without a word: it ran until its last write
+            last = _last_activity(checkpoints, out_dir / "mace_results", out_dir / "logs")
+            killed["wall_time_s"] = max(0.0, (last or killed["started"]) - killed["started"])
+            killed["killed"] = True
+    if not resume:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        for stale in ("mace_results", "logs"):
+            shutil.rmtree(out_dir / stale, ignore_errors=True)
+        # killed before its first checkpoint: a clean start, but its time still counts
+        state = {"fingerprint": key, "finished": False, "attempts": state["attempts"] if interrupted else []}
+    state["attempts"].append({"started": time.time(), "wall_time_s": None})
+    state["resumed"] = resume
+    write_json(path, state)
+    return state
+
+
+def finish_attempt(checkpoints: Path, state: dict) -> dict:
+    """Mark the checkpoints as belonging to a finished run (a later run starts clean)."""
+    this = state["attempts"][-1]
+    this["wall_time_s"] = time.time() - this["started"]
+    state["finished"] = True
+    write_json(checkpoints / ATTEMPTS, state)
+    return state
 
 
 def build_argv(flags: dict, *, train: Path, valid: Path, e0: Path, out_dir: Path, checkpoints: Path,
@@ -95,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
     if args.foundation is not None and not flags.get("multiheads_finetuning"):
         patched = foundation_with_e0s(args.foundation, args.e0, out_dir / "foundation_with_e0s.model")
         argv = [f"--foundation_model={patched}" if a.startswith("--foundation_model=") else a for a in argv]
-    log.info("mace_run_train %s", " ".join(argv))
+    attempt = start_attempt(checkpoints, out_dir, fingerprint(
+        argv, [args.train, args.valid, args.e0, args.foundation, args.pt_train]))
+    log.info("%s; mace_run_train %s", "resuming an interrupted run" if attempt["resumed"] else "starting clean",
+             " ".join(argv))
     status, reason = "ok", None
     try:
         run_mace_train(argv)
@@ -104,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         status = "diverged" if any(s in text.lower() for s in ("nan", "inf")) else "failed"
         reason = text
         log.error("mace_run_train %s: %s\n%s", status, text, traceback.format_exc())
+    attempt = finish_attempt(checkpoints, attempt)
     curve = training_curve(out_dir / "mace_results")
     model_path = out_dir / f"{MODEL_NAME}.model"
     if status == "ok":
@@ -136,8 +200,13 @@ def run(args: argparse.Namespace) -> int:
         "trainable_parameters": parameter_counts(saved, _mace_log(out_dir)) if saved is not None else {},
         "e0s_in_model": e0s_in_model(saved) if saved is not None else None,
         "first_valid": curve[0] if curve else None, "last_valid": curve[-1] if curve else None,
-        "warnings": warnings, "flags": flags,
+        "warnings": warnings, "flags": flags, "resumed": attempt["resumed"],
+        "attempts": len(attempt["attempts"]),
     })
+    # cost counts every attempt, killed ones included (their checkpoints are part of this model)
+    rec["attempt_wall_time_s"] = rec["wall_time_s"]
+    earlier = sum(a["wall_time_s"] or 0.0 for a in attempt["attempts"][:-1])
+    rec["wall_time_s"] = round(earlier + rec["wall_time_s"], 3)
     rec["gpu_hours"] = rec["wall_time_s"] / 3600 if device.startswith("cuda") else 0.0
     write_json(out_dir / "run.json", rec)
     log.info("run %s: %s%s (%.1f s)", out_dir, status, f" ({reason})" if reason else "", rec["wall_time_s"])
@@ -157,7 +226,9 @@ def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
     """
     import torch
 
-    model = torch.load(foundation, map_location="cpu", weights_only=False)
+    from ftbench.inference import read_model
+
+    model = read_model(foundation)
     e0s = {int(z): e for z, e in json.loads(e0_json.read_text()).items()}
     zs = [int(z) for z in model.atomic_numbers]
     buf = model.atomic_energies_fn.atomic_energies
@@ -171,9 +242,9 @@ def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
 
 def _load(model_path: Path):
     # not inference.load_model: that clears requires_grad, which parameter_counts reads
-    import torch
+    from ftbench.inference import read_model
 
-    return torch.load(model_path, map_location="cpu", weights_only=False)
+    return read_model(model_path)
 
 
 def e0s_in_model(model) -> dict[int, float]:
@@ -208,6 +279,9 @@ def record_untouched(model: Path, out_dir: Path) -> int:
     """A run.json for a foundation model as downloaded or pretrained: evaluated like any run."""
     if not model.is_file():
         raise FtbenchError(f"foundation model {model} does not exist")
+    from ftbench.inference import read_model
+
+    read_model(model)  # a corrupt file fails here, not in every evaluation after it
     prov = Provenance([model])
     write_json(out_dir / "run.json", prov.record([model], extra={
         "status": "ok", "reason": None, "model": str(model), "epochs": 0, "gpu_hours": 0.0,

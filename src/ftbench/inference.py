@@ -7,15 +7,59 @@ from pathlib import Path
 from ftbench.errors import FtbenchError
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: str = "float64"):
+MODEL_SOURCE_SUFFIX = ".source.json"  # beside a fetched model: its sha256 and lock-file key
+
+
+def read_model(path: str | Path, device: str = "cpu"):
+    """The one way ftbench opens a saved MACE model: a missing, corrupt or foreign file, or a fetched
+    model whose bytes no longer match its pinned sha256, is an error naming the file."""
     import torch
-    from mace.tools import torch_tools
 
     path = Path(path)
     if not path.is_file():
         raise FtbenchError(f"model file {path} does not exist; run the step that makes it first")
+    check_model_checksum(path)
+    fix = "delete it and rerun the step that makes it (pretraining, fine-tuning or fetch)"
+    try:
+        model = torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # pickle, zip and torch raise many types for a bad file
+        raise FtbenchError(f"model file {path} is corrupt or not a MACE model "
+                           f"({type(err).__name__}: {err}); {fix}") from None
+    if not (isinstance(model, torch.nn.Module) and hasattr(model, "atomic_numbers") and hasattr(model, "r_max")):
+        raise FtbenchError(f"model file {path} is corrupt or not a MACE model (it holds a "
+                           f"{type(model).__name__}, not a saved MACE torch module); {fix}")
+    return model
+
+
+def check_model_checksum(path: Path) -> None:
+    """A fetched model carries `<file>.source.json` (written by `ftbench fetch --out`): its bytes
+    must still have the sha256 of the lock file (or of the config) they were fetched with."""
+    import json
+
+    from ftbench.provenance import sha256
+
+    record = path.with_name(path.name + MODEL_SOURCE_SUFFIX)
+    if not record.is_file():
+        return
+    info = json.loads(record.read_text())
+    expected = info["sha256"]
+    lock = Path(info.get("lock") or "")
+    if info.get("lock_key") and lock.is_file():
+        from ftbench.fetch import read_lock
+
+        expected = read_lock(lock).get(info["lock_key"], expected)
+    got = sha256(path)
+    if got != expected:
+        raise FtbenchError(f"model file {path} is corrupt or not a MACE model: sha256 {got} differs from "
+                           f"the pinned {expected} ({info.get('lock_key') or record}); delete it and fetch it again")
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: str = "float64"):
+    """A saved MACE model for inference (read_model, then dtype, no gradients, eval mode)."""
+    from mace.tools import torch_tools
+
+    model = read_model(path, device)
     torch_tools.set_default_dtype(dtype)
-    model = torch.load(path, map_location=device, weights_only=False)
     model = model.double() if dtype == "float64" else model.float()
     for p in model.parameters():
         p.requires_grad = False

@@ -37,17 +37,26 @@ def run_mace_train(argv: list[str]) -> None:
 
 
 def training_curve(results_dir: Path) -> list[dict]:
-    """mace's per-epoch evaluation rows ({results_dir}/*_train.txt, one JSON object a line)."""
-    rows = []
+    """mace's per-epoch evaluation rows ({results_dir}/*_train.txt, one JSON object a line).
+
+    A resumed run appends to the same file and repeats the checkpoint's epoch: the last row of an
+    (epoch, head) wins, so every epoch appears once."""
+    rows: dict = {}
     for path in sorted(Path(results_dir).glob("*_train.txt")):
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if row.get("mode") == "eval":
-                rows.append(row)
-    return rows
+            if row.get("mode") != "eval":
+                continue
+            key = (row.get("epoch"), row.get("head"))
+            if row.get("epoch") is None:  # the evaluation before training: the first one counts
+                rows.setdefault(key, row)
+            else:
+                rows.pop(key, None)
+                rows[key] = row
+    return sorted(rows.values(), key=lambda r: -1 if r.get("epoch") is None else r["epoch"])
 
 
 def trainable_parameters(log_path: Path) -> dict[str, int]:

@@ -31,6 +31,45 @@ def split(atoms_list, n_valid: int, n_test: int, seed: int):
     return shuffled[n_valid + n_test:], shuffled[:n_valid], shuffled[n_valid:n_valid + n_test], isolated
 
 
+def read_configs(path: Path) -> list:
+    """All configurations of a benchmark file, or an error naming it (empty, unreadable)."""
+    if path.stat().st_size == 0:
+        raise FtbenchError(f"benchmark file {path} is empty; put the labelled configurations there "
+                           "(extxyz) or remove the benchmark from `benchmarks`")
+    try:
+        atoms = read(path, ":")
+    except Exception as err:  # ase raises many types for a malformed file
+        raise FtbenchError(f"benchmark file {path} is not a readable extxyz file: "
+                           f"{type(err).__name__}: {err}") from err
+    if not atoms:
+        raise FtbenchError(f"benchmark file {path} holds no configurations")
+    return atoms
+
+
+def label_keys(atoms_list, energy_key: str, forces_key: str, stress_key: str | None):
+    """The catalog's label keys, or REF_* when the file was already normalised by `ftbench convert`
+    (fetched benchmarks): the same catalog entry serves files placed by hand and fetched ones."""
+    first = atoms_list[0]
+    if energy_key not in first.info and "REF_energy" in first.info:
+        return "REF_energy", "REF_forces", ("REF_stress" if stress_key else None)
+    return energy_key, forces_key, stress_key
+
+
+def check_split_elements(pool, others: dict) -> None:
+    """An element seen only in validation or test data has no training data: every model trained
+    on this benchmark (scratch, and fine-tunes whose element table is the training set's) would
+    fail at evaluation."""
+    from ase.data import chemical_symbols
+
+    trained = {int(z) for a in pool for z in a.numbers}
+    for name, (atoms, path) in others.items():
+        extra = sorted({int(z) for a in atoms for z in a.numbers} - trained)
+        if extra:
+            raise FtbenchError(f"the {name} split of {path} contains {', '.join(chemical_symbols[z] for z in extra)}, "
+                               "which no training configuration has; add training data with these elements or "
+                               "remove those configurations")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="all labelled configurations (or the train file)")
     p.add_argument("--valid-data", type=Path, default=None, help="the source's own validation split")
@@ -53,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not path.is_file():
             raise FtbenchError(f"benchmark file {path} does not exist")
-        atoms = normalise_atoms(read(path, ":"), args.energy_key, args.forces_key, args.stress_key, path=path)
+        raw = read_configs(path)
+        keys = label_keys(raw, args.energy_key, args.forces_key, args.stress_key)
+        atoms = normalise_atoms(raw, *keys, path=path)
         check_labels(atoms, path)
         sets[name] = atoms
     if "valid" in sets and "test" in sets:  # the source's own splits win
@@ -61,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         valid, test = sets["valid"], sets["test"]
     else:
         pool, valid, test, isolated = split(sets["all"], args.n_valid, args.n_test, args.split_seed)
+    check_split_elements(pool, {"validation": (valid, args.valid_data or args.data),
+                                "test": (test, args.test_data or args.data)})
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     files = {"train_pool": pool, "valid": valid, "test": test, "isolated": isolated}

@@ -161,7 +161,7 @@ def write_table(frame: pd.DataFrame, stem: Path, caption: str, headers: dict | N
     shown = frame.rename(columns=headers or {}).map(lambda v: f"{v:.4g}" if isinstance(v, float) and np.isfinite(v) else
                       ("" if isinstance(v, float) else v))
     stem.with_suffix(".md").write_text(f"{caption}\n\n{shown.to_markdown(index=False)}\n")
-    latex = shown.to_latex(index=False, caption=caption, label=f"tab:{stem.name}", escape=True)
+    latex = shown.to_latex(index=False, caption=caption.split("\n\n")[0], label=f"tab:{stem.name}", escape=True)
     stem.with_suffix(".tex").write_text(latex)
     return [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
 
@@ -174,25 +174,73 @@ def read_tables(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
     return errors, runs, robustness
 
 
+def run_warnings(runs: pd.DataFrame, benchmark: str) -> list[str]:
+    """Distinct warnings (E0 mismatch, E0s not in the model) of a benchmark's runs (runs.csv)."""
+    if "e0_warnings" not in runs:
+        return []
+    texts = runs.loc[runs.benchmark == benchmark, "e0_warnings"].dropna().astype(str)
+    return list(dict.fromkeys(w for t in texts for w in t.split(" | ") if w.strip()))
+
+
+def missing_cells(runs: pd.DataFrame, benchmarks: list[str], models: list[str], strategies: list[str],
+                  no_foundation: set[str] = frozenset()) -> dict[str, list[str]]:
+    """Per benchmark, the model/strategy cells of the grid that have no run in runs.csv."""
+    have = set(zip(runs.benchmark, runs.model, runs.strategy))
+    out = {}
+    for bench in benchmarks:
+        cells = [(m, UNTOUCHED) for m in models]
+        for strategy in strategies:
+            cells += [(NO_MODEL, strategy)] if strategy in no_foundation else [(m, strategy) for m in models]
+        gone = [f"{m}/{s}" for m, s in dict.fromkeys(cells) if (bench, m, s) not in have]
+        if gone:
+            out[bench] = gone
+    return out
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tables", type=Path, default=Path("results/tables"),
+    p.add_argument("--tables", type=Path, required=True,
                    help="folder with aggregate's errors.csv, runs.csv, robustness.csv; tables are written here")
+    p.add_argument("--benchmarks", nargs="*", default=[],
+                   help="benchmarks the config expects: each gets its summary table, an empty one that "
+                        "says so when it has no finished runs")
+    p.add_argument("--models", nargs="*", default=[], help="foundation models the config expects")
+    p.add_argument("--strategies", nargs="*", default=[], help="strategies the config expects")
+    p.add_argument("--no-foundation", nargs="*", default=[],
+                   help="strategies that train without a foundation model (scratch)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ftbench.findings import findings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    metrics = run_metrics(*read_tables(args.tables))
+    errors, runs, robustness = read_tables(args.tables)
+    metrics = run_metrics(errors, runs, robustness)
     written = []
+    # Draw from what exists and say what is missing: every expected summary is written (a
+    # missing output would make Snakemake delete all of this job's tables).
+    missing = missing_cells(runs, args.benchmarks, args.models, args.strategies, set(args.no_foundation))
+    for bench, cells in missing.items():
+        print(f"missing: {bench}: {len(cells)} cells have no finished run in {args.tables}/runs.csv: "
+              f"{', '.join(cells)}")
+    for bench in args.benchmarks:
+        if bench not in set(metrics.benchmark):
+            written += write_table(pd.DataFrame(columns=list(SUMMARY_COLUMNS.values())),
+                                   args.tables / f"summary_{bench}",
+                                   f"ftbench summary, benchmark {bench}: no finished runs in these results "
+                                   "(run its grid, then the tables again)")
     for bench in sorted(metrics.benchmark.unique()):
-        written += write_table(summary(metrics, bench), args.tables / f"summary_{bench}",
-                               f"ftbench summary, benchmark {bench} (largest training set; untouched = "
-                               "foundation model without fine-tuning)", SUMMARY_COLUMNS)
+        warnings = run_warnings(runs, bench)
+        for w in warnings:
+            print(f"warning: {bench}: {w}")
+        caption = (f"ftbench summary, benchmark {bench} (largest training set; untouched = foundation model "
+                   "without fine-tuning)" + "".join(f"\n\nWarning: {w}" for w in warnings))
+        written += write_table(summary(metrics, bench), args.tables / f"summary_{bench}", caption,
+                               SUMMARY_COLUMNS)
     written += write_table(recommendations(metrics), args.tables / "recommendations",
                            "Recommended strategy per benchmark and foundation model")
     written += write_table(cost(metrics), args.tables / "cost", "Training cost per strategy")
     written += write_table(findings(metrics), args.tables / "findings",
                            "The study's findings, checked against these results")
-    print(f"wrote {len(written)} table files into {args.tables}/")
+    print(f"wrote {len(written)} table files into {args.tables}/"
+          + (f"; {sum(map(len, missing.values()))} grid cells missing (listed above)" if missing else ""))
     return 0

@@ -10,9 +10,10 @@ localrules:
     benchmark_done,
     untouched,
     subset,
+    check_elements,
 
 
-REPORT_DIR = config["report_dir"]
+REPORT_DIR = report_dir()
 TABLES = f"{REPORT_DIR}/tables"
 FIGURES = f"{REPORT_DIR}/figures"
 LOG_TAG = "_".join(REPORT_DIR.split(os.sep))
@@ -61,7 +62,8 @@ rule aggregate:
     params:
         tables=subpath(output[0], parent=True),
     shell:
-        "python -m ftbench aggregate --errors {input.errors} --robustness {input.robustness} "
+        "python -m ftbench aggregate --errors {input.errors} --pt-eval {input.pt_eval} "
+        "--robustness {input.robustness} "
         "--reference-rdf {input.reference} --runs-root results/runs --tables {params.tables} 2>&1 | tee {log}"
 
 
@@ -76,8 +78,9 @@ rule tables:
         "../envs/ftbench.yaml"
     params:
         tables=subpath(input[0], parent=True),
+        grid=tables_grid_args(),
     shell:
-        "python -m ftbench tables --tables {params.tables} 2>&1 | tee {log}"
+        "python -m ftbench tables --tables {params.tables} {params.grid} 2>&1 | tee {log}"
 
 
 rule figure:

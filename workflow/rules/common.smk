@@ -16,6 +16,17 @@ from ftbench import jobenv
 from ftbench.errors import FtbenchError
 from ftbench.strategies import mace_flags, pretrain_flags
 
+# Snakemake reports a YAML error without file or line: read the files first for a message that
+# has both (a broken --configfile fails inside Snakemake before this runs: `ftbench grid
+# --configfile FILE` locates it).
+try:
+    for _path in [os.path.join(workflow.basedir, "config", "config.yaml")] + list(
+        workflow.overwrite_configfiles
+    ):
+        ftc.read_yaml(_path)
+except FtbenchError as err:
+    raise WorkflowError(f"ftbench config: {err}")
+
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
@@ -57,14 +68,64 @@ def runtime(rule):
     return lambda wildcards, attempt: minutes * attempt
 
 
+def report_dir():
+    """Where tables/ and figures/ go. A slice of the grid on the command line (`--config
+    benchmarks=[sn2]`) gets its own folder unless it names report_dir: the main tables keep
+    covering the whole config, and a slice never mixes into them."""
+    given = dict(workflow.config_settings.config or {})
+    sliced = [axis for axis in ftc.AXES if axis in given]
+    if not sliced or "report_dir" in given:
+        return config["report_dir"]
+    parts = []
+    for axis in sliced:
+        value = config[axis]
+        value = "-".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts.append(f"{axis}-{value}")
+    folder = os.path.join(config["report_dir"], "slices", "_".join(parts))
+    print(
+        f"ftbench: a slice of the grid: tables and figures go to {folder}/ "
+        "(add report_dir=... to choose the folder)",
+        file=sys.stderr,
+    )
+    return folder
+
+
+def tables_grid_args():
+    """The grid the tables are expected to cover (they say which of its cells are missing)."""
+    scratch = [
+        s
+        for s in config["strategies"]
+        if not CATALOG["strategies"][s].get("foundation", True)
+    ]
+    return " ".join(
+        [
+            "--benchmarks",
+            *config["benchmarks"],
+            "--models",
+            *config["foundation_models"],
+            "--strategies",
+            *config["strategies"],
+            "--no-foundation",
+            *scratch,
+        ]
+    )
+
+
 def run_files(runs, name):
     return [f"results/runs/{r.path}/{name}" for r in runs]
 
 
 def run_results(runs):
-    """What finished runs leave behind: test errors and robustness results."""
+    """What finished runs leave behind: test errors, scratch's errors on every foundation
+    model's pretraining slice (one file per model) and robustness results."""
+    scratch = [r for r in runs if not r.has_foundation]
     return {
         "errors": run_files(runs, "errors.json"),
+        "pt_eval": [
+            f"results/runs/{r.path}/pt_eval/{m}.json"
+            for r in scratch
+            for m in config["foundation_models"]
+        ],
         "robustness": run_files(runs, "robustness/robustness.json"),
     }
 
@@ -121,7 +182,7 @@ def prepare_args(benchmark, input):
         if key in input.keys():
             args.append(f"--{key.replace('_', '-')} {input[key]}")
     args += [f"--n-valid {split.get('valid', 20)}", f"--n-test {split.get('test', 30)}"]
-    return " ".join(args)
+    return " ".join(args + [label_keys(entry)])
 
 
 def e0_inputs(w):
@@ -131,6 +192,9 @@ def e0_inputs(w):
     }
     if w.model != ftc.NO_MODEL:
         inputs["model"] = foundation_model(w.model)
+        inputs["elements"] = ancient(
+            f"results/data/{w.benchmark}/elements/{w.model}.json"
+        )
     return inputs
 
 
@@ -173,11 +237,33 @@ def evaluate_inputs(w):
         "run": os.path.join(RUN_DIR.format(**w), "run.json"),
         "test": f"results/data/{w.benchmark}/test.xyz",
     }
-    # Scratch has no pretraining distribution of its own: it is scored on every model's slice.
-    models = config["foundation_models"] if w.model == ftc.NO_MODEL else [w.model]
-    for m in models:
-        inputs[f"pt_eval__{m}"] = f"results/replay/{w.benchmark}/{m}/pt_eval.xyz"
+    # Scratch has no pretraining slice of its own: rule evaluate_pt_eval scores it on each
+    # model's, one file per model, so a slice of foundation_models never rewrites this file.
+    if w.model != ftc.NO_MODEL:
+        inputs[f"pt_eval__{w.model}"] = (
+            f"results/replay/{w.benchmark}/{w.model}/pt_eval.xyz"
+        )
     return inputs
+
+
+def e0_warnings():
+    """Distinct E0-mismatch warnings of this grid's e0 steps (read at the end of a run: in warn
+    mode the runs train anyway, and the warning would otherwise stay in a job log)."""
+    paths = {
+        f"results/e0/{r.benchmark}/{r.model}/{r.e0}/n{r.size}.provenance.json"
+        for r in RUNS
+        if r.has_foundation
+    }
+    found = []
+    for path in sorted(p for p in paths if os.path.exists(p)):
+        with open(path) as f:
+            found += [w for w in json.load(f).get("warnings", []) if w not in found]
+    return found
+
+
+def print_e0_warnings():
+    for warning in e0_warnings():
+        print(f"ftbench warning: {warning}", file=sys.stderr)
 
 
 def robustness_settings(benchmark):

@@ -25,6 +25,25 @@ rule prepare_benchmark:
         "--out-dir {params.out_dir} > {log} 2>&1"
 
 
+rule check_elements:
+    # Every split against every foundation model before any model job (e0, replay, untouched).
+    input:
+        pool="results/data/{benchmark}/train_pool.xyz",
+        valid="results/data/{benchmark}/valid.xyz",
+        test="results/data/{benchmark}/test.xyz",
+        model=lambda w: foundation_model(w.model),
+    output:
+        "results/data/{benchmark}/elements/{model}.json",
+    log:
+        "logs/check_elements/{benchmark}/{model}.log",
+    conda:
+        "../envs/ftbench.yaml"
+    shell:
+        "python -m ftbench check-elements --model {input.model} --model-name {wildcards.model} "
+        "--split training={input.pool} validation={input.valid} test={input.test} "
+        "--out {output} > {log} 2>&1"
+
+
 rule subset:
     input:
         "results/data/{benchmark}/train_pool.xyz",
@@ -70,6 +89,8 @@ rule replay:
         pool=lambda w: replay_pool(w.model, w.benchmark),
         model=lambda w: foundation_model(w.model),
         bench="results/data/{benchmark}/train_pool.xyz",
+        # a gate, not data: a rerun of the check does not make finished work outdated
+        elements=ancient("results/data/{benchmark}/elements/{model}.json"),
     output:
         replay="results/replay/{benchmark}/{model}/replay.xyz",
         pseudo="results/replay/{benchmark}/{model}/replay_pseudo.xyz",

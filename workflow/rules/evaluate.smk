@@ -23,3 +23,29 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} python -m ftbench evaluate --run {input.run} --data {params.data} "
         "--batch-size {params.batch} --device {params.device} --out {output} > {log} 2>&1"
+
+
+rule evaluate_pt_eval:
+    # A run without a foundation model (scratch) on one foundation model's held-out pretraining slice.
+    input:
+        run=os.path.join(RUN_DIR, "run.json"),
+        data="results/replay/{benchmark}/{pt_model}/pt_eval.xyz",
+    output:
+        os.path.join(RUN_DIR, "pt_eval", "{pt_model}.json"),
+    log:
+        "logs/evaluate_pt_eval/{benchmark}/{model}/{strategy}/{e0}/n{size}/seed{seed}/{pt_model}.log",
+    wildcard_constraints:
+        model=ftc.NO_MODEL,
+        pt_model=r"[A-Za-z0-9_]+",
+    conda:
+        "../envs/ftbench.yaml"
+    threads: THREADS
+    resources:
+        runtime=runtime("evaluate"),
+    params:
+        batch=config["evaluation"]["batch_size"],
+        device=config["device"],
+    shell:
+        "OMP_NUM_THREADS={threads} python -m ftbench evaluate --run {input.run} "
+        "--data pt_eval__{wildcards.pt_model}={input.data} --batch-size {params.batch} "
+        "--device {params.device} --out {output} > {log} 2>&1"

@@ -42,6 +42,8 @@ rule finetune:
 rule untouched:
     input:
         model=lambda w: foundation_model(w.model),
+        # a gate, not data: a rerun of the check does not make finished work outdated
+        elements=ancient("results/data/{benchmark}/elements/{model}.json"),
     output:
         "results/runs/{benchmark}/{model}/untouched/foundation/n0/seed0/run.json",
     log:
