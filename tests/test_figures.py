@@ -95,7 +95,9 @@ def test_bar_figures_one_bar_per_strategy_and_model(tables, tmp_path, name, ylab
     ax = fig.axes[0]
     assert ax.get_ylabel() == ylabel and ax.get_xlabel().startswith("foundation model")
     assert [t.get_text() for t in ax.get_xticklabels()] == MODELS
-    bars = {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers}
+    from matplotlib.container import BarContainer
+
+    bars = {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers if isinstance(c, BarContainer)}
     for label, value in expected.items():
         assert bars[label] == pytest.approx([value, value])
 

@@ -4,7 +4,9 @@ errors.csv: one row per run x dataset x head x config_type x quantity x statisti
 failed or diverged keeps one row with its status and an empty value, so every grid cell shows.
 runs.csv: one row per run (status, reason, cost, epochs, parameters, key flags, E0 warnings).
 robustness.csv: every robustness metric of the registry (ftbench.metrics) per run, per pair where
-it has pairs, plus MD failure reasons and the survival data (time to failure per replica).
+it has pairs, plus MD failure reasons.
+survival.csv: every MD replica's time on the clock, failure and reason (ramp and production).
+references.csv: what each benchmark's reference RDF was computed from.
 replay_steps.csv: the replay step's own cost per benchmark and foundation model.
 curves: rdf.csv.gz (g(r) per pair, reference included), dimers.csv.gz (E(r) per pair) and
 training_curves.csv.gz (mace's per-epoch validation rows, per head).
@@ -93,12 +95,37 @@ def robustness_rows(path: Path, runs_root: Path) -> list[dict]:
     md = rec["md"]
     for reason, count in md["summary"]["reasons"].items():
         add("md", f"n_{reason}", count)
-    for r in md["replicas"]:  # survival data: time on the clock per replica, and whether it failed
-        add("md", "replica_time_ps", r["time_ps"], "ps", f"replica{r['replica']}:{r['reason']}")
     for pair, m in rec["dimers"].items():
         add("dimers", "r_min", m["r_min"], "A", pair)
         add("dimers", "e_min", m["e_min"], "eV", pair)
     return rows
+
+
+SURVIVAL_COLUMNS = KEY + ["segment", "replica", "time_ps", "failed", "reason", "phase", "temperature_target_K"]
+
+
+def survival_rows(path: Path, runs_root: Path) -> list[dict]:
+    """Time on the clock and failure (or not) of every MD replica: the survival curves' data."""
+    key = run_key(path.parent.parent, runs_root)
+    rec = json.loads(path.read_text())
+    rows = []
+    for segment in ("md", "production"):
+        for r in (rec.get(segment) or {}).get("replicas", []):
+            rows.append({**key, "segment": "ramp" if segment == "md" else "production", "replica": r["replica"],
+                         "time_ps": r["time_ps"], "failed": r["reason"] != "stable", "reason": r["reason"],
+                         "phase": r.get("phase"), "temperature_target_K": r.get("temperature_target_K")})
+    return rows
+
+
+def reference_rows(references: list[Path]) -> pd.DataFrame:
+    """What each benchmark's reference RDF was computed from (its .meta.json label)."""
+    rows = []
+    for path in references:
+        meta = path.with_suffix(".meta.json")
+        info = json.loads(meta.read_text()) if meta.is_file() else {}
+        rows.append({"benchmark": path.parent.name, "label": info.get("label") or "test set",
+                     "n_frames": info.get("n_frames")})
+    return pd.DataFrame(rows, columns=["benchmark", "label", "n_frames"])
 
 
 def curve_rows(path: Path, key: dict) -> pd.DataFrame:
@@ -168,6 +195,9 @@ def run(args: argparse.Namespace) -> int:
     rob = [row for path in args.robustness for row in robustness_rows(path, args.runs_root)]
     pd.DataFrame(rob, columns=ROBUSTNESS_COLUMNS).sort_values(KEY).to_csv(args.tables / "robustness.csv",
                                                                           index=False)
+    survival = [row for path in args.robustness for row in survival_rows(path, args.runs_root)]
+    pd.DataFrame(survival, columns=SURVIVAL_COLUMNS).to_csv(args.tables / "survival.csv", index=False)
+    reference_rows(args.reference_rdf).to_csv(args.tables / "references.csv", index=False)
     for name, frame in collect_curves(args.errors, args.robustness, args.reference_rdf, args.runs_root).items():
         frame.to_csv(args.tables / f"{name}.csv.gz", index=False)
     replay_rows = [{"benchmark": p.parent.parent.name, "model": p.parent.name,

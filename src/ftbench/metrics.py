@@ -118,7 +118,7 @@ def run_metrics(errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFra
         if m.evaluation == "errors":
             dataset, quantity, role = m.select
             sel = target_rmse(errors, dataset, quantity, role)
-            if "dataset_model" in sel:
+            if dataset.startswith("pt_eval"):
                 # a model's own slice; scratch (no pretraining of its own): mean over all slices
                 sel = sel[(sel.dataset_model == sel.model) | (sel.model == NO_MODEL)]
             join(sel.groupby(KEY)["value"].mean(), m.column)

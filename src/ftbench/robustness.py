@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from ase.io import read, write
 
+from ftbench.config import check_robustness
 from ftbench.errors import FtbenchError
 from ftbench.finetune import read_run
 from ftbench.mace_runner import resolve_device
@@ -38,18 +39,6 @@ def production_frames(replicas: list[dict], out_dir: Path, skip: int) -> list:
         usable = traj[skip:] if r["reason"] == "stable" else traj[skip:-1]
         frames += usable
     return frames
-
-
-def check_protocol(settings: dict) -> None:
-    """Settings that cannot give a meaningful result, refused before any work."""
-    md = settings["md"]
-    run_fs = md["steps"] * md["timestep_fs"]
-    coupling_fs = 1.0 / md["friction"] if md["friction"] > 0 else float("inf")
-    if coupling_fs >= run_fs:
-        raise FtbenchError(
-            f"robustness.md: the Langevin coupling time 1/friction = {coupling_fs:g} fs is not shorter than the "
-            f"ramp ({md['steps']} steps x {md['timestep_fs']} fs = {run_fs:g} fs): the thermostat cannot follow the "
-            "ramp; raise robustness.md.steps or robustness.md.friction")
 
 
 def unknown_elements(calc, structure) -> list[str]:
@@ -185,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     structures = read(args.structure, ":")
     if not -len(structures) <= args.index < len(structures):
         raise FtbenchError(f"--index {args.index} out of range: {args.structure} holds {len(structures)} structures")
-    check_protocol(settings)
+    check_robustness(settings, args.structure.parent.name)
     args.device = resolve_device(args.device)
     prov = Provenance([model, args.structure, args.reference_rdf], device=args.device)
     args.out_dir.mkdir(parents=True, exist_ok=True)

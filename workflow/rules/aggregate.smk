@@ -25,6 +25,7 @@ FIGURE_NAMES = [
     "stage_two",
     "e0_dimers",
     "md_stability",
+    "md_survival",
     "rdf_overlays",
     "emd",
     "rss_collapse",
@@ -36,6 +37,9 @@ TIDY = {
     "rdf": f"{TABLES}/rdf.csv.gz",
     "dimers": f"{TABLES}/dimers.csv.gz",
     "training_curves": f"{TABLES}/training_curves.csv.gz",
+    "survival": f"{TABLES}/survival.csv",
+    "references": f"{TABLES}/references.csv",
+    "replay_steps": f"{TABLES}/replay_steps.csv",
 }
 STUDY_TABLES = [
     f"{TABLES}/{name}.{ext}"
@@ -52,6 +56,7 @@ rule aggregate:
             "results/data/{benchmark}/reference_rdf.csv",
             benchmark=config["benchmarks"],
         ),
+        replay=replay_summaries(),
     output:
         **TIDY,
     log:
@@ -62,7 +67,7 @@ rule aggregate:
         tables=subpath(output[0], parent=True),
     shell:
         "python -m ftbench aggregate --errors {input.errors} --robustness {input.robustness} "
-        "--reference-rdf {input.reference} --runs-root results/runs --tables {params.tables} 2>&1 | tee {log}"
+        "--reference-rdf {input.reference} --replay-summaries {input.replay} --runs-root results/runs --tables {params.tables} 2>&1 | tee {log}"
 
 
 rule tables:
@@ -76,8 +81,9 @@ rule tables:
         "../envs/ftbench.yaml"
     params:
         tables=subpath(input[0], parent=True),
+        findings=quoted_json(config["findings"]),
     shell:
-        "python -m ftbench tables --tables {params.tables} 2>&1 | tee {log}"
+        "python -m ftbench tables --tables {params.tables} --findings {params.findings} 2>&1 | tee {log}"
 
 
 rule figure:
