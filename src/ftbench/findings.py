@@ -4,8 +4,9 @@ Each check returns a verdict and the numbers that decide it. Every comparison us
 mean and spread (sample standard deviation over training seeds): a difference counts only when
 it is strict and larger than `spread_factor` times the larger spread, with at least `min_seeds`
 seeds on each side. Verdicts:
-- supported: every decided comparison agrees with the claim (ties are listed in the evidence);
+- supported: every comparison is decided and agrees with the claim;
 - not supported / mixed: decided comparisons contradict it (all / some);
+- inconclusive: every decided comparison agrees, but others are within the seed spread;
 - not testable: nothing could be decided (no data, too few seeds, every difference within the
   seed spread, or a saturated observable such as an MD where no run failed); the evidence says
   what would make it testable.
@@ -35,22 +36,33 @@ DEFAULTS = {
     "cost_range": [3.0, 15.0],   # replay / naive training compute, the study's range
 }
 NOT_TESTABLE, SUPPORTED, NOT_SUPPORTED, MIXED = "not testable", "supported", "not supported", "mixed"
+INCONCLUSIVE = "inconclusive"
 
 
 @dataclass
 class Stat:
-    """Seed mean, spread (sample SD; NaN for one seed) and number of seeds."""
+    """Mean, spread (sample SD; NaN for one value), number of values and of distinct seeds."""
 
     mean: float
     sd: float
     n: int
+    seeds: int | None = None
+
+    def __post_init__(self):
+        if self.seeds is None:
+            self.seeds = self.n
 
     @classmethod
-    def of(cls, values) -> Stat:
-        v = np.asarray(pd.Series(values, dtype=float).dropna(), dtype=float)
-        if not len(v):
-            return cls(math.nan, math.nan, 0)
-        return cls(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v))
+    def of(cls, values, seeds=None) -> Stat:
+        """Over runs; `seeds` (one per value) counts the distinct training seeds behind them, so
+        pooling strategies or sizes never passes for seed replication."""
+        v = pd.Series(values, dtype=float).reset_index(drop=True)
+        keep = v.notna()
+        x = np.asarray(v[keep], dtype=float)
+        if not len(x):
+            return cls(math.nan, math.nan, 0, 0)
+        n_seeds = len(set(pd.Series(list(seeds))[keep.values])) if seeds is not None else len(x)
+        return cls(float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan, len(x), n_seeds)
 
     def text(self, fmt: str = ".3g") -> str:
         if self.n == 0:
@@ -61,7 +73,7 @@ class Stat:
 
 def compare(a: Stat, b: Stat, cfg: dict) -> int | None:
     """+1: a > b, -1: a < b beyond the seed spread; 0: a tie; None: too few seeds to say."""
-    if a.n < cfg["min_seeds"] or b.n < cfg["min_seeds"] or math.isnan(a.mean) or math.isnan(b.mean):
+    if a.seeds < cfg["min_seeds"] or b.seeds < cfg["min_seeds"] or math.isnan(a.mean) or math.isnan(b.mean):
         return None
     diff = a.mean - b.mean
     noise = cfg["spread_factor"] * max(np.nan_to_num(a.sd), np.nan_to_num(b.sd))
@@ -72,7 +84,7 @@ def compare(a: Stat, b: Stat, cfg: dict) -> int | None:
 
 def against(a: Stat, threshold: float, cfg: dict) -> int | None:
     """+1 / -1: a above / below a fixed threshold beyond its seed spread; 0 within; None: too few seeds."""
-    return compare(a, Stat(threshold, 0.0, cfg["min_seeds"]), cfg)
+    return compare(a, Stat(threshold, 0.0, cfg["min_seeds"], cfg["min_seeds"]), cfg)
 
 
 def cell(outcomes: list[int | None], want: list[int]) -> bool | str | None:
@@ -100,7 +112,11 @@ def verdict(cells: list, untestable_note: str, cfg: dict) -> tuple[str, str]:
     if not decided:
         why = "; ".join(note) or untestable_note
         return NOT_TESTABLE, why + ("; " + untestable_note if note and untestable_note not in why else "")
-    v = SUPPORTED if all(decided) else NOT_SUPPORTED if not any(decided) else MIXED
+    if all(decided):
+        # strict: a claim is supported only when no part of it is left within the spread
+        v = INCONCLUSIVE if ties or seeds else SUPPORTED
+    else:
+        v = NOT_SUPPORTED if not any(decided) else MIXED
     return v, "; ".join(note)
 
 
@@ -142,7 +158,7 @@ def _cells(m: pd.DataFrame, size: str = "max"):
 
 
 def _stats(frame: pd.DataFrame, column: str) -> dict[str, Stat]:
-    return {s: Stat.of(g[column]) for s, g in frame.groupby("strategy")}
+    return {s: Stat.of(g[column], g.seed) for s, g in frame.groupby("strategy")}
 
 
 # ---- the six findings ------------------------------------------------------------------------
@@ -217,7 +233,8 @@ def beats_scratch(m: pd.DataFrame, cfg: dict) -> dict:
         others = {s: v for s, v in st.items() if s != plain[0] and v.n}
         tol = 1.0 - cfg["naive_tolerance"]
         # another strategy clearly better: below (1 - tolerance) x naive beyond the spread
-        better = [compare(v, Stat(naive.mean * tol, naive.sd * tol, naive.n), cfg) for v in others.values()]
+        better = [compare(v, Stat(naive.mean * tol, naive.sd * tol, naive.n, naive.seeds), cfg)
+                  for v in others.values()]
         worse = [compare(v, naive, cfg) for v in others.values()]
         if any(o is None for o in better + worse):
             outcome = None
@@ -315,7 +332,7 @@ def replay_lora_worse(m: pd.DataFrame, cfg: dict) -> dict:
                       + ", ".join(f"{s} {st[s].text()}" for s in replay + lora) + " meV/A")
     ranks = m[m.lora_rank.notna() & (m.status == "ok")] if "lora_rank" in m else m.iloc[0:0]
     if ranks.lora_rank.nunique() > 1:
-        by_rank = {int(k): Stat.of(g.target_force_rmse) for k, g in ranks.groupby("lora_rank")}
+        by_rank = {int(k): Stat.of(g.target_force_rmse, g.seed) for k, g in ranks.groupby("lora_rank")}
         ev.append("LoRA rank sweep: " + ", ".join(f"r{k} {v.text()}" for k, v in by_rank.items()) + " meV/A")
     else:
         ev.append("LoRA-rank part needs config/ablations/lora_ranks.yaml")
@@ -337,7 +354,7 @@ def md_stability(m: pd.DataFrame, cfg: dict) -> dict:
             continue
         groups = {"naive": b[_plain(b)], "LoRA/frozen": b[b.role_replay.isna() & ~_plain(b)],
                   "replay": b[b.role_replay.notna()]}
-        g = {k: Stat.of(v.md_time_ps) for k, v in groups.items() if len(v)}
+        g = {k: Stat.of(v.md_time_ps, v.seed) for k, v in groups.items() if len(v)}
         if len(g) < 3:
             continue
         cells.append(cell([compare(g["naive"], g["LoRA/frozen"], cfg), compare(g["LoRA/frozen"], g["replay"], cfg)],
@@ -347,7 +364,7 @@ def md_stability(m: pd.DataFrame, cfg: dict) -> dict:
     if saturated:
         ev.append("no MD failure at all (saturated; a longer ramp, a higher robustness.md.t_end or more replicas "
                   "would make it testable): " + ", ".join(saturated))
-    e0 = {k: Stat.of(v.md_survival) for k, v in trained.groupby("e0")}
+    e0 = {k: Stat.of(v.md_survival, v.seed) for k, v in trained.groupby("e0")}
     if {"average", "estimated"} <= set(e0):
         if (trained[trained.e0.isin(["average", "estimated"])].md_survival >= 1.0).all():
             cells.append("tie")
@@ -375,7 +392,7 @@ def replay_cost(m: pd.DataFrame, cfg: dict, replay_steps: pd.DataFrame | None = 
     for (model, strategy), g in trained[trained.role_replay.notna()].groupby(["model", "strategy"]):
         ratios = [r.optimiser_time_s / plain.get((r.benchmark, r.train_size, r.seed, model), np.nan)
                   for _, r in g.iterrows()]
-        st = Stat.of(ratios)
+        st = Stat.of(ratios, g.seed)
         if not st.n:
             continue
         inside = [against(st, lo, cfg), against(st, hi, cfg)]

@@ -154,6 +154,7 @@ class _Replica:
     forces: np.ndarray | None = None
     energy: float | None = None
     step: int = 0  # steps of the timed segment (ramp or production) done
+    integrated: int = 0  # every step done, thermalisation included
     phase: str = "thermalise"
     failure: tuple[str, str] | None = None
     handle: object = None
@@ -260,13 +261,12 @@ def run_replicas(atoms: Atoms, calc, *, replicas: int = 3, seed: int = 0, out_di
             for r in active:
                 if r.failure is None:
                     r.atoms.set_velocities(r.atoms.get_velocities() + 0.5 * dt * r.forces / r.masses)
-                if ramp_step > 0:
+                r.integrated = k
+                if ramp_step >= 0:  # thermalisation over: the clock runs (step 0: the ramp's start)
                     r.phase, r.step = "ramp", ramp_step
                 if r.failure is None and (k % check_every == 0 or k == total):
                     r.failure = check_frame(r.atoms, r.forces, target, criteria)
-                if ramp_step > 0 and (r.failure is not None or r.step % save_every == 0 or k == total):
-                    _save(r, steps, dt_ps, t_start, t_end)
-                elif r.failure is not None:
+                if r.failure is not None or (ramp_step >= 0 and (r.step % save_every == 0 or k == total)):
                     _save(r, steps, dt_ps, t_start, t_end)
     finally:
         for r in reps:
@@ -278,7 +278,7 @@ def run_replicas(atoms: Atoms, calc, *, replicas: int = 3, seed: int = 0, out_di
         reason, detail = r.failure or ("stable", "")
         results.append({
             "replica": r.index, "seed": r.seed, "steps_requested": steps, "steps_completed": r.step,
-            "thermalise_steps": thermalise_steps, "phase": r.phase,
+            "thermalise_steps": thermalise_steps, "phase": r.phase, "integrated_steps": r.integrated,
             "time_ps": round(r.step * dt_ps, 12),
             "time_to_failure_ps": None if reason == "stable" else round(r.step * dt_ps, 12),
             "temperature_target_K": ramp_temperature(r.step, steps, t_start, t_end),

@@ -85,7 +85,7 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
                                    criteria=criteria)
     log.info("MD: %s", result["md"]["summary"])
     errors = [r for r in result["md"]["replicas"] if r["reason"] == "calculator_error"]
-    at_start = [r for r in errors if r["steps_completed"] == 0 and r["phase"] != "ramp"]
+    at_start = [r for r in errors if r["integrated_steps"] == 0]  # the model cannot evaluate the start
     if at_start or (errors and len(errors) == len(result["md"]["replicas"])):
         # a result built on calculator errors is a failure of the evaluation, not an MD failure
         return "failed", f"calculator error during MD: {errors[0]['detail']}", result
