@@ -177,7 +177,9 @@ def evaluate_inputs(w):
     for m in models:
         inputs[f"pt_eval__{m}"] = f"results/replay/{w.benchmark}/{m}/pt_eval.xyz"
         relabelled = CATALOG["foundation_models"][m].get("pt_eval_relabelled")
-        if relabelled:  # the same slice at the target level of theory (forgetting without the shift)
+        if (
+            relabelled
+        ):  # the same slice at the target level of theory (forgetting without the shift)
             inputs[f"pt_eval_relabelled__{m}"] = relabelled
     return inputs
 
@@ -233,7 +235,8 @@ def reference_rdf_args(w):
         temperature = robustness_settings(w.benchmark)["production"]["temperature"]
         label = f"reference-level MD at {temperature:g} K"
         return f"--skip {rdf.get('reference_skip', 0)} --label {shlex.quote(label)}"
-    return "--label " + shlex.quote("test set (not reference-level sampling)")
+    label = shlex.quote("test set (not reference-level sampling)")
+    return f"--label {label}"
 
 
 def untouched_head(w):
