@@ -16,6 +16,7 @@ import pandas as pd
 
 from ftbench.aggregate import REFERENCE
 from ftbench.config import NO_MODEL, UNTOUCHED
+from ftbench.errors import FtbenchError
 from ftbench.md import kaplan_meier
 from ftbench.metrics import KEY, at_largest_size, read_tables, roles_by_strategy, run_metrics, target_rmse
 from ftbench.schematic import draw_schematic
@@ -451,8 +452,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ftbench.errors import FtbenchError
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not (args.tables / "errors.csv").is_file():
         raise FtbenchError(f"{args.tables}/errors.csv does not exist: figures are drawn from finished "

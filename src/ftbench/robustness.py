@@ -18,9 +18,12 @@ from pathlib import Path
 import numpy as np
 from ase.io import read, write
 
+from ftbench import dimers, emd, md, rdf, rss
+from ftbench.calculators import load_calculator, supported_elements
 from ftbench.config import check_robustness
 from ftbench.errors import FtbenchError
 from ftbench.finetune import read_run
+from ftbench.geometry import minimum_image_radius
 from ftbench.mace_runner import resolve_device
 from ftbench.provenance import Provenance, write_json
 
@@ -42,8 +45,6 @@ def production_frames(replicas: list[dict], out_dir: Path, skip: int) -> list:
 
 
 def unknown_elements(calc, structure) -> list[str]:
-    from ftbench.calculators import supported_elements
-
     known = supported_elements(calc)
     return sorted(set(structure.get_chemical_symbols()) - known) if known is not None else []
 
@@ -63,9 +64,6 @@ def reference_density(structure, settings: dict) -> tuple[float, str]:
 def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: Path,
              reference_rdf: Path | None, device: str = "cpu") -> tuple[str, str | None, dict]:
     """(status, reason, results) of every robustness probe of one model from the common start."""
-    from ftbench import dimers, emd, md, rdf, rss
-    from ftbench.calculators import load_calculator
-
     # head None: mace picks the single head, or the fine-tuned 'Default' head of a multihead model
     calc = load_calculator(model, head=head, device=device)
     missing = unknown_elements(calc, structure)
@@ -112,8 +110,6 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
         ref_meta = json.loads(rdf.metadata_path(reference_rdf).read_text())
         r_max = ref_meta["r_max"]
         if structure.pbc.all():
-            from ftbench.geometry import minimum_image_radius
-
             r_max = min(r_max, min(minimum_image_radius(f) for f in frames))
         table = rdf.partial_rdf(frames, r_max=r_max, bin_width=ref_meta["bin_width"])
         rdf.write_csv(table, out_dir / "rdf.csv")
