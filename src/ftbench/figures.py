@@ -132,7 +132,8 @@ def learning_curves(t: dict, out: Path):
 
 
 def forgetting(t: dict, out: Path):
-    """Target test force RMSE vs pretraining-distribution force RMSE (forgetting trade-off)."""
+    """Target test force RMSE vs pretraining-distribution force RMSE (forgetting trade-off); seed
+    mean, seed-SD error bars."""
     m = t["metrics"]
     benchmarks, models = sorted(m.benchmark.unique()), _models(m) or [NO_MODEL]
     fig, axes = _grid(len(benchmarks), len(models))
@@ -141,8 +142,12 @@ def forgetting(t: dict, out: Path):
             ax = axes[i][j]
             sub = at_largest_size(m[(m.benchmark == bench) & m.model.isin([model, NO_MODEL])])
             for strategy in _sort(t, sub.strategy.unique()):
-                pts = sub[sub.strategy == strategy].groupby("e0")[["target_force_rmse", "pt_force_rmse"]].mean()
+                grouped = sub[sub.strategy == strategy].groupby("e0")[["target_force_rmse", "pt_force_rmse"]]
+                pts, spread = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
                 style = strategy_style(strategy, t)
+                # seed spread (sample SD) as error bars; no caps, so only the markers are lines
+                ax.errorbar(pts.target_force_rmse, pts.pt_force_rmse, xerr=spread.target_force_rmse,
+                            yerr=spread.pt_force_rmse, fmt="none", ecolor=style["color"], elinewidth=0.8, capsize=0)
                 ax.plot(pts.target_force_rmse, pts.pt_force_rmse, linestyle="none", marker=style["marker"],
                         color=style["color"], markersize=12 if strategy == UNTOUCHED else 8,
                         label="untouched foundation" if strategy == UNTOUCHED else strategy)

@@ -37,6 +37,7 @@ DEFAULTS = {
 }
 NOT_TESTABLE, SUPPORTED, NOT_SUPPORTED, MIXED = "not testable", "supported", "not supported", "mixed"
 INCONCLUSIVE = "inconclusive"
+MARK = {-1: "", 0: " (tie)", 1: " (not)", None: " (undecided)"}  # beat-scratch marks per strategy
 
 
 @dataclass
@@ -109,9 +110,10 @@ def verdict(cells: list, untestable_note: str, cfg: dict) -> tuple[str, str]:
         note.append(f"{ties} comparison(s) within the seed spread")
     if seeds:
         note.append(f"{seeds} with fewer than {cfg['min_seeds']} seeds (findings.min_seeds): add seeds")
+    if not cells:
+        return NOT_TESTABLE, untestable_note
     if not decided:
-        why = "; ".join(note) or untestable_note
-        return NOT_TESTABLE, why + ("; " + untestable_note if note and untestable_note not in why else "")
+        return NOT_TESTABLE, "; ".join(note)
     if all(decided):
         # strict: a claim is supported only when no part of it is left within the spread
         v = INCONCLUSIVE if ties or seeds else SUPPORTED
@@ -222,7 +224,7 @@ def beats_scratch(m: pd.DataFrame, cfg: dict) -> dict:
             worse = sum(o == 1 for o in outcomes.values()) / len(outcomes)
             cells.append(True if beat > frac_needed else False if worse >= 1 - frac_needed else "tie")
         ev.append(f"{bench}/{model} n{n} (smallest): scratch {ref.text()} meV/A; beat it: "
-                  + ", ".join(f"{s} {v.text()}{'' if outcomes[s] == -1 else ' (not)' }" for s, v in ft.items()))
+                  + ", ".join(f"{s} {v.text()}{MARK[outcomes[s]]}" for s, v in ft.items()))
     for bench, model, n, b in _cells(m, "max"):
         b = b[b.role_foundation.astype(bool)]
         st = _stats(b, "target_force_rmse")

@@ -146,8 +146,10 @@ def roles_by_strategy(frame: pd.DataFrame) -> dict[str, dict]:
     out = {}
     for strategy, grp in frame.groupby("strategy"):
         r = grp.iloc[0]
-        out[strategy] = {"foundation": bool(r.role_foundation), "replay": r.role_replay or None,
-                         "frozen": int(r.role_frozen or 0), "lora": bool(r.role_lora)}
+        replay = r.role_replay if isinstance(r.role_replay, str) and r.role_replay else None
+        frozen = int(r.role_frozen) if pd.notna(r.role_frozen) else 0
+        out[strategy] = {"foundation": bool(r.role_foundation), "replay": replay, "frozen": frozen,
+                         "lora": bool(r.role_lora)}
     return out
 
 

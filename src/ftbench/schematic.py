@@ -73,10 +73,12 @@ def spec_from_roles(roles: dict) -> dict:
 
 
 def _spec(name: str, roles: dict | None = None) -> dict:
+    """From the run's roles when known (the study's eight keep their annotated flag text)."""
+    if roles is not None:
+        spec = spec_from_roles(roles)
+        return {**spec, "flags": SPECS[name]["flags"]} if name in SPECS else spec
     if name in SPECS:
         return SPECS[name]
-    if roles is not None:
-        return spec_from_roles(roles)
     return {"blocks": [UNKNOWN] * 5, "flags": ["see config"]}
 
 
