@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ftbench.aggregate import CURVE_COLUMNS, ERROR_COLUMNS, KEY, ROBUSTNESS_COLUMNS, TRAINING_COLUMNS
+from ftbench.aggregate import CURVE_COLUMNS, ERROR_COLUMNS, KEY, ROBUSTNESS_COLUMNS, SURVIVAL_COLUMNS, TRAINING_COLUMNS
 
 MODELS = ["gen_a", "gen_b"]
 STRATEGIES = ["naive", "lora", "replay", "pseudo_replay", "scratch"]
@@ -46,7 +46,7 @@ def _cells(seeds=SEEDS):
 def write_tables(tables: Path, seeds=SEEDS) -> Path:
     tables.mkdir(parents=True, exist_ok=True)
     cells = {tuple(c.values()): c for c in _cells(seeds)}.values()  # scratch appears once per size
-    errors, runs, rob, rdf, dimers, training = [], [], [], [], [], []
+    errors, runs, rob, rdf, dimers, training, surv = [], [], [], [], [], [], []
     r = np.linspace(0.3, 6.0, 40)
     for c in cells:
         s, m = c["strategy"], c["model"]
@@ -72,6 +72,12 @@ def write_tables(tables: Path, seeds=SEEDS) -> Path:
         for metric, value in (("survival_fraction", 0.0 if unstable else MD_TIME[s] / RAMP_PS),
                               ("mean_time_ps", md_time)):
             rob.append({**c, "status": "ok", "evaluation": "md", "metric": metric, "value": value})
+        survival_fraction = 0.0 if unstable else MD_TIME[s] / RAMP_PS
+        for k in range(5):  # 5 replicas: the first (1 - survival) x 5 fail at md_time, the others run to the end
+            fails = k < round(5 * (1 - survival_fraction))
+            surv.append({**c, "segment": "ramp", "replica": k, "time_ps": md_time if fails else RAMP_PS,
+                         "failed": fails, "reason": "close_contact" if fails else "stable", "phase": "ramp",
+                         "temperature_target_K": 1000.0})
         rob.append({**c, "status": "ok", "evaluation": "emd", "pair": "H-H", "metric": "emd", "value": 0.1})
         rob.append({**c, "status": "ok", "evaluation": "rss", "metric": "collapse_fraction",
                     "value": 0.5 if s in ("naive", "scratch") else 0.0})
@@ -96,5 +102,6 @@ def write_tables(tables: Path, seeds=SEEDS) -> Path:
     pd.DataFrame(rdf, columns=CURVE_COLUMNS).to_csv(tables / "rdf.csv.gz", index=False)
     pd.DataFrame(dimers, columns=CURVE_COLUMNS).to_csv(tables / "dimers.csv.gz", index=False)
     pd.DataFrame(training, columns=TRAINING_COLUMNS).to_csv(tables / "training_curves.csv.gz", index=False)
+    pd.DataFrame(surv, columns=SURVIVAL_COLUMNS).to_csv(tables / "survival.csv", index=False)
     assert set(KEY) <= set(pd.read_csv(tables / "runs.csv").columns)
     return tables

@@ -276,7 +276,7 @@ def md_survival(t: dict, out: Path):
     surv = surv[surv.segment == "ramp"] if len(surv) else surv
     benchmarks = sorted(surv.benchmark.unique()) or ["(none)"]
     models = _models(surv) or [NO_MODEL]
-    fig, axes = _grid(len(benchmarks), len(models))
+    fig, axes = _grid(len(benchmarks), len(models), w=5.2)
     for i, bench in enumerate(benchmarks):
         for j, model in enumerate(models):
             ax = axes[i][j]
@@ -297,14 +297,18 @@ def md_survival(t: dict, out: Path):
                 ax.step(x, y, where="post", color=style["color"], linestyle=style["linestyle"],
                         label=("untouched foundation" if strategy == UNTOUCHED else strategy)
                         + f" ({len(reps)} replicas)")
+            if not sub.failed.astype(bool).any():
+                ax.text(0.03, 0.04, "no replica failed: saturated, longer ramp needed", transform=ax.transAxes,
+                        fontsize=8)
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlim(0, end if end > 0 else 1)
             ax.set_title(f"{bench} / {model}")
             ax.set_xlabel("ramp time (ps)")
             ax.set_ylabel("fraction of replicas still stable")
             ax.grid(True, alpha=0.3)
-    fig.suptitle("MD survival (Kaplan-Meier) over the temperature ramp")
-    return _save(fig, out, axes)
+            ax.legend(fontsize=7, loc="center left")  # per panel: replica counts differ between panels
+    fig.suptitle("MD survival over the ramp (Kaplan-Meier)")
+    return _save(fig, out)
 
 
 def emd_bars(t: dict, out: Path):
