@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ftbench.aggregate import CURVE_COLUMNS, ERROR_COLUMNS, KEY, ROBUSTNESS_COLUMNS, TRAINING_COLUMNS
+from ftbench.aggregate import CURVE_COLUMNS, ERROR_COLUMNS, KEY, ROBUSTNESS_COLUMNS, SURVIVAL_COLUMNS, TRAINING_COLUMNS
 
 MODELS = ["gen_a", "gen_b"]
 STRATEGIES = ["naive", "lora", "replay", "pseudo_replay", "scratch"]
@@ -22,31 +22,38 @@ PT = {"naive": 300.0, "lora": 280.0, "replay": 105.0, "pseudo_replay": 108.0, "s
 UNTOUCHED_PT = 100.0
 WALL = {"naive": 10.0, "lora": 12.0, "replay": 50.0, "pseudo_replay": 55.0, "scratch": 20.0}
 MD_TIME = {"naive": 1.0, "lora": 3.0, "replay": 5.0, "pseudo_replay": 5.0, "scratch": 0.5, "untouched": 5.0}
+RAMP_PS = 5.0  # the MD ramp's length: a strategy with MD_TIME 5 survived every replica
+SEEDS = [1, 2]
+# seed s scales every trained number by 1 + JITTER * (s - 1.5): seed means equal the numbers above,
+# seed SD = JITTER / sqrt(2) of them (0.7 %), far below the differences the findings test
+JITTER = 0.01
 
 
-def _cells():
+def _cells(seeds=SEEDS):
     for model in MODELS:
         for strategy in STRATEGIES:
             m = "none" if strategy == "scratch" else model
             e0s = ["estimated", "average"] if strategy == "naive" else ["isolated" if m == "none" else "estimated"]
             for e0 in e0s:
                 for size in SIZES:
-                    yield {"benchmark": "sn2", "model": m, "strategy": strategy, "e0": e0, "train_size": size,
-                           "seed": 1}
+                    for seed in seeds:
+                        yield {"benchmark": "sn2", "model": m, "strategy": strategy, "e0": e0, "train_size": size,
+                               "seed": seed}
         yield {"benchmark": "sn2", "model": model, "strategy": "untouched", "e0": "foundation", "train_size": 0,
                "seed": 0}
 
 
-def write_tables(tables: Path) -> Path:
+def write_tables(tables: Path, seeds=SEEDS) -> Path:
     tables.mkdir(parents=True, exist_ok=True)
-    cells = {tuple(c.values()): c for c in _cells()}.values()  # scratch appears once per size
-    errors, runs, rob, rdf, dimers, training = [], [], [], [], [], []
+    cells = {tuple(c.values()): c for c in _cells(seeds)}.values()  # scratch appears once per size
+    errors, runs, rob, rdf, dimers, training, surv = [], [], [], [], [], [], []
     r = np.linspace(0.3, 6.0, 40)
     for c in cells:
         s, m = c["strategy"], c["model"]
-        scale = (0.7 if m == "gen_b" else 1.0) * (0.5 if c["train_size"] == 100 else 1.0)
+        jitter = 1.0 + JITTER * (c["seed"] - 1.5) if s != "untouched" else 1.0
+        scale = (0.7 if m == "gen_b" else 1.0) * (0.5 if c["train_size"] == 100 else 1.0) * jitter
         target = 2000.0 if s == "untouched" else TARGET[s] * scale * (1.3 if c["e0"] == "average" else 1.0)
-        pt = UNTOUCHED_PT if s == "untouched" else PT[s]
+        pt = UNTOUCHED_PT if s == "untouched" else PT[s] * jitter
         base = {**c, "status": "ok", "head": "Default", "head_role": "target", "config_type": "all",
                 "statistic": "rmse", "n_configs": 10}
         errors.append({**base, "dataset": "test", "quantity": "forces", "value": target, "unit": "meV/A"})
@@ -55,13 +62,22 @@ def write_tables(tables: Path) -> Path:
             errors.append({**base, "dataset": "pt_eval", "dataset_model": dm, "quantity": "forces", "value": pt,
                            "unit": "meV/A"})
         multihead = s in ("replay", "pseudo_replay")
-        runs.append({**c, "status": "ok", "wall_time_s": 0.0 if s == "untouched" else WALL[s], "gpu_hours": 0.0,
+        cost = 0.0 if s == "untouched" else WALL[s] * jitter
+        runs.append({**c, "status": "ok", "wall_time_s": cost, "optimiser_time_s": cost, "optimiser_steps": 100,
+                     "gpu_hours": 0.0,
                      "epochs": 20, "lr": 1e-4 if multihead else 1e-3, "multiheads_finetuning": multihead,
                      "stage_two": False, "lora_rank": 4 if s == "lora" else np.nan})
         unstable = c["e0"] == "average"
-        for metric, value in (("survival_fraction", 0.0 if unstable else 1.0),
-                              ("mean_time_ps", 0.2 if unstable else MD_TIME[s])):
+        md_time = 0.2 if unstable else MD_TIME[s] * (jitter if MD_TIME[s] < RAMP_PS else 1.0)
+        for metric, value in (("survival_fraction", 0.0 if unstable else MD_TIME[s] / RAMP_PS),
+                              ("mean_time_ps", md_time)):
             rob.append({**c, "status": "ok", "evaluation": "md", "metric": metric, "value": value})
+        survival_fraction = 0.0 if unstable else MD_TIME[s] / RAMP_PS
+        for k in range(5):  # 5 replicas: the first (1 - survival) x 5 fail at md_time, the others run to the end
+            fails = k < round(5 * (1 - survival_fraction))
+            surv.append({**c, "segment": "ramp", "replica": k, "time_ps": md_time if fails else RAMP_PS,
+                         "failed": fails, "reason": "close_contact" if fails else "stable", "phase": "ramp",
+                         "temperature_target_K": 1000.0})
         rob.append({**c, "status": "ok", "evaluation": "emd", "pair": "H-H", "metric": "emd", "value": 0.1})
         rob.append({**c, "status": "ok", "evaluation": "rss", "metric": "collapse_fraction",
                     "value": 0.5 if s in ("naive", "scratch") else 0.0})
@@ -86,5 +102,6 @@ def write_tables(tables: Path) -> Path:
     pd.DataFrame(rdf, columns=CURVE_COLUMNS).to_csv(tables / "rdf.csv.gz", index=False)
     pd.DataFrame(dimers, columns=CURVE_COLUMNS).to_csv(tables / "dimers.csv.gz", index=False)
     pd.DataFrame(training, columns=TRAINING_COLUMNS).to_csv(tables / "training_curves.csv.gz", index=False)
+    pd.DataFrame(surv, columns=SURVIVAL_COLUMNS).to_csv(tables / "survival.csv", index=False)
     assert set(KEY) <= set(pd.read_csv(tables / "runs.csv").columns)
     return tables

@@ -42,13 +42,39 @@ def test_morse_wall():
 
 def test_hole_in_the_wall_is_counted():
     calc = PairPotential(with_hole(morse(depth=0.3, a=2.5, r0=2.0), height=5000.0, width=0.35))
-    _, metrics = dimer_curves(calc, ["Ar"], R)
+    _, metrics = dimer_curves(calc, ["Ar"], R)  # Ar-Ar core radius: 0.5 x 2 x 1.06 = 1.06 A
     m = metrics["Ar-Ar"]
-    assert m["wall_failures"] > 0 and not m["monotonic_wall"]
     assert m["min_at_shortest_r"]  # the hole is deeper than the well
     assert abs(m["r_well"] - 2.0) <= DR  # the real well is still found
-    assert max(m["r_wall_failures"]) < 0.7  # failures sit in the hole, not in the well
+    assert m["wall_failures"] == 0 and m["hole"] and m["holes"] > 0  # counted apart, as a hole
+    assert max(m["r_holes"]) < 0.7  # it sits where the Gaussian hole is
     assert m["force_sign_flips"] >= 2
+    _, no_core = dimer_curves(calc, ["Ar"], R, core_fraction=None)  # no core: the hole is a wall failure
+    assert no_core["Ar-Ar"]["wall_failures"] > 0 and no_core["Ar-Ar"]["holes"] == 0
+
+
+def test_wall_from_the_deepest_minimum_beyond_the_core_on_hand_made_curves():
+    r = np.round(np.arange(0.4, 6.01, 0.1), 10)
+    e = np.zeros_like(r)
+    # a well of -0.5 eV at 1.5 A with a clean wall inside it ...
+    e[r <= 1.5] = -0.5 + 4.0 * (1.5 - r[r <= 1.5])
+    e[(r > 1.5) & (r < 3.0)] = -0.5 * (3.0 - r[(r > 1.5) & (r < 3.0)]) / 1.5
+    # ... and a 5 meV tail wiggle at 4.5 A, deeper than 1 meV: the old outermost-minimum rule took it
+    e[np.isclose(r, 4.5)] = -0.005
+    old = wall_metrics(r, e)
+    assert old["r_well"] == pytest.approx(4.5) and old["wall_failures"] > 0
+    m = wall_metrics(r, e, r_core=0.8)
+    assert m["r_well"] == pytest.approx(1.5) and m["wall_failures"] == 0 and m["holes"] == 0
+    # energy falling again inside the core (0.4, 0.5, 0.6 A below 0.8 A): three hole points, no wall failure
+    holed = e.copy()
+    holed[r < 0.75] = [-3.0, -2.0, -1.0, 0.5]
+    m = wall_metrics(r, holed, r_core=0.8)
+    assert m["wall_failures"] == 0 and m["holes"] == 4 and m["r_holes"] == pytest.approx([0.4, 0.5, 0.6, 0.7])
+    # a dip between the core and the well is a wall failure, not a hole
+    dipped = e.copy()
+    dipped[np.isclose(r, 1.0)] = 1.0
+    m = wall_metrics(r, dipped, r_core=0.8)
+    assert m["wall_failures"] == 1 and m["r_wall_failures"] == pytest.approx([1.0]) and m["holes"] == 0
 
 
 def test_attractive_only_has_no_wall():

@@ -95,9 +95,23 @@ def test_bar_figures_one_bar_per_strategy_and_model(tables, tmp_path, name, ylab
     ax = fig.axes[0]
     assert ax.get_ylabel() == ylabel and ax.get_xlabel().startswith("foundation model")
     assert [t.get_text() for t in ax.get_xticklabels()] == MODELS
-    bars = {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers}
+    from matplotlib.container import BarContainer
+
+    bars = {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers if isinstance(c, BarContainer)}
     for label, value in expected.items():
         assert bars[label] == pytest.approx([value, value])
+
+
+def test_md_survival_kaplan_meier_per_strategy(tables, tmp_path):
+    fig = _draw(tables, "md_survival", tmp_path)
+    ax = [a for a in fig.axes if a.get_title()][0]
+    assert ax.get_title() == f"sn2 / {MODELS[0]}" and ax.get_xlabel() == "ramp time (ps)"
+    curves = {line.get_label().split(" (")[0]: line for line in ax.get_lines()}
+    # naive: 4 of 5 replicas per seed fail at 1 ps -> 0.2 after 1 ps; replay: all survive
+    naive_y = curves["naive"].get_ydata()
+    assert naive_y[0] == 1.0 and naive_y[-1] == pytest.approx(0.2)
+    assert set(curves["replay"].get_ydata()) == {1.0}
+    assert "10 replicas" in [t.get_text() for t in ax.get_legend().get_texts() if t.get_text().startswith("naive")][0]
 
 
 def test_rdf_overlays_reference_and_strategies(tables, tmp_path):

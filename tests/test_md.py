@@ -159,3 +159,78 @@ def test_cli_end_to_end_with_mace(tmp_path, tiny_model):
     # a structure with an element the model does not know is a clear error
     write(structure, bulk("Cu", "fcc", a=3.6))
     assert main(argv) == 2
+
+
+def test_batched_forces_equal_per_replica_forces(tiny_model):
+    from ftbench.calculators import load_calculator
+    from ftbench.md import CalculatorEvaluator, MaceBatchEvaluator
+
+    calc = load_calculator(tiny_model)
+    boxes = [water_box(2, seed=s) for s in range(3)]
+    boxes.append(boxes[0][:6])  # a different size in the same batch (a non-periodic fragment)
+    boxes[-1].pbc = False
+    boxes[-1].cell = None
+    batched = MaceBatchEvaluator(calc)(boxes)
+    sequential = CalculatorEvaluator(calc)(boxes)
+    for (e_b, f_b), (e_s, f_s), atoms in zip(batched, sequential, boxes):
+        assert f_b.shape == (len(atoms), 3)
+        assert e_b == pytest.approx(e_s, rel=1e-10, abs=1e-10)
+        np.testing.assert_allclose(f_b, f_s, rtol=1e-9, atol=1e-10)
+
+
+def test_batched_and_sequential_replicas_run_the_same_trajectories(tiny_model, tmp_path):
+    from ftbench.calculators import load_calculator
+    from ftbench.md import CalculatorEvaluator, MaceBatchEvaluator
+
+    calc = load_calculator(tiny_model)
+    kwargs = dict(replicas=3, seed=5, steps=6, timestep_fs=0.5, t_start=300, t_end=400, friction=0.05,
+                  thermalise_steps=2, save_every=3, criteria=Criteria(max_temperature_factor=100))
+    a = run_replicas(water_box(2), MaceBatchEvaluator(calc), out_dir=tmp_path / "a", **kwargs)
+    b = run_replicas(water_box(2), CalculatorEvaluator(calc), out_dir=tmp_path / "b", **kwargs)
+    assert a["summary"]["batched"] and not b["summary"]["batched"]
+    for i in range(3):
+        fa, fb = read(tmp_path / "a" / f"replica_{i}.xyz", ":"), read(tmp_path / "b" / f"replica_{i}.xyz", ":")
+        assert [f.info["step"] for f in fa] == [0, 3, 6] == [f.info["step"] for f in fb]
+        np.testing.assert_allclose(fa[-1].positions, fb[-1].positions, atol=1e-8)
+    # replicas differ from each other (their own seeds), all start from the same structure
+    last = [read(tmp_path / "a" / f"replica_{i}.xyz", -1).positions for i in range(3)]
+    assert not np.allclose(last[0], last[1])
+
+
+def test_a_failing_replica_stops_alone():
+    # replica seeds 0 and 1 under an evaluator that raises for one structure in the batch only
+    from ftbench.md import CalculatorEvaluator
+
+    class OneBad(CalculatorEvaluator):
+        batched = True
+
+        def __init__(self, calc):
+            super().__init__(calc)
+            self.calls = 0
+
+        def __call__(self, structures):
+            self.calls += 1
+            out = super().__call__(structures)
+            if self.calls == 4 and len(structures) == 2:
+                out[1] = RuntimeError("replica 1 exploded")
+            return out
+
+    res = run_replicas(argon_solid(), OneBad(argon_lj()), replicas=2, steps=10, timestep_fs=2.0, t_start=20,
+                       t_end=20, friction=0.05)
+    first, second = res["replicas"]
+    assert first["reason"] == "stable" and first["steps_completed"] == 10
+    assert second["reason"] == "calculator_error" and second["steps_completed"] == 3
+    assert res["summary"]["survival_fraction"] == 0.5
+
+
+def test_kaplan_meier_on_hand_made_data():
+    from ftbench.md import kaplan_meier
+
+    # 5 replicas: failures at 1, 2, 2 ps; one censored (still running) at 1.5 ps, one at the end (3 ps)
+    t, s = kaplan_meier([1.0, 2.0, 2.0, 1.5, 3.0], [True, True, True, False, False])
+    # at 1: 5 at risk, 1 fails -> 4/5; at 2: 3 at risk (1.5 censored), 2 fail -> 4/5 * 1/3
+    assert t.tolist() == [0.0, 1.0, 2.0]
+    assert s == pytest.approx([1.0, 0.8, 0.8 / 3])
+    # no failures at all: flat at 1 (a saturated observable)
+    t, s = kaplan_meier([3.0] * 4, [False] * 4)
+    assert t.tolist() == [0.0] and s.tolist() == [1.0]

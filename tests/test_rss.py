@@ -12,13 +12,31 @@ from ase.data import atomic_masses
 from ase.io import read
 
 from ftbench.errors import FtbenchError
-from ftbench.rss import parse_composition, random_structure, run_rss
+from ftbench.rss import covalent_threshold, min_covalent_ratio, parse_composition, random_structure, run_rss
 
 sys.path.insert(0, str(Path(__file__).parent))
 from robustness_support import PairPotential, build_tiny_mace, morse, with_hole  # noqa: E402
 
 WALL = morse(depth=0.3, a=2.5, r0=2.0)
 HOLE = with_hole(WALL, height=5000.0, width=0.35)  # below ~0.55 A the energy plunges
+
+
+ARAR = 2 * 1.06  # sum of the Ar covalent radii (ase.data.covalent_radii): 0.6 A collapse distance
+
+
+def test_collapse_thresholds_are_pair_specific():
+    from ase import Atoms
+
+    # 0.5 x (r_cov(Na) 1.66 + r_cov(Cl) 1.02) = 1.34 A; 0.5 x (2 x r_cov(H) 0.31) = 0.31 A
+    assert covalent_threshold(["Na", "H"], ["Cl", "H"], 0.5) == pytest.approx([1.34, 0.31])
+    # a Na-Cl pair at 1.2 A is a collapse on the Na-Cl scale; an H-H pair at 0.4 A is not on the H-H scale,
+    # though a single 0.6 A threshold would have called the H-H pair collapsed and the Na-Cl pair fine
+    salt = Atoms("NaCl", positions=[[0, 0, 0], [1.2, 0, 0]])
+    ratio, pair = min_covalent_ratio(salt)
+    assert ratio == pytest.approx(1.2 / 2.68) and pair == "Cl-Na" and ratio < 0.5
+    hydrogen = Atoms("H2", positions=[[0, 0, 0], [0.4, 0, 0]])
+    ratio, pair = min_covalent_ratio(hydrogen)
+    assert ratio == pytest.approx(0.4 / 0.62) and pair == "H-H" and ratio > 0.5
 
 
 def test_parse_composition():
@@ -50,7 +68,7 @@ def test_random_structure_has_the_requested_density(periodic):
 def test_hole_collapses_and_sound_wall_does_not(periodic):
     # periodic runs are slow (FrechetCellFilter's matrix functions), so fewer and shorter
     kwargs = dict(n_structures=2 if periodic else 4, density_range=(1.0, 2.0), periodic=periodic, fmax=0.05,
-                  max_steps=25 if periodic else 80, collapse_distance=0.6, close_contact_fraction=0.5, seed=0)
+                  max_steps=25 if periodic else 80, collapse_fraction=0.6 / ARAR, close_contact_fraction=0.5, seed=0)
     holed, relaxed_holed = run_rss(PairPotential(HOLE, cutoff=5.0), "Ar8", **kwargs)
     sound, relaxed_sound = run_rss(PairPotential(WALL, cutoff=5.0), "Ar8", **kwargs)
     assert holed["summary"]["collapse_fraction"] > 0

@@ -120,3 +120,19 @@ def test_import_has_no_pyplot_side_effect():
     code = ("import sys, ftbench.schematic; "
             "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported at module import'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_columns_follow_roles_not_names(tmp_path):
+    from ftbench.schematic import SPECS, spec_from_roles
+    from ftbench.style import STUDY_ROLES
+
+    # the study's eight drawn from their catalog roles look exactly as annotated
+    for name, roles in STUDY_ROLES.items():
+        spec = spec_from_roles(roles)
+        assert spec["blocks"] == SPECS[name]["blocks"], name
+        assert bool(spec.get("lora")) == bool(SPECS[name].get("lora")), name
+        assert spec.get("replay") == SPECS[name].get("replay"), name
+    # a custom strategy is drawn from what it does
+    spec = spec_from_roles({"foundation": True, "replay": "pseudo", "frozen": 5, "lora": False})
+    assert spec["blocks"][:3] == ["frozen"] * 3 and spec["blocks"][3:] == ["trainable"] * 2
+    assert spec["replay"] == "pseudo" and "--freeze 5" in spec["flags"]

@@ -3,7 +3,11 @@
 errors.csv: one row per run x dataset x head x config_type x quantity x statistic. A run that
 failed or diverged keeps one row with its status and an empty value, so every grid cell shows.
 runs.csv: one row per run (status, reason, cost, epochs, parameters, key flags, E0 warnings).
-robustness.csv: MD survival, EMD per pair, RSS collapse, dimer walls, per run.
+robustness.csv: every robustness metric of the registry (ftbench.metrics) per run, per pair where
+it has pairs, plus MD failure reasons.
+survival.csv: every MD replica's time on the clock, failure and reason (ramp and production).
+references.csv: what each benchmark's reference RDF was computed from.
+replay_steps.csv: the replay step's own cost per benchmark and foundation model.
 curves: rdf.csv.gz (g(r) per pair, reference included), dimers.csv.gz (E(r) per pair) and
 training_curves.csv.gz (mace's per-epoch validation rows, per head).
 """
@@ -18,9 +22,10 @@ from pathlib import Path
 import pandas as pd
 
 from ftbench.config import parse_run_path
+from ftbench.mace_runner import optimiser_steps, training_curve
+from ftbench.metrics import KEY, ROBUSTNESS_METRICS, ROLE_COLUMNS, read_path
 
 log = logging.getLogger("ftbench.aggregate")
-KEY = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]
 ERROR_COLUMNS = KEY + ["status", "dataset", "dataset_model", "head", "head_role", "config_type", "quantity",
                        "statistic", "value", "unit", "n_configs"]
 ROBUSTNESS_COLUMNS = KEY + ["status", "evaluation", "pair", "metric", "value", "unit"]
@@ -54,12 +59,16 @@ def collect(errors_files: list[Path], runs_root: Path, pt_eval_files: list[Path]
         flags = run.get("flags") or {}
         if "swa" in flags:
             flags = {**flags, "stage_two": flags["swa"]}
+        roles = run.get("roles") or {}
+        steps, step_time = optimiser_steps(path.parent / "mace_results")
         run_rows.append({**key, "status": run["status"], "reason": run.get("reason"),
                          "wall_time_s": run.get("wall_time_s"), "gpu_hours": run.get("gpu_hours"),
                          "epochs": run.get("epochs"), "device": run.get("device"),
                          "parameters": params.get("total"), "trained_parameters": params.get("trained"),
                          "valid_force_rmse_mev_per_a": _mev(last.get("rmse_f")),
+                         "optimiser_steps": steps, "optimiser_time_s": step_time,
                          **{f: flags.get(f) for f in FLAG_COLUMNS},
+                         **{c: roles.get(c.removeprefix("role_")) for c in ROLE_COLUMNS},
                          "e0_warnings": " | ".join(run.get("warnings") or [])})
         if errors["status"] != "ok" or not errors["rows"]:
             error_rows.append({**key, "status": errors["status"], "dataset": None, "value": None})
@@ -85,27 +94,43 @@ def robustness_rows(path: Path, runs_root: Path) -> list[dict]:
             rows.append({**key, "status": "ok", "evaluation": evaluation, "pair": pair, "metric": metric,
                          "value": float(value), "unit": unit})
 
-    md = rec["md"]["summary"]
-    add("md", "survival_fraction", md["survival_fraction"])
-    add("md", "mean_time_ps", md["mean_time_ps"], "ps")
-    add("md", "mean_time_to_failure_ps", md["mean_time_to_failure_ps"], "ps")
-    add("md", "steps_per_s", md["mean_steps_per_s"], "1/s")
-    for reason, count in md["reasons"].items():
+    for m in ROBUSTNESS_METRICS:
+        for pair, value in read_path(rec, m.select):
+            add(m.evaluation, m.metric, value, m.unit, pair)
+    md = rec["md"]
+    for reason, count in md["summary"]["reasons"].items():
         add("md", f"n_{reason}", count)
-    for pair, value in (rec.get("emd") or {}).get("emd", {}).items():
-        add("emd", "emd", value, "A", pair)
-    rss = rec["rss"]["summary"]
-    add("rss", "collapse_fraction", rss["collapse_fraction"])
-    add("rss", "converged_fraction", rss["converged_fraction"])
-    add("rss", "median_min_distance", (rss["min_distance"] or {}).get("median"), "A")
-    add("rss", "median_energy_per_atom", (rss["energy_per_atom"] or {}).get("median"), "eV/atom")
     for pair, m in rec["dimers"].items():
-        add("dimers", "wall_failures", m["wall_failures"], "", pair)
-        add("dimers", "monotonic_wall", m["monotonic_wall"], "", pair)
         add("dimers", "r_min", m["r_min"], "A", pair)
         add("dimers", "e_min", m["e_min"], "eV", pair)
-        add("dimers", "force_sign_flips", m.get("force_sign_flips"), "", pair)
     return rows
+
+
+SURVIVAL_COLUMNS = KEY + ["segment", "replica", "time_ps", "failed", "reason", "phase", "temperature_target_K"]
+
+
+def survival_rows(path: Path, runs_root: Path) -> list[dict]:
+    """Time on the clock and failure (or not) of every MD replica: the survival curves' data."""
+    key = run_key(path.parent.parent, runs_root)
+    rec = json.loads(path.read_text())
+    rows = []
+    for segment in ("md", "production"):
+        for r in (rec.get(segment) or {}).get("replicas", []):
+            rows.append({**key, "segment": "ramp" if segment == "md" else "production", "replica": r["replica"],
+                         "time_ps": r["time_ps"], "failed": r["reason"] != "stable", "reason": r["reason"],
+                         "phase": r.get("phase"), "temperature_target_K": r.get("temperature_target_K")})
+    return rows
+
+
+def reference_rows(references: list[Path]) -> pd.DataFrame:
+    """What each benchmark's reference RDF was computed from (its .meta.json label)."""
+    rows = []
+    for path in references:
+        meta = path.with_suffix(".meta.json")
+        info = json.loads(meta.read_text()) if meta.is_file() else {}
+        rows.append({"benchmark": path.parent.name, "label": info.get("label") or "test set",
+                     "n_frames": info.get("n_frames")})
+    return pd.DataFrame(rows, columns=["benchmark", "label", "n_frames"])
 
 
 def curve_rows(path: Path, key: dict) -> pd.DataFrame:
@@ -119,8 +144,6 @@ def curve_rows(path: Path, key: dict) -> pd.DataFrame:
 
 def training_rows(run_dir: Path, key: dict) -> list[dict]:
     """mace's per-epoch validation rows ({run}/mace_results/*_train.txt), one per epoch and head."""
-    from ftbench.mace_runner import training_curve
-
     rows = []
     for rec in training_curve(run_dir / "mace_results"):
         if rec.get("mode") != "eval" or rec.get("epoch") is None:
@@ -164,6 +187,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--robustness", nargs="*", default=[], type=Path, help="robustness.json files of the runs")
     p.add_argument("--reference-rdf", nargs="*", default=[], type=Path,
                    help="reference_rdf.csv of each benchmark (results/data/<benchmark>/)")
+    p.add_argument("--replay-summaries", nargs="*", default=[], type=Path,
+                   help="summary.json of each replay step (results/replay/<benchmark>/<model>/): its cost")
     p.add_argument("--runs-root", type=Path, default=Path("results/runs"))
     p.add_argument("--tables", type=Path, default=Path("results/tables"))
 
@@ -177,8 +202,15 @@ def run(args: argparse.Namespace) -> int:
     rob = [row for path in args.robustness for row in robustness_rows(path, args.runs_root)]
     pd.DataFrame(rob, columns=ROBUSTNESS_COLUMNS).sort_values(KEY).to_csv(args.tables / "robustness.csv",
                                                                           index=False)
+    survival = [row for path in args.robustness for row in survival_rows(path, args.runs_root)]
+    pd.DataFrame(survival, columns=SURVIVAL_COLUMNS).to_csv(args.tables / "survival.csv", index=False)
+    reference_rows(args.reference_rdf).to_csv(args.tables / "references.csv", index=False)
     for name, frame in collect_curves(args.errors, args.robustness, args.reference_rdf, args.runs_root).items():
         frame.to_csv(args.tables / f"{name}.csv.gz", index=False)
+    replay_rows = [{"benchmark": p.parent.parent.name, "model": p.parent.name,
+                    "wall_time_s": json.loads(p.read_text()).get("wall_time_s")} for p in args.replay_summaries]
+    pd.DataFrame(replay_rows, columns=["benchmark", "model", "wall_time_s"]).to_csv(
+        args.tables / "replay_steps.csv", index=False)
     counts = runs.status.value_counts().to_dict()
     print(f"aggregated {len(runs)} runs ({', '.join(f'{k}: {v}' for k, v in counts.items())}) into "
           f"{args.tables}/: errors.csv, runs.csv, robustness.csv, rdf.csv.gz, dimers.csv.gz, "

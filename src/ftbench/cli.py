@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("figures", "draw the study's figures from the tidy tables"),
     "robustness": ("robustness", "all robustness evaluations of one model, as the pipeline runs them"),
     "md": ("md", "MD stability test (Langevin NVT with a temperature ramp)"),
+    "md-start": ("mdstart", "write a benchmark's common MD start structure"),
     "rdf": ("rdf", "partial radial distribution functions of a trajectory"),
     "emd": ("emd", "earth mover's distance between two RDF tables"),
     "rss": ("rss", "random structure search: collapse fraction of relaxed structures"),

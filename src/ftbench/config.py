@@ -218,12 +218,35 @@ def validate(cfg: dict) -> dict:
                 f"unknown {SINGULAR[axis]} {', '.join(map(repr, unknown))} in config key "
                 f"`{axis}`; defined in `catalog.{axis}`: {', '.join(sorted(known))}. "
                 f"Fix the name or add an entry under `catalog.{axis}`.")
+    for bench in cfg["benchmarks"]:
+        check_robustness(robustness_settings(cfg, bench), bench)
     for name in cfg["foundation_models"]:
         entry = catalog["foundation_models"][name]
         if entry["source"] == "url" and not cfg.get("sources"):
             raise FtbenchError(f"foundation model {name!r} has source: url but the config has no "
                                "`sources:` section; use config/paper.yaml or add one")
     return cfg
+
+
+def robustness_settings(cfg: dict, benchmark: str) -> dict:
+    """The top-level `robustness` settings with the benchmark's own overrides on top."""
+    import copy
+
+    override = cfg["catalog"]["benchmarks"][benchmark].get("robustness", {})
+    return deep_update(copy.deepcopy(cfg["robustness"]), copy.deepcopy(override))
+
+
+def check_robustness(settings: dict, benchmark: str) -> None:
+    """Langevin coupling time (1/friction) shorter than the ramp and than the production."""
+    md = settings["md"]
+    coupling = 1.0 / md["friction"]
+    for what, steps in (("md.steps", md["steps"]), ("production.steps", settings["production"]["steps"])):
+        length = steps * md["timestep_fs"]
+        if coupling >= length:
+            raise FtbenchError(
+                f"robustness (benchmark {benchmark!r}): the Langevin coupling time 1/md.friction = {coupling:g} fs "
+                f"is not shorter than {what} x md.timestep_fs = {length:g} fs; raise `robustness.{what}` or "
+                "`robustness.md.friction`")
 
 
 def sizes_for(cfg: dict, benchmark: str) -> list[int]:

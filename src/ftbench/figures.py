@@ -14,33 +14,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ftbench.aggregate import REFERENCE
 from ftbench.config import NO_MODEL, UNTOUCHED
-from ftbench.tables import at_largest_size, read_tables, run_metrics, target_rmse
+from ftbench.errors import FtbenchError
+from ftbench.md import kaplan_meier
+from ftbench.metrics import KEY, at_largest_size, read_tables, roles_by_strategy, run_metrics, target_rmse
+from ftbench.schematic import draw_schematic
+from ftbench.style import E0_STYLE, HEAD_LABEL, OKABE_ITO, strategy_sort, strategy_styles
 
 log = logging.getLogger("ftbench.figures")
 
-# Okabe-Ito palette (colour-blind safe), fixed per strategy so figures agree with each other.
-OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
-STRATEGY_ORDER = ["naive", "freeze5", "freeze6", "lora", "replay", "pseudo_replay", "replay_lora", "scratch"]
-MARKERS = "osD^vP*X"
-# E0 modes and heads are not strategies: line styles, so strategy colours stay unambiguous.
-E0_STYLE = {"estimated": "-", "isolated": "--", "average": ":", "foundation": "-."}
-HEAD_STYLE = {"Default": "-", "pt_head": "--"}
-HEAD_LABEL = {"Default": "target head", "pt_head": "replay (pt) head"}
 ABLATION = {"e0": "config/ablations/e0_modes.yaml", "lr": "config/ablations/multihead_lr.yaml",
             "stage_two": "config/ablations/stage_two.yaml", "lora": "config/ablations/lora_ranks.yaml"}
 
 
-def strategy_style(name: str) -> dict:
-    if name == UNTOUCHED:
-        return {"color": "#7f7f7f", "linestyle": "--", "marker": "*"}
-    # Strategies beyond the study's eight (new config entries) get stable, distinct styles too.
-    i = STRATEGY_ORDER.index(name) if name in STRATEGY_ORDER else len(STRATEGY_ORDER) + sum(map(ord, name))
-    return {"color": OKABE_ITO[i % len(OKABE_ITO)], "marker": MARKERS[i % len(MARKERS)], "linestyle": "-"}
+def strategy_style(name: str, t: dict | None = None) -> dict:
+    """The strategy's style in this figure set (distinct for every strategy of the run)."""
+    styles = (t or {}).get("styles") or strategy_styles([name])
+    return styles.get(name) or strategy_styles([name])[name]
 
 
-def strategy_sort(names) -> list[str]:
-    return sorted(names, key=lambda s: (STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else 99, s))
+def _sort(t: dict, names) -> list[str]:
+    return strategy_sort(names, t.get("roles"))
 
 
 def _plt():
@@ -120,13 +115,13 @@ def learning_curves(t: dict, out: Path):
             ax = axes[i][j]
             sub = ok[(ok.benchmark == bench) & ok.model.isin([model, NO_MODEL])]
             trained = sub[sub.strategy != UNTOUCHED]
-            for strategy in strategy_sort(trained.strategy.unique()):
+            for strategy in _sort(t, trained.strategy.unique()):
                 curve = trained[trained.strategy == strategy].groupby("train_size")["value"].agg(["mean", "std"])
                 ax.errorbar(curve.index, curve["mean"], yerr=curve["std"].fillna(0), label=strategy, capsize=2,
-                            **strategy_style(strategy))
+                            **strategy_style(strategy, t))
             base = sub[sub.strategy == UNTOUCHED]["value"]
             if len(base):
-                style = {k: v for k, v in strategy_style(UNTOUCHED).items() if k != "marker"}
+                style = {k: v for k, v in strategy_style(UNTOUCHED, t).items() if k != "marker"}
                 ax.axhline(base.mean(), label="untouched foundation", **style)
             _log(ax)
             ax.set_title(f"{bench} / {model}")
@@ -137,7 +132,8 @@ def learning_curves(t: dict, out: Path):
 
 
 def forgetting(t: dict, out: Path):
-    """Target test force RMSE vs pretraining-distribution force RMSE (forgetting trade-off)."""
+    """Target test force RMSE vs pretraining-distribution force RMSE (forgetting trade-off); seed
+    mean, seed-SD error bars."""
     m = t["metrics"]
     benchmarks, models = sorted(m.benchmark.unique()), _models(m) or [NO_MODEL]
     fig, axes = _grid(len(benchmarks), len(models))
@@ -145,9 +141,13 @@ def forgetting(t: dict, out: Path):
         for j, model in enumerate(models):
             ax = axes[i][j]
             sub = at_largest_size(m[(m.benchmark == bench) & m.model.isin([model, NO_MODEL])])
-            for strategy in strategy_sort(sub.strategy.unique()):
-                pts = sub[sub.strategy == strategy].groupby("e0")[["target_force_rmse", "pt_force_rmse"]].mean()
-                style = strategy_style(strategy)
+            for strategy in _sort(t, sub.strategy.unique()):
+                grouped = sub[sub.strategy == strategy].groupby("e0")[["target_force_rmse", "pt_force_rmse"]]
+                pts, spread = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
+                style = strategy_style(strategy, t)
+                # seed spread (sample SD) as error bars; no caps, so only the markers are lines
+                ax.errorbar(pts.target_force_rmse, pts.pt_force_rmse, xerr=spread.target_force_rmse,
+                            yerr=spread.pt_force_rmse, fmt="none", ecolor=style["color"], elinewidth=0.8, capsize=0)
                 ax.plot(pts.target_force_rmse, pts.pt_force_rmse, linestyle="none", marker=style["marker"],
                         color=style["color"], markersize=12 if strategy == UNTOUCHED else 8,
                         label="untouched foundation" if strategy == UNTOUCHED else strategy)
@@ -162,8 +162,6 @@ def forgetting(t: dict, out: Path):
 
 
 def _training(t: dict) -> pd.DataFrame:
-    from ftbench.aggregate import KEY
-
     runs = t["runs"]
     cols = [c for c in ("lr", "stage_two", "multiheads_finetuning", "lora_rank") if c in runs]
     return t["training_curves"].merge(runs[KEY + cols], on=KEY, how="left")
@@ -187,7 +185,7 @@ def multihead_lr_sweep(t: dict, out: Path):
                 continue
             for (lr, strategy), grp in sub.groupby(["lr", "strategy"]):
                 curve = grp.groupby("epoch").rmse_f_mev_per_a.mean()
-                style = strategy_style(strategy)
+                style = strategy_style(strategy, t)
                 ax.plot(curve.index, curve.values, color=colours[lr], marker=style["marker"], markevery=max(1, len(curve) // 8),
                         markersize=4, label=f"lr {lr:g} ({strategy})")
             _log(ax, x=False)
@@ -212,12 +210,12 @@ def stage_two(t: dict, out: Path):
     for i, bench in enumerate(benchmarks):
         ax = axes[i][0]
         sub = tc[tc.benchmark == bench]
-        for strategy in strategy_sort(sub.strategy.unique()):
+        for strategy in _sort(t, sub.strategy.unique()):
             grp = sub[sub.strategy == strategy]
             two = bool(grp.two.any())
             base = strategy.removesuffix("_stage_two")
             curve = grp.groupby("epoch").rmse_f_mev_per_a.mean()
-            ax.plot(curve.index, curve.values, color=strategy_style(base)["color"], linestyle="--" if two else "-",
+            ax.plot(curve.index, curve.values, color=strategy_style(base, t)["color"], linestyle="--" if two else "-",
                     label=f"{base}, {'Stage Two' if two else 'constant 10/10'}")
         if not tc.two.any():
             ax.text(0.02, 0.02, f"no Stage-Two runs: run {ABLATION['stage_two']}", transform=ax.transAxes,
@@ -239,13 +237,16 @@ def _bars(t: dict, out: Path, column: str, ylabel: str, title: str, ylim=None, c
     for i, bench in enumerate(benchmarks):
         ax = axes[i][0]
         sub = _main_e0(at_largest_size(m[m.benchmark == bench]))
-        strategies = [UNTOUCHED] + [s for s in strategy_sort(sub.strategy.unique()) if s != UNTOUCHED]
+        strategies = [UNTOUCHED] + [s for s in _sort(t, sub.strategy.unique()) if s != UNTOUCHED]
         width = 0.8 / max(1, len(strategies))
         for k, strategy in enumerate(strategies):
-            vals = [sub[(sub.strategy == strategy) & sub.model.isin([model, NO_MODEL])][column].mean()
-                    for model in models]
-            style = strategy_style(strategy)
+            # seed mean per model, and the seed spread (sample SD) as an error bar
+            cells = [sub[(sub.strategy == strategy) & sub.model.isin([model, NO_MODEL])][column] for model in models]
+            vals = [c.mean() for c in cells]
+            spread = [c.std(ddof=1) if c.notna().sum() > 1 else 0.0 for c in cells]
+            style = strategy_style(strategy, t)
             ax.bar(np.arange(len(models)) + (k - len(strategies) / 2 + 0.5) * width, vals, width,
+                   yerr=spread, capsize=2, error_kw={"linewidth": 0.8},
                    color=style["color"], edgecolor="black", linewidth=0.5,
                    hatch="//" if strategy == UNTOUCHED else None,
                    label="untouched foundation" if strategy == UNTOUCHED else strategy)
@@ -262,9 +263,52 @@ def _bars(t: dict, out: Path, column: str, ylabel: str, title: str, ylim=None, c
 
 
 def md_stability(t: dict, out: Path):
-    """Mean time before the MD run failed (or ended), per strategy and model."""
+    """Mean time before the MD run failed (or ended), per strategy and model; bars: seed mean,
+    error bars: seed spread."""
     return _bars(t, out, "md_time_ps", "mean MD time survived (ps)", "MD stability (longer is better)",
           ceiling=t["metrics"].md_time_ps.max())
+
+
+def md_survival(t: dict, out: Path):
+    """Kaplan-Meier survival of the MD replicas over the ramp, one curve per strategy (replicas of
+    every seed pooled), per benchmark (rows) and model (columns), at the largest training set."""
+    surv = t["survival"]
+    surv = surv[surv.segment == "ramp"] if len(surv) else surv
+    benchmarks = sorted(surv.benchmark.unique()) or ["(none)"]
+    models = _models(surv) or [NO_MODEL]
+    fig, axes = _grid(len(benchmarks), len(models), w=5.2)
+    for i, bench in enumerate(benchmarks):
+        for j, model in enumerate(models):
+            ax = axes[i][j]
+            sub = surv[(surv.benchmark == bench) & surv.model.isin([model, NO_MODEL])] if len(surv) else surv
+            if sub.empty:
+                _empty(ax, "no MD results")
+                continue
+            sub = _main_e0(at_largest_size(sub))
+            end = float(sub.time_ps.max())
+            for strategy in [UNTOUCHED] + _sort(t, set(sub.strategy) - {UNTOUCHED}):
+                reps = sub[sub.strategy == strategy]
+                if reps.empty:
+                    continue
+                times, surv_frac = kaplan_meier(reps.time_ps, reps.failed.astype(bool))
+                style = strategy_style(strategy, t)
+                x = np.append(times, end)
+                y = np.append(surv_frac, surv_frac[-1])
+                ax.step(x, y, where="post", color=style["color"], linestyle=style["linestyle"],
+                        label=("untouched foundation" if strategy == UNTOUCHED else strategy)
+                        + f" ({len(reps)} replicas)")
+            if not sub.failed.astype(bool).any():
+                ax.text(0.03, 0.04, "no replica failed: saturated, longer ramp needed", transform=ax.transAxes,
+                        fontsize=8)
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlim(0, end if end > 0 else 1)
+            ax.set_title(f"{bench} / {model}")
+            ax.set_xlabel("ramp time (ps)")
+            ax.set_ylabel("fraction of replicas still stable")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7, loc="center left")  # per panel: replica counts differ between panels
+    fig.suptitle("MD survival over the ramp (Kaplan-Meier)")
+    return _save(fig, out)
 
 
 def emd_bars(t: dict, out: Path):
@@ -276,10 +320,16 @@ def rss_collapse(t: dict, out: Path):
           "(lower is better)", ylim=(0, 1.05))
 
 
-def rdf_overlays(t: dict, out: Path, max_pairs: int = 3):
-    """g(r) of each strategy's MD against the reference (test set), first foundation model."""
-    from ftbench.aggregate import REFERENCE
+def _reference_label(t: dict, bench: str) -> str:
+    refs = t.get("references")
+    if refs is not None and len(refs) and (refs.benchmark == bench).any():
+        return str(refs[refs.benchmark == bench].label.iloc[0])
+    return "test set"
 
+
+def rdf_overlays(t: dict, out: Path, max_pairs: int = 3):
+    """g(r) of each strategy's NVT production against the benchmark's reference (a reference-level
+    trajectory, or the test set where none is configured: the legend says which), first model."""
     rdf = t["rdf"]
     benchmarks = sorted(rdf.benchmark.unique()) or ["(none)"]
     fig, axes = _grid(len(benchmarks), max_pairs, w=3.8, h=3.0)
@@ -300,14 +350,15 @@ def rdf_overlays(t: dict, out: Path, max_pairs: int = 3):
             pair = pairs[j]
             r = ref[ref.pair == pair]
             # a grey area, not a line: no strategy colour (scratch is black) can be mistaken for it
-            ax.fill_between(r.r, r.value, color="#bbbbbb", alpha=0.6, linewidth=0, label="reference (test set)")
+            ax.fill_between(r.r, r.value, color="#bbbbbb", alpha=0.6, linewidth=0,
+                            label=f"reference ({_reference_label(t, bench)})")
             nonzero = r.r[r.value > 0]
             if len(nonzero):
                 ax.set_xlim(0, min(r.r.max(), 1.25 * nonzero.max()))
-            for strategy in [UNTOUCHED] + strategy_sort(set(runs.strategy) - {UNTOUCHED}):
+            for strategy in [UNTOUCHED] + _sort(t, set(runs.strategy) - {UNTOUCHED}):
                 c = runs[(runs.strategy == strategy) & (runs.pair == pair)].groupby("r").value.mean()
                 if len(c):
-                    style = strategy_style(strategy)
+                    style = strategy_style(strategy, t)
                     ax.plot(c.index, c.values, color=style["color"], linestyle=style["linestyle"], linewidth=1.2,
                             label="untouched foundation" if strategy == UNTOUCHED else strategy)
             ax.set_title(f"{bench} / {model}: {pair}")
@@ -342,11 +393,11 @@ def e0_dimers(t: dict, out: Path, pairs=("H-H", "F-F", "Cl-Cl"), strategy: str =
             pair = homo[j]
             for mode in modes:
                 c = trained[(trained.e0 == mode) & (trained.pair == pair)].groupby("r").value.mean()
-                ax.plot(c.index, c.values, color=strategy_style(strategy)["color"], linestyle=E0_STYLE.get(mode, "-"),
+                ax.plot(c.index, c.values, color=strategy_style(strategy, t)["color"], linestyle=E0_STYLE.get(mode, "-"),
                         label=f"{strategy}, E0s {mode}")
             c = sub[(sub.strategy == UNTOUCHED) & (sub.pair == pair)].groupby("r").value.mean()
             if len(c):
-                ax.plot(c.index, c.values, color=strategy_style(UNTOUCHED)["color"], linestyle="-.",
+                ax.plot(c.index, c.values, color=strategy_style(UNTOUCHED, t)["color"], linestyle="-.",
                         label="untuned foundation")
             lo = min(-1.0, float(trained[trained.pair == pair].value.min()) if len(trained) else -1.0)
             ax.set_ylim(max(lo * 1.2, -20), 10)
@@ -363,9 +414,7 @@ def e0_dimers(t: dict, out: Path, pairs=("H-H", "F-F", "Cl-Cl"), strategy: str =
 
 
 def schematic(t: dict, out: Path):
-    from ftbench.schematic import draw_schematic
-
-    fig = draw_schematic(out, t.get("strategies"))
+    fig = draw_schematic(out, t.get("strategies"), t.get("roles"))
     _plt().close(fig)
     return fig
 
@@ -378,6 +427,7 @@ FIGURES = {
     "stage_two": stage_two,
     "e0_dimers": e0_dimers,
     "md_stability": md_stability,
+    "md_survival": md_survival,
     "rdf_overlays": rdf_overlays,
     "emd": emd_bars,
     "rss_collapse": rss_collapse,
@@ -393,7 +443,13 @@ def load_tables(tables: Path) -> dict:
         t[name] = pd.read_csv(path) if path.is_file() else pd.DataFrame(
             columns=["benchmark", "model", "strategy", "e0", "train_size", "seed", "pair", "r", "value", "epoch",
                      "head", "rmse_f_mev_per_a"])
-    t["strategies"] = strategy_sort(s for s in runs.strategy.unique() if s != UNTOUCHED)
+    for name in ("survival", "references"):
+        path = tables / f"{name}.csv"
+        t[name] = pd.read_csv(path) if path.is_file() else pd.DataFrame(
+            columns=KEY + ["segment", "time_ps", "failed", "label"])
+    t["roles"] = roles_by_strategy(t["metrics"])
+    t["styles"] = strategy_styles(list(runs.strategy.unique()))
+    t["strategies"] = _sort(t, [s for s in runs.strategy.unique() if s != UNTOUCHED])
     return t
 
 
@@ -406,8 +462,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ftbench.errors import FtbenchError
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not (args.tables / "errors.csv").is_file():
         raise FtbenchError(f"{args.tables}/errors.csv does not exist: figures are drawn from finished "

@@ -19,7 +19,7 @@ from ftbench.errors import FtbenchError
 from ftbench.mace_runner import (diverged, resolve_device, run_mace_train, set_threads,
                                  trainable_parameters, training_curve)
 from ftbench.provenance import Provenance, write_json
-from ftbench.strategies import to_argv
+from ftbench.strategies import UNTOUCHED_ROLES, to_argv
 
 log = logging.getLogger("ftbench.finetune")
 MODEL_NAME = "model"
@@ -106,6 +106,8 @@ def build_argv(flags: dict, *, train: Path, valid: Path, e0: Path, out_dir: Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flags", help="JSON object of mace_run_train flags (the strategy preset)")
+    p.add_argument("--roles", default=None,
+                   help="JSON of the strategy's roles (strategies.roles), recorded in run.json")
     p.add_argument("--train", type=Path)
     p.add_argument("--valid", type=Path)
     p.add_argument("--e0", type=Path, help="e0.json from `ftbench e0`")
@@ -201,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         "e0s_in_model": e0s_in_model(saved) if saved is not None else None,
         "first_valid": curve[0] if curve else None, "last_valid": curve[-1] if curve else None,
         "warnings": warnings, "flags": flags, "resumed": attempt["resumed"],
-        "attempts": len(attempt["attempts"]),
+        "attempts": len(attempt["attempts"]), "roles": json.loads(args.roles) if args.roles else None,
     })
     # cost counts every attempt, killed ones included (their checkpoints are part of this model)
     rec["attempt_wall_time_s"] = rec["wall_time_s"]
@@ -285,5 +287,5 @@ def record_untouched(model: Path, out_dir: Path) -> int:
     prov = Provenance([model])
     write_json(out_dir / "run.json", prov.record([model], extra={
         "status": "ok", "reason": None, "model": str(model), "epochs": 0, "gpu_hours": 0.0,
-        "trainable_parameters": {}, "warnings": [], "flags": {}}))
+        "trainable_parameters": {}, "warnings": [], "flags": {}, "roles": UNTOUCHED_ROLES}))
     return 0

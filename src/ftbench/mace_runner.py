@@ -59,6 +59,22 @@ def training_curve(results_dir: Path) -> list[dict]:
     return sorted(rows.values(), key=lambda r: -1 if r.get("epoch") is None else r["epoch"])
 
 
+def optimiser_steps(results_dir: Path) -> tuple[int | None, float | None]:
+    """(optimiser steps, their summed time in s) from mace's per-step "opt" rows: the training
+    compute itself, without start-up, data loading before the first epoch or evaluation."""
+    steps, seconds = 0, 0.0
+    for path in sorted(Path(results_dir).glob("*_train.txt")):
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("mode") == "opt" and row.get("time") is not None:
+                steps += 1
+                seconds += float(row["time"])
+    return (steps, seconds) if steps else (None, None)
+
+
 def trainable_parameters(log_path: Path) -> dict[str, int]:
     """Parameter counts mace logs (LoRA logs before/after injection)."""
     text = Path(log_path).read_text() if Path(log_path).is_file() else ""

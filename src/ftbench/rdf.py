@@ -228,6 +228,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bin-width", type=float, default=0.02, help="bin width in A (default 0.02)")
     parser.add_argument("--skip", type=int, default=0, help="frames to drop from the start (equilibration)")
     parser.add_argument("--every", type=int, default=1, help="use every k-th frame after --skip")
+    parser.add_argument("--label", default=None,
+                        help="what the frames are, for figures (e.g. 'reference-level NVT, 300 K')")
     parser.add_argument("--out", required=True, help="output CSV (a .meta.json sidecar is written next to it)")
 
 
@@ -250,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
         "skip": args.skip,
         "every": args.every,
         "pairs": sorted(result.g),
+        "label": args.label,
     }
     metadata_path(args.out).write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {args.out} ({result.kind}, {result.n_frames} frames, pairs {', '.join(sorted(result.g))})")

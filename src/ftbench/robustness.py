@@ -1,5 +1,8 @@
-"""The robustness evaluations of one model, as the pipeline runs them: MD stability, RDF of the
-MD frames and its EMD to the benchmark's reference, random structure search and dimer curves.
+"""The robustness evaluations of one model, as the pipeline runs them: MD stability (a ramp from
+the benchmark's common start, replicas batched), RDF of a separate fixed-temperature NVT
+production segment and its EMD to the benchmark's reference, random structure search and dimer
+curves. A result built on calculator errors (an element the model does not know, a model that
+cannot evaluate the start) is a failed evaluation, never ok.
 
 One process per model (the science lives in md, rdf, emd, rss and dimers): loading torch and
 the model once instead of four times keeps a grid of hundreds of models affordable.
@@ -15,73 +18,98 @@ from pathlib import Path
 import numpy as np
 from ase.io import read, write
 
+from ftbench import dimers, emd, md, rdf, rss
+from ftbench.calculators import load_calculator, supported_elements
+from ftbench.config import check_robustness
 from ftbench.errors import FtbenchError
+from ftbench.finetune import read_run
+from ftbench.geometry import minimum_image_radius
+from ftbench.mace_runner import resolve_device
 from ftbench.provenance import Provenance, write_json
 
 log = logging.getLogger("ftbench.robustness")
 
 
-def md_frames_for_rdf(out_dir: Path, replicas: int, max_temperature: float, skip: int) -> list:
-    """Frames of the low-temperature part of the ramp, after `skip` frames, before any failure."""
+def production_frames(replicas: list[dict], out_dir: Path, skip: int) -> list:
+    """Frames of the NVT production segment after `skip` frames: a failed replica's frames before
+    its failing frame, a stable replica's frames including its last one."""
     frames = []
-    for i in range(replicas):
-        path = out_dir / f"replica_{i}.xyz"
+    for r in replicas:
+        path = out_dir / Path(r["trajectory"]).name
         if not path.is_file():
             continue
         traj = read(path, ":")
-        # the last frame of a failed run is the failing one: it is not a production frame
-        usable = traj[skip:-1] if len(traj) > skip + 1 else []
-        frames += [f for f in usable if f.info.get("target_temperature", 0.0) <= max_temperature]
+        usable = traj[skip:] if r["reason"] == "stable" else traj[skip:-1]
+        frames += usable
     return frames
 
 
-def prerelax(structure, calc, steps: int, fmax: float):
-    """A short FIRE relaxation with the model itself: MD then starts near the model's own minimum
-    instead of turning a rattled geometry's strain into heat. A model with a hole in its wall
-    may already collapse here; the MD detector reports that at its first frame."""
-    atoms = structure.copy()
-    if steps > 0:
-        from ase.optimize import FIRE
+def unknown_elements(calc, structure) -> list[str]:
+    known = supported_elements(calc)
+    return sorted(set(structure.get_chemical_symbols()) - known) if known is not None else []
 
-        atoms.calc = calc
-        try:
-            FIRE(atoms, logfile=None).run(fmax=fmax, steps=steps)
-        except Exception as err:  # a blow-up during relaxation is reported by the MD run
-            log.warning("pre-relaxation stopped: %s", err)
-        atoms.calc = None
-    return atoms
+
+def reference_density(structure, settings: dict) -> tuple[float, str]:
+    """g/cm^3 the RSS density factors multiply: the config's, or the MD start's when periodic."""
+    from ase.data import atomic_masses
+
+    if settings.get("reference_density"):
+        return float(settings["reference_density"]), "config robustness.rss.reference_density"
+    if structure.pbc.all():
+        mass = float(atomic_masses[structure.numbers].sum())
+        return mass * 1.66053906660 / structure.get_volume(), "the MD start structure's cell"
+    return 1.0, "1 g/cm^3 (molecular benchmark without robustness.rss.reference_density)"
 
 
 def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: Path,
-             reference_rdf: Path | None, device: str = "cpu") -> dict:
-    from ftbench import dimers, emd, md, rdf, rss
-    from ftbench.calculators import load_calculator
-
+             reference_rdf: Path | None, device: str = "cpu") -> tuple[str, str | None, dict]:
+    """(status, reason, results) of every robustness probe of one model from the common start."""
     # head None: mace picks the single head, or the fine-tuned 'Default' head of a multihead model
     calc = load_calculator(model, head=head, device=device)
+    missing = unknown_elements(calc, structure)
+    if missing:
+        return "failed", f"the model does not know element(s) {', '.join(missing)} of the MD start structure", {}
     result: dict = {}
 
     s = settings["md"]
-    structure = prerelax(structure, calc, s.get("prerelax_steps", 0), s.get("prerelax_fmax", 0.1))
     md_dir = out_dir / "md"
     md_dir.mkdir(parents=True, exist_ok=True)
     criteria = md.Criteria(s["min_distance"], s["max_force"], s["max_temperature_factor"])
-    result["md"] = md.run_replicas(structure, calc, replicas=s["replicas"], seed=s.get("seed", 0), out_dir=md_dir,
-                                   steps=s["steps"], timestep_fs=s["timestep_fs"], t_start=s["t_start"],
-                                   t_end=s["t_end"], friction=s["friction"], save_every=s["save_every"],
+    evaluator = md.evaluator_for(calc)
+    result["md"] = md.run_replicas(structure, evaluator, replicas=s["replicas"], seed=s.get("seed", 0),
+                                   out_dir=md_dir, steps=s["steps"], timestep_fs=s["timestep_fs"],
+                                   t_start=s["t_start"], t_end=s["t_end"], friction=s["friction"],
+                                   thermalise_steps=s.get("thermalise_steps", 0), save_every=s["save_every"],
                                    criteria=criteria)
     log.info("MD: %s", result["md"]["summary"])
+    errors = [r for r in result["md"]["replicas"] if r["reason"] == "calculator_error"]
+    at_start = [r for r in errors if r["integrated_steps"] == 0]  # the model cannot evaluate the start
+    if at_start or (errors and len(errors) == len(result["md"]["replicas"])):
+        # a result built on calculator errors is a failure of the evaluation, not an MD failure
+        return "failed", f"calculator error during MD: {errors[0]['detail']}", result
 
-    s = settings["rdf"]
-    frames = md_frames_for_rdf(md_dir, settings["md"]["replicas"], s["max_temperature"], s["skip_frames"])
-    result["rdf"] = {"n_frames": len(frames)}
+    p = settings["production"]
+    survival = result["md"]["summary"]["survival_fraction"]
+    result["production"] = {"run": survival >= p["min_survival"], "temperature_K": p["temperature"]}
+    frames = []
+    if result["production"]["run"]:
+        prod = md.run_replicas(structure, evaluator, replicas=p["replicas"], seed=s.get("seed", 0) + 1000,
+                               out_dir=md_dir, prefix="production", steps=p["steps"], timestep_fs=s["timestep_fs"],
+                               t_start=p["temperature"], t_end=p["temperature"], friction=s["friction"],
+                               thermalise_steps=p["thermalise_steps"], save_every=p["save_every"],
+                               criteria=criteria)
+        result["production"].update(prod)
+        frames = production_frames(prod["replicas"], md_dir, settings["rdf"]["skip_frames"])
+        log.info("NVT production at %s K: %s", p["temperature"], prod["summary"])
+    else:
+        result["production"]["reason"] = (f"ramp survival {survival:.2f} below robustness.production.min_survival "
+                                          f"{p['min_survival']}: no RDF")
+    result["rdf"] = {"n_frames": len(frames), "source": f"NVT production at {p['temperature']} K"}
     if frames and reference_rdf is not None:
         # same r range as the reference, so the EMD compares like with like
         ref_meta = json.loads(rdf.metadata_path(reference_rdf).read_text())
         r_max = ref_meta["r_max"]
         if structure.pbc.all():
-            from ftbench.geometry import minimum_image_radius
-
             r_max = min(r_max, min(minimum_image_radius(f) for f in frames))
         table = rdf.partial_rdf(frames, r_max=r_max, bin_width=ref_meta["bin_width"])
         rdf.write_csv(table, out_dir / "rdf.csv")
@@ -89,16 +117,20 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
                    {"kind": table.kind, "n_frames": table.n_frames, "r_max": table.r_max,
                     "bin_width": table.bin_width, "pairs": sorted(table.g)})
         result["emd"] = emd.emd_tables(out_dir / "rdf.csv", reference_rdf)
+        result["emd"]["reference"] = ref_meta.get("label")
         log.info("EMD to %s: %s", reference_rdf, result["emd"]["emd"])
 
     s = settings["rss"]
-    # default: the benchmark's own composition and periodicity, from the MD starting structure
+    # default: the benchmark's own composition and periodicity, from the MD start structure
     composition = s.get("composition") or structure.get_chemical_formula(mode="hill")
     periodic = s.get("periodic", bool(structure.pbc.all()))
+    rho, rho_source = reference_density(structure, s)
+    lo, hi = s["density_range"]
     summary, relaxed = rss.run_rss(calc, composition, n_structures=s["n_structures"],
-                                   density_range=tuple(s["density_range"]), periodic=periodic,
+                                   density_range=(lo * rho, hi * rho), periodic=periodic,
                                    fmax=s["fmax"], max_steps=s["max_steps"],
-                                   collapse_distance=s["collapse_distance"], seed=s.get("seed", 0))
+                                   collapse_fraction=s["collapse_fraction"], seed=s.get("seed", 0))
+    summary["reference_density"] = {"g_per_cm3": rho, "source": rho_source}
     write(out_dir / "rss_relaxed.xyz", relaxed, format="extxyz")
     result["rss"] = summary
     log.info("RSS: collapse fraction %s", summary["summary"]["collapse_fraction"])
@@ -106,13 +138,13 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
     s = settings["dimers"]
     r = np.linspace(s["r_min"], s["r_max"], s["n_points"])
     elements = s.get("elements") or sorted(set(structure.get_chemical_symbols()))
-    curves, metrics = dimers.dimer_curves(calc, elements, r)
+    curves, metrics = dimers.dimer_curves(calc, elements, r, core_fraction=s["core_fraction"])
     with open(out_dir / "dimers.csv", "w") as f:
         f.write(",".join(["r", *curves]) + "\n")
         for i, ri in enumerate(r):
             f.write(",".join([f"{ri:.6f}", *(f"{curves[p][i]:.8g}" for p in curves)]) + "\n")
     result["dimers"] = metrics
-    return result
+    return "ok", None, result
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -120,8 +152,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--model", type=Path)
     src.add_argument("--run", type=Path, help="run.json of `ftbench finetune` (failed runs give a status record)")
     p.add_argument("--head", default=None, help="head to evaluate (default: the only head, or 'Default')")
-    p.add_argument("--structure", required=True, type=Path, help="MD starting structures (extxyz)")
-    p.add_argument("--index", type=int, default=0)
+    p.add_argument("--structure", required=True, type=Path,
+                   help="the benchmark's common MD start (ftbench md-start), or structures to pick --index from")
+    p.add_argument("--index", type=int, default=-1)
     p.add_argument("--reference-rdf", type=Path, default=None, help="reference RDF table for the EMD")
     p.add_argument("--settings", required=True, help="JSON: md, rdf, rss, dimers settings (the config's)")
     p.add_argument("--device", default="auto", help="auto: cuda when a GPU is visible, else cpu")
@@ -133,21 +166,20 @@ def run(args: argparse.Namespace) -> int:
     settings = json.loads(args.settings)
     model, status, reason = args.model, "ok", None
     if args.run is not None:
-        from ftbench.finetune import read_run
-
         model, status, reason = read_run(args.run)
     structures = read(args.structure, ":")
     if not -len(structures) <= args.index < len(structures):
         raise FtbenchError(f"--index {args.index} out of range: {args.structure} holds {len(structures)} structures")
-    from ftbench.mace_runner import resolve_device
-
+    check_robustness(settings, args.structure.parent.name)
     args.device = resolve_device(args.device)
     prov = Provenance([model, args.structure, args.reference_rdf], device=args.device)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     result = {}
     if status == "ok":
-        result = evaluate(model, args.head, structures[args.index], settings, args.out_dir,
-                          args.reference_rdf, args.device)
+        status, reason, result = evaluate(model, args.head, structures[args.index], settings, args.out_dir,
+                                          args.reference_rdf, args.device)
+        if status != "ok":
+            log.error("robustness of %s: %s", model, reason)
     prov.write(args.out_dir / "robustness.json", extra={"status": status, "reason": reason,
                                                          "settings": settings, **result})
     return 0

@@ -4,7 +4,8 @@ Random structures at a fixed composition over a density range, positions uniform
 minimum separation (so close contacts occur), and a fraction with one pair deliberately placed
 closer than the collapse distance. Each is relaxed with FIRE (cell too, through
 FrechetCellFilter, when periodic). A structure collapses when a pair ends closer than
-`collapse_distance` (a hole in the repulsive wall), when the calculator returns non-finite
+`collapse_fraction` of the sum of its two covalent radii (a hole in the repulsive wall; pair
+specific, so a Na-Cl contact is judged on its own scale, not on H-H's), when the calculator returns non-finite
 numbers, or when the cell caves in.
 """
 
@@ -89,6 +90,33 @@ def random_structure(
     return atoms
 
 
+def covalent_threshold(symbols_a, symbols_b, fraction: float) -> np.ndarray:
+    """Pair-specific collapse distance: `fraction` of the sum of the two covalent radii (A)."""
+    from ase.data import atomic_numbers, covalent_radii
+
+    ra = covalent_radii[[atomic_numbers[s] for s in symbols_a]]
+    rb = covalent_radii[[atomic_numbers[s] for s in symbols_b]]
+    return fraction * (np.asarray(ra) + np.asarray(rb))
+
+
+def min_covalent_ratio(atoms: Atoms) -> tuple[float, str | None]:
+    """Smallest pair distance / sum of covalent radii, and that pair ('H-O'); (nan, None) if no pair."""
+    from ase.data import covalent_radii
+
+    from ftbench.geometry import pair_list, pair_name
+
+    if len(atoms) < 2 or not np.isfinite(atoms.positions).all():
+        return float("nan"), None
+    cutoff = 2.0 * float(covalent_radii[atoms.numbers].max())
+    i, j, d = pair_list(atoms, cutoff, "ijd")
+    if len(d) == 0:
+        return float("inf"), None
+    ratio = d / (covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]])
+    k = int(np.argmin(ratio))
+    symbols = atoms.get_chemical_symbols()
+    return float(ratio[k]), pair_name(symbols[i[k]], symbols[j[k]])
+
+
 def _results_snapshot(atoms: Atoms) -> Atoms:
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -145,7 +173,7 @@ def run_rss(
     periodic: bool = True,
     fmax: float = 0.05,
     max_steps: int = 200,
-    collapse_distance: float = 0.6,
+    collapse_fraction: float = 0.5,
     close_contact_fraction: float = 0.25,
     seed: int = 0,
 ) -> tuple[dict, list[Atoms]]:
@@ -158,7 +186,10 @@ def run_rss(
         raise FtbenchError("--n-structures must be >= 1")
     if not 0 <= close_contact_fraction <= 1:
         raise FtbenchError("--close-contact-fraction must be in [0, 1]")
+    if not 0 < collapse_fraction < 2:
+        raise FtbenchError("--collapse-fraction must be in (0, 2): a fraction of the sum of covalent radii")
     rng = np.random.default_rng(seed)
+    symbols = [s for s, n in composition.items() for _ in range(n)]
     densities = np.linspace(density_range[0], density_range[1], n_structures)
     n_close = int(round(close_contact_fraction * n_structures))
     close = np.zeros(n_structures, dtype=bool)
@@ -166,14 +197,18 @@ def run_rss(
 
     records, relaxed = [], []
     for k in range(n_structures):
-        contact = rng.uniform(0.25, 1.0) * collapse_distance if close[k] else None
+        # the inserted contact: 0.25-1 x the collapse distance of the pair the insertion will make
+        # (the smallest threshold of the composition, so it is a close contact for any pair)
+        smallest = float(covalent_threshold(symbols, symbols, collapse_fraction).min()) if symbols else 0.0
+        contact = rng.uniform(0.25, 1.0) * smallest if close[k] else None
         start = random_structure(composition, float(densities[k]), rng, periodic, contact)
         d0 = min_pair_distance(start)
         final, record = relax(start, calc, fmax, max_steps)
         d1 = min_pair_distance(final)
+        ratio, pair = min_covalent_ratio(final)
         energy = final.calc.results.get("energy") if final.calc is not None else None
         broken = record["status"] in ("nonfinite", "cell_collapse", "error")
-        collapsed = broken or math.isnan(d1) or d1 < collapse_distance
+        collapsed = broken or math.isnan(d1) or math.isnan(ratio) or ratio < collapse_fraction
         volume = abs(final.cell.volume) if periodic else None
         record.update(
             index=k,
@@ -183,6 +218,8 @@ def run_rss(
             close_contact_inserted=_finite_or_none(contact) if contact is not None else None,
             min_distance_initial=_finite_or_none(d0),
             min_distance=_finite_or_none(d1),
+            min_covalent_ratio=_finite_or_none(ratio),
+            closest_pair=pair,
             collapsed=bool(collapsed),
             energy=_finite_or_none(energy) if energy is not None else None,
             energy_per_atom=_finite_or_none(energy / len(final)) if energy is not None else None,
@@ -227,10 +264,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="periodic cubic cells with cell relaxation (default) or free clusters")
     parser.add_argument("--fmax", type=float, default=0.05, help="FIRE force convergence (eV/A)")
     parser.add_argument("--max-steps", type=int, default=200, help="FIRE step limit per structure")
-    parser.add_argument("--collapse-distance", type=float, default=0.6,
-                        help="a relaxed pair closer than this (A) counts as a collapse")
+    parser.add_argument("--collapse-fraction", type=float, default=0.5,
+                        help="a relaxed pair closer than this fraction of the sum of its covalent radii collapses")
     parser.add_argument("--close-contact-fraction", type=float, default=0.25,
-                        help="fraction of structures given one pair at 0.25-1 x the collapse distance")
+                        help="fraction of structures given one pair at 0.25-1 x the smallest collapse distance")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output folder: result.json, relaxed.xyz")
 
@@ -246,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     result, relaxed = run_rss(
         calc, composition, n_structures=args.n_structures, density_range=density_range,
         periodic=args.periodic, fmax=args.fmax, max_steps=args.max_steps,
-        collapse_distance=args.collapse_distance, close_contact_fraction=args.close_contact_fraction,
+        collapse_fraction=args.collapse_fraction, close_contact_fraction=args.close_contact_fraction,
         seed=args.seed,
     )
     out = Path(args.out)

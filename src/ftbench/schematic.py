@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftbench.figures import OKABE_ITO, strategy_style
+from ftbench.style import OKABE_ITO, strategy_style, strategy_styles
 
 DEFAULT_STRATEGIES = ["scratch", "naive", "freeze5", "freeze6", "lora", "replay", "pseudo_replay",
                       "replay_lora"]
@@ -54,8 +54,32 @@ LORA_W, GAP, PAD = 2.0, 0.35, 0.2
 BLOCK_FONT, SMALL_FONT = 7, 6.5
 
 
-def _spec(name: str) -> dict:
-    return SPECS.get(name, {"blocks": [UNKNOWN] * 5, "flags": ["see config"]})
+# --freeze threshold at which each group (embedding, int 1, int 2, products, readout) is frozen
+FREEZE_AT = [1, 5, 5, 6, 7]
+
+
+def spec_from_roles(roles: dict) -> dict:
+    """What a strategy trains, freezes, adapts and replays, from its catalog roles (see
+    strategies.roles): a custom strategy is drawn from what it does, not from its name."""
+    if not roles.get("foundation", True):
+        return {"blocks": [RANDOM] * 5, "flags": ["no foundation", "(random init)"]}
+    frozen, lora, replay = int(roles.get("frozen") or 0), bool(roles.get("lora")), roles.get("replay")
+    blocks = [FROZEN if lora or (frozen and frozen >= at) else TRAIN for at in FREEZE_AT]
+    flags = ["--multiheads_finetuning", "True" if replay else "False"]
+    flags += [f"--freeze {frozen}"] if frozen else []
+    flags += ["--lora True"] if lora else []
+    flags += ["--pseudolabel_replay True"] if replay == "pseudo" else []
+    return {"blocks": blocks, "flags": flags, "lora": lora, "replay": replay or None}
+
+
+def _spec(name: str, roles: dict | None = None) -> dict:
+    """From the run's roles when known (the study's eight keep their annotated flag text)."""
+    if roles is not None:
+        spec = spec_from_roles(roles)
+        return {**spec, "flags": SPECS[name]["flags"]} if name in SPECS else spec
+    if name in SPECS:
+        return SPECS[name]
+    return {"blocks": [UNKNOWN] * 5, "flags": ["see config"]}
 
 
 def _width(spec: dict) -> float:
@@ -112,9 +136,7 @@ def _arrow(ax, x0, y0, x1, y1, color=NEUTRAL_EDGE):
                             "shrinkA": 0, "shrinkB": 0})
 
 
-def _column(ax, name: str) -> None:
-    spec = _spec(name)
-    color = strategy_style(name)["color"]
+def _column(ax, name: str, spec: dict, color: str) -> None:
     width = _width(spec)
     lora, replay = bool(spec.get("lora")), spec.get("replay")
     ax.set_xlim(0, width)
@@ -187,10 +209,11 @@ def _legend_handles(colors: list[str]):
     return handles, labels, {tuple: HandlerTuple(ndivide=None, pad=0.0)}
 
 
-def draw_schematic(out: Path, strategies: list[str] | None = None):
+def draw_schematic(out: Path, strategies: list[str] | None = None, roles: dict[str, dict] | None = None):
     """Draw the method schematic; save `out` (PNG, dpi 150) and `out.with_suffix('.pdf')`.
 
-    Returns the figure; the caller closes it. Unknown strategy names get a generic column.
+    Returns the figure; the caller closes it. A strategy outside the study's eight is drawn from
+    its `roles` (runs.csv role columns); without roles it gets a generic column.
     """
     import matplotlib
 
@@ -199,7 +222,10 @@ def draw_schematic(out: Path, strategies: list[str] | None = None):
 
     out = Path(out)
     names = list(DEFAULT_STRATEGIES if strategies is None else strategies)
-    widths = [_width(_spec(n)) for n in names]
+    roles = roles or {}
+    specs = {n: _spec(n, roles.get(n)) for n in names}
+    styles = strategy_styles(names)
+    widths = [_width(specs[n]) for n in names]
     fig = plt.figure(figsize=(16, 6))
     left, right, bottom, top, sep = 0.01, 0.99, 0.12, 0.91, 0.012
     avail = right - left - sep * (len(names) - 1)
@@ -209,7 +235,7 @@ def draw_schematic(out: Path, strategies: list[str] | None = None):
     x = left + (avail - scale * sum(widths)) / 2
     for name, w in zip(names, widths):
         frac = scale * w
-        _column(fig.add_axes((x, bottom, frac, top - bottom)), name)
+        _column(fig.add_axes((x, bottom, frac, top - bottom)), name, specs[name], styles[name]["color"])
         x += frac + sep
     fig.suptitle(TITLE, fontsize=14, y=0.985)
     handles, labels, handler_map = _legend_handles([strategy_style(n)["color"] for n in DEFAULT_STRATEGIES[1:4]])

@@ -9,6 +9,22 @@ from ftbench.errors import FtbenchError
 LABEL_KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_key": "REF_stress"}
 
 
+ROLES = ("foundation", "replay", "frozen", "lora")
+
+
+def roles(cfg: dict, strategy_name: str) -> dict:
+    """What a strategy does, read from its catalog entry: starts from a foundation model, replays
+    pretraining data (original or pseudo labels), freezes module groups (mace --freeze threshold),
+    trains LoRA adapters. Findings, table order, styles and the schematic read these, not names."""
+    preset = strategy(cfg, strategy_name)
+    flags = preset["mace_flags"]
+    return {"foundation": bool(preset.get("foundation", True)), "replay": preset.get("replay"),
+            "frozen": int(flags.get("freeze") or 0), "lora": bool(flags.get("lora", False))}
+
+
+UNTOUCHED_ROLES = {"foundation": True, "replay": None, "frozen": 0, "lora": False}
+
+
 def mace_flags(cfg: dict, strategy_name: str, model_name: str | None) -> dict:
     """Shared flags < strategy preset; architecture for runs without a foundation model."""
     preset = strategy(cfg, strategy_name)

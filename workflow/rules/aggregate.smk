@@ -26,6 +26,7 @@ FIGURE_NAMES = [
     "stage_two",
     "e0_dimers",
     "md_stability",
+    "md_survival",
     "rdf_overlays",
     "emd",
     "rss_collapse",
@@ -37,6 +38,9 @@ TIDY = {
     "rdf": f"{TABLES}/rdf.csv.gz",
     "dimers": f"{TABLES}/dimers.csv.gz",
     "training_curves": f"{TABLES}/training_curves.csv.gz",
+    "survival": f"{TABLES}/survival.csv",
+    "references": f"{TABLES}/references.csv",
+    "replay_steps": f"{TABLES}/replay_steps.csv",
 }
 STUDY_TABLES = [
     f"{TABLES}/{name}.{ext}"
@@ -53,6 +57,7 @@ rule aggregate:
             "results/data/{benchmark}/reference_rdf.csv",
             benchmark=config["benchmarks"],
         ),
+        replay=replay_summaries(),
     output:
         **TIDY,
     log:
@@ -63,8 +68,8 @@ rule aggregate:
         tables=subpath(output[0], parent=True),
     shell:
         "python -m ftbench aggregate --errors {input.errors} --pt-eval {input.pt_eval} "
-        "--robustness {input.robustness} "
-        "--reference-rdf {input.reference} --runs-root results/runs --tables {params.tables} 2>&1 | tee {log}"
+        "--robustness {input.robustness} --reference-rdf {input.reference} "
+        "--replay-summaries {input.replay} --runs-root results/runs --tables {params.tables} 2>&1 | tee {log}"
 
 
 rule tables:
@@ -79,8 +84,10 @@ rule tables:
     params:
         tables=subpath(input[0], parent=True),
         grid=tables_grid_args(),
+        findings=quoted_json(config["findings"]),
     shell:
-        "python -m ftbench tables --tables {params.tables} {params.grid} 2>&1 | tee {log}"
+        "python -m ftbench tables --tables {params.tables} {params.grid} --findings {params.findings} "
+        "2>&1 | tee {log}"
 
 
 rule figure:

@@ -1,6 +1,5 @@
 # Config loading, validation and the small helpers the rules use. Cheap on purpose: every
 # cluster job re-parses this (no torch, no file globbing).
-import copy
 import json
 import os
 import shlex
@@ -14,7 +13,7 @@ from snakemake.settings.types import DeploymentMethod
 from ftbench import config as ftc
 from ftbench import jobenv
 from ftbench.errors import FtbenchError
-from ftbench.strategies import mace_flags, pretrain_flags
+from ftbench.strategies import mace_flags, pretrain_flags, roles
 
 # Snakemake reports a YAML error without file or line: read the files first for a message that
 # has both (a broken --configfile fails inside Snakemake before this runs: `ftbench grid
@@ -240,9 +239,18 @@ def evaluate_inputs(w):
     # Scratch has no pretraining slice of its own: rule evaluate_pt_eval scores it on each
     # model's, one file per model, so a slice of foundation_models never rewrites this file.
     if w.model != ftc.NO_MODEL:
-        inputs[f"pt_eval__{w.model}"] = (
-            f"results/replay/{w.benchmark}/{w.model}/pt_eval.xyz"
-        )
+        inputs.update(pt_eval_inputs(w.benchmark, w.model))
+    return inputs
+
+
+def pt_eval_inputs(benchmark, model):
+    """A foundation model's held-out pretraining slice and, where the catalog has one, the same
+    slice at the target level of theory (forgetting without the level-of-theory shift).
+    """
+    inputs = {f"pt_eval__{model}": f"results/replay/{benchmark}/{model}/pt_eval.xyz"}
+    relabelled = CATALOG["foundation_models"][model].get("pt_eval_relabelled")
+    if relabelled:
+        inputs[f"pt_eval_relabelled__{model}"] = relabelled
     return inputs
 
 
@@ -266,10 +274,59 @@ def print_e0_warnings():
         print(f"ftbench warning: {warning}", file=sys.stderr)
 
 
+def replay_summaries():
+    """The replay steps' records (their own cost), where any strategy of the grid replays."""
+    if not any(CATALOG["strategies"][s].get("replay") for s in config["strategies"]):
+        return []
+    return [
+        f"results/replay/{b}/{m}/summary.json"
+        for b in config["benchmarks"]
+        for m in config["foundation_models"]
+    ]
+
+
 def robustness_settings(benchmark):
-    settings = copy.deepcopy(config["robustness"])
-    override = CATALOG["benchmarks"][benchmark].get("robustness", {})
-    return ftc.deep_update(settings, copy.deepcopy(override))
+    return ftc.robustness_settings(config, benchmark)
+
+
+def md_start_inputs(w):
+    """The common MD start is made from the test set, or from a shipped reference frame."""
+    start = robustness_settings(w.benchmark)["start"]
+    inputs = {"structures": f"results/data/{w.benchmark}/test.xyz"}
+    if start.get("file"):
+        inputs["frame"] = start["file"]
+    return inputs
+
+
+def md_start_args(w, input):
+    settings = robustness_settings(w.benchmark)
+    start, entry = settings["start"], CATALOG["benchmarks"][w.benchmark]
+    if "frame" in input.keys():
+        return f"--from-file {input.frame}"
+    args = [f"--structures {input.structures} --index {settings['structure_index']}"]
+    gen = entry.get("generator") or {}
+    if entry["source"] == "demo" and gen.get("method") and start["relax_steps"] > 0:
+        # a reference calculator exists (tblite): relax the start at the reference level
+        args.append(
+            f"--method {gen['method']} --charge {gen.get('charge', 0)} "
+            f"--steps {start['relax_steps']} --fmax {start['fmax']}"
+        )
+    return " ".join(args)
+
+
+def reference_rdf_input(w):
+    traj = robustness_settings(w.benchmark)["rdf"].get("reference_trajectory")
+    return traj or f"results/data/{w.benchmark}/test.xyz"
+
+
+def reference_rdf_args(w):
+    rdf = robustness_settings(w.benchmark)["rdf"]
+    if rdf.get("reference_trajectory"):
+        temperature = robustness_settings(w.benchmark)["production"]["temperature"]
+        label = f"reference-level MD at {temperature:g} K"
+        return f"--skip {rdf.get('reference_skip', 0)} --label {shlex.quote(label)}"
+    label = shlex.quote("test set (not reference-level sampling)")
+    return f"--label {label}"
 
 
 def untouched_head(w):

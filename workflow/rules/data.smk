@@ -95,6 +95,7 @@ rule replay:
         replay="results/replay/{benchmark}/{model}/replay.xyz",
         pseudo="results/replay/{benchmark}/{model}/replay_pseudo.xyz",
         pt_eval="results/replay/{benchmark}/{model}/pt_eval.xyz",
+        summary="results/replay/{benchmark}/{model}/summary.json",
     log:
         "logs/replay/{benchmark}/{model}.log",
     conda:

@@ -221,7 +221,10 @@ rule demo_gate:
     params:
         model=lambda w: f"{BDIR}/pretrain/{w.gen}/work/model.model",
         data=lambda w, input: " ".join(
-            [f"heldout={input.heldout}", f"heldout_relabelled={input.heldout_relabelled}"]
+            [
+                f"heldout={input.heldout}",
+                f"heldout_relabelled={input.heldout_relabelled}",
+            ]
             + [f"{b}={f}" for b, f in zip(BUILD["benchmarks"], input.benchmarks)]
         ),
     shell:

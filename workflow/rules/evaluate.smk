@@ -28,8 +28,8 @@ rule evaluate:
 rule evaluate_pt_eval:
     # A run without a foundation model (scratch) on one foundation model's held-out pretraining slice.
     input:
+        unpack(lambda w: pt_eval_inputs(w.benchmark, w.pt_model)),
         run=os.path.join(RUN_DIR, "run.json"),
-        data="results/replay/{benchmark}/{pt_model}/pt_eval.xyz",
     output:
         os.path.join(RUN_DIR, "pt_eval", "{pt_model}.json"),
     log:
@@ -43,9 +43,12 @@ rule evaluate_pt_eval:
     resources:
         runtime=runtime("evaluate"),
     params:
+        data=lambda w, input: " ".join(
+            f"{name}={path}" for name, path in input.items() if name != "run"
+        ),
         batch=config["evaluation"]["batch_size"],
         device=config["device"],
     shell:
         "OMP_NUM_THREADS={threads} python -m ftbench evaluate --run {input.run} "
-        "--data pt_eval__{wildcards.pt_model}={input.data} --batch-size {params.batch} "
+        "--data {params.data} --batch-size {params.batch} "
         "--device {params.device} --out {output} > {log} 2>&1"

@@ -21,6 +21,7 @@ rule finetune:
                 config, w.strategy, None if w.model == ftc.NO_MODEL else w.model
             )
         ),
+        roles=lambda w: quoted_json(roles(config, w.strategy)),
         optional=lambda w, input: " ".join(
             f"--{k.replace('_', '-')} {input[k]}"
             for k in ("foundation", "pt_train")
@@ -33,7 +34,7 @@ rule finetune:
         device=config["device"],
         cueq="--enable-cueq" if config["enable_cueq"] else "",
     shell:
-        "python -m ftbench finetune --flags {params.flags} --train {input.train} --valid {input.valid} "
+        "python -m ftbench finetune --flags {params.flags} --roles {params.roles} --train {input.train} --valid {input.valid} "
         "--e0 {input.e0} --e0-info {input.e0_info} {params.optional} --seed {wildcards.seed} "
         "--threads {threads} --device {params.device} {params.cueq} --max-force-rmse {params.max_force} "
         "--out-dir {params.out_dir} --checkpoints {params.checkpoints} > {log} 2>&1"

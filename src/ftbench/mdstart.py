@@ -1,0 +1,91 @@
+"""The common MD start of a benchmark: one structure every model's robustness MD starts from.
+
+Written once per benchmark (rule `md_start`), so starts are comparable across models and the
+strain a model must cope with is not relaxed away by the model itself. The rule, in order:
+1. `--from-file`: a shipped reference-level frame (relaxed or equilibrated) used as is;
+2. else the test structure at `--index`, relaxed with FIRE at the reference level of theory
+   when a reference calculator exists (`--method`, a tblite method: the demo benchmarks);
+3. else that test structure as is (the study's benchmarks have no reference calculator here).
+The record says which rule applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ftbench.errors import FtbenchError
+from ftbench.provenance import Provenance
+
+log = logging.getLogger("ftbench.mdstart")
+
+
+def reference_relax(atoms, method: str, charge: int, fmax: float, steps: int):
+    """FIRE at the reference level (tblite; positions only: the cell is the benchmark's)."""
+    from ase.optimize import FIRE
+    from tblite.ase import TBLite
+
+    work = atoms.copy()
+    work.calc = TBLite(method=method, charge=charge, verbosity=0)
+    opt = FIRE(work, logfile=None)
+    converged = bool(opt.run(fmax=fmax, steps=steps))
+    fmax_reached = float(np.linalg.norm(work.get_forces(), axis=1).max())
+    work.calc = None
+    return work, {"converged": converged, "steps": int(opt.nsteps), "fmax_eV_per_A": fmax_reached}
+
+
+def clean(atoms):
+    """Positions, numbers, cell, pbc and charge only: no labels or velocities travel into MD."""
+    from ase import Atoms
+
+    out = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    if "total_charge" in atoms.info:
+        out.info["total_charge"] = atoms.info["total_charge"]
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--structures", type=Path, help="the benchmark's test set (extxyz)")
+    p.add_argument("--index", type=int, default=0, help="frame of --structures")
+    p.add_argument("--from-file", type=Path, default=None,
+                   help="a reference-level frame to use as is (config robustness.start.file)")
+    p.add_argument("--method", default=None, help="tblite method of the reference level (demo benchmarks)")
+    p.add_argument("--charge", type=int, default=0)
+    p.add_argument("--fmax", type=float, default=0.05, help="reference relaxation force limit (eV/A)")
+    p.add_argument("--steps", type=int, default=200, help="reference relaxation step limit (0: no relaxation)")
+    p.add_argument("--out", required=True, type=Path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ase.io import read, write
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    source = args.from_file or args.structures
+    if source is None:
+        raise FtbenchError("ftbench md-start needs --structures or --from-file")
+    if not source.is_file():
+        raise FtbenchError(f"{'--from-file' if args.from_file else '--structures'} {source} does not exist")
+    prov = Provenance([source])
+    if args.from_file is not None:
+        atoms, rule, extra = read(source, index=-1), "reference frame from file", {}
+    else:
+        frames = read(source, ":")
+        if not -len(frames) <= args.index < len(frames):
+            raise FtbenchError(f"--index {args.index} out of range: {source} holds {len(frames)} structures "
+                               "(config robustness.structure_index)")
+        atoms = frames[args.index]
+        if args.method and args.steps > 0:
+            atoms, extra = reference_relax(atoms, args.method, args.charge, args.fmax, args.steps)
+            rule = f"test structure {args.index}, relaxed at the reference level ({args.method})"
+        else:
+            rule, extra = f"test structure {args.index} as is (no reference calculator)", {}
+    atoms = clean(atoms)
+    atoms.info["md_start"] = rule
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write(args.out, atoms, format="extxyz")
+    prov.write(args.out.with_suffix(".json"), [args.out], extra={"rule": rule, **extra})
+    log.info("MD start of %s: %s", args.out, rule)
+    return 0
