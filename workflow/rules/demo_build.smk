@@ -57,6 +57,8 @@ rule demo_trajectory:
         "logs/demo_build/{set}/{key}/{index}.log",
     wildcard_constraints:
         index=r"\d+",
+    conda:
+        "../envs/ftbench.yaml"
     threads: 1
     params:
         method=lambda w: build_sets()[w.set][0],
@@ -76,6 +78,8 @@ rule demo_short_range:
         f"{BDIR}/frames/corpus/short_range.xyz.gz",
     log:
         "logs/demo_build/short_range.log",
+    conda:
+        "../envs/ftbench.yaml"
     params:
         elements=",".join(BUILD["elements"]),
         settings=quoted_json(BUILD["short_range"]),
@@ -90,6 +94,8 @@ rule demo_isolated:
         f"{BDIR}/frames/isolated_{{method}}.xyz.gz",
     log:
         "logs/demo_build/isolated_{method}.log",
+    conda:
+        "../envs/ftbench.yaml"
     params:
         elements=",".join(BUILD["elements"]),
     shell:
@@ -109,6 +115,8 @@ rule demo_build_corpus:
         summary=f"{BDIR}/corpus/summary.json",
     log:
         "logs/demo_build/corpus.log",
+    conda:
+        "../envs/ftbench.yaml"
     params:
         fraction=BUILD["heldout_fraction"],
         seed=BUILD["seed"],
@@ -125,6 +133,8 @@ rule demo_heldout_relabel:
         f"{BDIR}/corpus/heldout_{BUILD['benchmark_method']}.xyz.gz",
     log:
         "logs/demo_build/heldout_relabel.log",
+    conda:
+        "../envs/ftbench.yaml"
     params:
         method=BUILD["benchmark_method"],
     shell:
@@ -140,6 +150,8 @@ rule demo_benchmark_build:
         f"{BDIR}/benchmarks/{{benchmark}}.xyz.gz",
     log:
         "logs/demo_build/benchmark_{benchmark}.log",
+    conda:
+        "../envs/ftbench.yaml"
     shell:
         "python -m ftbench demo-world merge {input} --out {output} > {log} 2>&1"
 
@@ -152,6 +164,8 @@ rule demo_generation_data:
         valid=f"{BDIR}/pretrain/{{gen}}/data/valid.xyz",
     log:
         "logs/demo_build/{gen}_data.log",
+    conda:
+        "../envs/ftbench.yaml"
     params:
         recipe=lambda w: quoted_json(generation(w.gen)),
         seed=lambda w: generation(w.gen)["pretrain"].get("seed", 1),
@@ -169,6 +183,8 @@ rule demo_pretrain_e0:
         f"{BDIR}/pretrain/{{gen}}/e0.json",
     log:
         "logs/demo_build/{gen}_e0.log",
+    conda:
+        "../envs/ftbench.yaml"
     shell:
         "python -m ftbench e0 --mode isolated --data {input.pool} --isolated {input.isolated} "
         "--out {output} > {log} 2>&1"
@@ -191,6 +207,8 @@ rule demo_pretrain_stage:
         "logs/demo_build/{gen}_stage{stage}.log",
     wildcard_constraints:
         stage=r"\d+",
+    conda:
+        "../envs/ftbench.yaml"
     threads: 2
     params:
         flags=lambda w: quoted_json(pretrain_flags_for(w.gen)),
@@ -218,6 +236,8 @@ rule demo_gate:
         f"{BDIR}/pretrain/{{gen}}/gate.json",
     log:
         "logs/demo_build/{gen}_gate.log",
+    conda:
+        "../envs/ftbench.yaml"
     params:
         model=lambda w: f"{BDIR}/pretrain/{w.gen}/work/model.model",
         data=lambda w, input: " ".join(
@@ -242,6 +262,8 @@ rule demo_ship:
         f"{BDIR}/shipped.json",
     log:
         "logs/demo_build/ship.log",
+    conda:
+        "../envs/ftbench.yaml"
     params:
         build=quoted_json(BUILD),
     shell:
