@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "generate the offline demo world (corpus, benchmarks) with tblite"),
     "prepare": ("prepare", "split a benchmark and write nested training subsets"),
     "subset": ("subsets", "the first n configurations of a training pool (nested subsets)"),
+    "head": ("head", "one head of a multihead model as a single-head model (mace's remove_pt_head)"),
     "e0": ("e0", "re-estimate E0s for a (foundation model, training set) pair"),
     "replay": ("replay", "select the replay pool, hold out the pretraining slice, pseudolabel"),
     "finetune": ("finetune", "fine-tune with mace_run_train for one grid cell"),
