@@ -52,9 +52,10 @@ def deep_update(base: dict, new: dict) -> dict:
 
 
 def load_config(configfiles: list[str | Path] | None = None, overrides: dict | None = None) -> dict:
-    """Merge config files like Snakemake does (later files update earlier ones), then validate."""
+    """Merge config files as Snakemake does: the Snakefile's config/config.yaml first, then each
+    --configfile on top (later files update earlier ones), then --config overrides; validate."""
     cfg: dict = {}
-    for path in configfiles or [DEFAULT_CONFIG]:
+    for path in [DEFAULT_CONFIG, *(configfiles or [])]:
         path = Path(path)
         if not path.is_file():
             raise FtbenchError(f"config file {path} does not exist")
@@ -64,6 +65,25 @@ def load_config(configfiles: list[str | Path] | None = None, overrides: dict | N
             raise FtbenchError(f"config file {path} is not valid YAML: {err}") from err
     deep_update(cfg, overrides or {})
     return validate(cfg)
+
+
+def add_config_arguments(p, what: str = "") -> None:
+    """--configfile / --config, read as `snakemake` reads them (load_config)."""
+    p.add_argument("--configfile", nargs="+", default=None,
+                   help="config file(s) merged on top of config/config.yaml, as snakemake --configfile" + what)
+    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides, as snakemake --config, e.g. benchmarks=[sn2] strategies=[naive,replay]")
+
+
+def config_from_args(args) -> dict:
+    from ftbench.grid import parse_overrides
+
+    return load_config(args.configfile, parse_overrides(args.config))
+
+
+def report_dir(args) -> Path:
+    """The config's report_dir (results, or results/ablations/<name> for an ablation)."""
+    return Path(config_from_args(args)["report_dir"])
 
 
 def validate(cfg: dict) -> dict:

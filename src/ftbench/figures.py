@@ -398,8 +398,12 @@ def load_tables(tables: Path) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tables", type=Path, default=Path("results/tables"), help="aggregate's tidy tables")
-    p.add_argument("--out", type=Path, default=Path("results/figures"))
+    from ftbench.config import add_config_arguments
+
+    p.add_argument("--tables", type=Path, default=None,
+                   help="aggregate's tidy tables (default: the config's report_dir/tables)")
+    p.add_argument("--out", type=Path, default=None, help="default: the config's report_dir/figures")
+    add_config_arguments(p, "; they set the default --tables and --out")
     p.add_argument("--only", nargs="*", default=None, choices=sorted(FIGURES), metavar="NAME",
                    help=f"figures to draw (default all): {', '.join(FIGURES)}")
 
@@ -408,6 +412,12 @@ def run(args: argparse.Namespace) -> int:
     from ftbench.errors import FtbenchError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.tables is None or args.out is None:
+        from ftbench.config import report_dir
+
+        base = report_dir(args)
+        args.tables = args.tables or base / "tables"
+        args.out = args.out or base / "figures"
     if not (args.tables / "errors.csv").is_file():
         raise FtbenchError(f"{args.tables}/errors.csv does not exist: figures are drawn from finished "
                            "results; run the grid (or `snakemake aggregate`) first")

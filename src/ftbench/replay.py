@@ -17,13 +17,13 @@ import hashlib
 import heapq
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from ase.data import atomic_numbers
 from ase.io import read, write
-from ase.io.extxyz import key_val_str_to_dict
 
 from ftbench.convert import ISOLATED, _label, normalise_atoms
 from ftbench.errors import FtbenchError
@@ -56,9 +56,24 @@ def _species_column(properties: str) -> tuple[int, bool]:
     raise FtbenchError(f"extxyz Properties {properties!r} has neither species nor Z")
 
 
+# key=value of an extxyz comment line; values quoted, in braces or bare. Only the few keys
+# selection needs are read here (ASE's key_val_str_to_dict takes ~2 ms a line, 1 h for MPtrj);
+# ASE parses the selected frames in full.
+_KEY_VALUE = re.compile(r"""([A-Za-z_][\w.-]*)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*'|\{[^}]*\}|\S+)""")
+
+
+def comment_keys(comment: str, wanted) -> dict[str, str]:
+    out = {}
+    for key, value in _KEY_VALUE.findall(comment):
+        if key in wanted:
+            out[key] = value[1:-1] if value[:1] in "\"'{" else value
+    return out
+
+
 def scan_frames(path: Path, group_keys=GROUP_KEYS):
-    """Each frame of an extxyz file as text plus what selection needs (elements, group id),
-    one at a time. ASE's own comment-line parser reads the key=value pairs."""
+    """Each frame of an extxyz file as text plus what selection needs (elements, group id,
+    config_type), one at a time."""
+    wanted = {"Properties", "config_type", *group_keys}
     columns: dict[str, tuple[int, bool]] = {}
     with open(path) as f:
         index = 0
@@ -76,7 +91,7 @@ def scan_frames(path: Path, group_keys=GROUP_KEYS):
             body = [f.readline() for _ in range(n)]
             if not body or not body[-1]:
                 raise FtbenchError(f"{path}: frame {index} is truncated (expected {n} atom lines)")
-            info = key_val_str_to_dict(comment)
+            info = comment_keys(comment, wanted)
             props = info.get("Properties", "species:S:1:pos:R:3")
             if props not in columns:
                 columns[props] = _species_column(props)
@@ -166,6 +181,9 @@ def select_stream(path: Path, elements: set[int], n_samples: int, n_eval: int, s
         candidates = [f for _, f in second.items()]
         stats["passes"] = 2
     chosen = sorted(candidates[:n_samples], key=lambda f: f.index)
+    if len(chosen) < n_samples:
+        log.warning("only %d configurations are outside the held-out groups: replaying %d, not %d",
+                    len(chosen), len(chosen), n_samples)
     stats.update(held_out_groups=len(held_groups))
     return chosen, sorted((f for _, f in held_items), key=lambda f: f.index), stats
 

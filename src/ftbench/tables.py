@@ -167,6 +167,11 @@ def write_table(frame: pd.DataFrame, stem: Path, caption: str, headers: dict | N
 
 
 def read_tables(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    if not (tables / "errors.csv").is_file():
+        from ftbench.errors import FtbenchError
+
+        raise FtbenchError(f"{tables}/errors.csv does not exist: tables are computed from finished "
+                           "results; run the grid (or `snakemake aggregate`) first")
     errors = pd.read_csv(tables / "errors.csv")
     runs = pd.read_csv(tables / "runs.csv")
     rob_path = tables / "robustness.csv"
@@ -175,14 +180,21 @@ def read_tables(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tables", type=Path, default=Path("results/tables"),
-                   help="folder with aggregate's errors.csv, runs.csv, robustness.csv; tables are written here")
+    from ftbench.config import add_config_arguments
+
+    p.add_argument("--tables", type=Path, default=None,
+                   help="folder with aggregate's errors.csv, runs.csv, robustness.csv; tables are written "
+                        "here (default: the config's report_dir/tables, as the pipeline writes them)")
+    add_config_arguments(p, "; they set the default --tables")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ftbench.config import report_dir
     from ftbench.findings import findings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.tables is None:
+        args.tables = report_dir(args) / "tables"
     metrics = run_metrics(*read_tables(args.tables))
     written = []
     for bench in sorted(metrics.benchmark.unique()):
