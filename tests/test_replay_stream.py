@@ -79,14 +79,13 @@ def test_small_pool_shrinks_both_and_tiny_pool_is_an_error(pool, tmp_path):
         select_stream(pool, {26}, 10, 5, seed=1)
 
 
-def test_parsed_frames_keep_labels_weights_and_stress_only_where_present(pool):
+def test_parsed_frames_keep_labels_and_stress_only_where_present(pool):
     replay, _, _ = select_stream(pool, ELEMENTS, 20, 5, seed=4)
-    atoms = parse_frames(replay, "energy", "forces", "stress", pool, weight=0.25)
+    atoms = parse_frames(replay, "energy", "forces", "stress", pool)
     source = read(pool, ":")
     for a, f in zip(atoms, replay):
         src = source[f.index]
         assert a.info["REF_energy"] == pytest.approx(src.get_potential_energy())
         assert np.allclose(a.arrays["REF_forces"], src.get_forces())
         assert ("REF_stress" in a.info) == ("stress" in src.calc.results)
-        assert a.info["config_weight"] == 0.25
     assert {("REF_stress" in a.info) for a in atoms} == {True, False}

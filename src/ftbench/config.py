@@ -104,6 +104,14 @@ def validate(cfg: dict) -> dict:
                 f"unknown {SINGULAR[axis]} {', '.join(map(repr, unknown))} in config key "
                 f"`{axis}`; defined in `catalog.{axis}`: {', '.join(sorted(known))}. "
                 f"Fix the name or add an entry under `catalog.{axis}`.")
+    weight = cfg["replay"].get("weight_pt_head", 1.0)
+    if weight != 1.0:
+        raise FtbenchError(
+            f"replay.weight_pt_head is {weight}, but no replay weight other than 1.0 can act in mace-torch "
+            "0.3.16: it ignores --weight_pt_head for a local --pt_train_file, and multihead fine-tuning "
+            "forces the universal loss, which ignores per-configuration config_weight (where mace's own "
+            "weight_pt_head path puts it). Set replay.weight_pt_head: 1.0; to weight the replay head's "
+            "energies, put config_energy_weight in the pool file (as the study's SN2 pool does).")
     for name in cfg["foundation_models"]:
         entry = catalog["foundation_models"][name]
         if entry["source"] == "url" and not cfg.get("sources"):

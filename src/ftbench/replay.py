@@ -199,10 +199,10 @@ class _Keyed:
 
 
 def parse_frames(frames: list[Frame], energy_key: str, forces_key: str, stress_key: str | None,
-                 path: Path, weight: float = 1.0) -> list:
+                 path: Path) -> list:
     """ASE atoms of the selected frames with labels under REF_*; stress only where the frame has
-    one. `weight` multiplies each configuration's config_weight (mace reads it per configuration:
-    the only way a replay weight acts for a local --pt_train_file)."""
+    one. Per-property weights of the pool (config_energy_weight: 0.1 in the study's SN2 pool)
+    stay: mace's universal loss reads them."""
     if not frames:
         return []
     raw = read(io.StringIO("".join(f.text for f in frames)), ":", format="extxyz")
@@ -212,8 +212,6 @@ def parse_frames(frames: list[Frame], energy_key: str, forces_key: str, stress_k
         (a,) = normalise_atoms([atoms], energy_key, forces_key, stress_key if has_stress else None,
                                path=f"{path} frame {frame.index}")
         a.info["pool_index"] = frame.index
-        if weight != 1.0:
-            a.info["config_weight"] = float(a.info.get("config_weight", 1.0)) * weight
         out.append(a)
     return out
 
@@ -250,8 +248,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--energy-key", default="REF_energy", help="the pool's energy key (MPtrj: energy)")
     p.add_argument("--forces-key", default="REF_forces", help="the pool's forces key (MPtrj: forces)")
     p.add_argument("--stress-key", default="REF_stress", help="the pool's stress key (MPtrj: stress)")
-    p.add_argument("--weight", type=float, default=1.0,
-                   help="replay weight (config weight_pt_head), written per configuration as config_weight")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out-dir", required=True, type=Path)
@@ -263,8 +259,6 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.pool.is_file():
         raise FtbenchError(f"replay pool {args.pool} does not exist")
-    if args.weight <= 0:
-        raise FtbenchError(f"--weight (replay.weight_pt_head) must be positive, got {args.weight}")
     prov = Provenance([args.pool, args.model, *args.benchmark_data], device=args.device)
     model = foundation_for(args.model, args.head, args.device)  # bad head: fail before the pool pass
     elements = {int(z) for path in args.benchmark_data for a in read(path, ":") for z in a.numbers}
@@ -274,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
              stats["usable"], stats["pool"], args.filter, len(chosen), len(held),
              f"groups by {stats['groups_from']}" if stats["groups_from"] else "no group ids: by frame")
     keys = (args.energy_key, args.forces_key, args.stress_key or None)
-    replay = parse_frames(chosen, *keys, args.pool, weight=args.weight)
+    replay = parse_frames(chosen, *keys, args.pool)
     held_out = parse_frames(held, *keys, args.pool)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -283,6 +277,6 @@ def run(args: argparse.Namespace) -> int:
     write(out / "pt_eval.xyz", held_out, format="extxyz")
     prov.write(out / "summary.json", [out / "replay.xyz", out / "replay_pseudo.xyz", out / "pt_eval.xyz"],
                extra={**stats, "replay": len(replay), "pt_eval": len(held_out), "filter": args.filter,
-                      "elements": sorted(elements), "head": heads_of(model)[0], "weight": args.weight,
+                      "elements": sorted(elements), "head": heads_of(model)[0],
                       "group_keys": list(args.group_key)})
     return 0

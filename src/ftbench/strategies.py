@@ -12,8 +12,8 @@ LABEL_KEYS = {"energy_key": "REF_energy", "forces_key": "REF_forces", "stress_ke
 def mace_flags(cfg: dict, strategy_name: str, model_name: str | None, benchmark: str | None = None,
                size: int | None = None) -> dict:
     """Shared flags < strategy preset < the benchmark's `training` overrides; architecture for
-    runs without a foundation model. The replay weight is not a flag: mace 0.3.16 ignores
-    --weight_pt_head for a local --pt_train_file, so the replay step writes it into the file."""
+    runs without a foundation model. No --weight_pt_head: mace 0.3.16 ignores it for a local
+    --pt_train_file (config.validate refuses values other than 1.0)."""
     preset = strategy(cfg, strategy_name)
     training = cfg["training"]
     override = cfg["catalog"]["benchmarks"][benchmark].get("training", {}) if benchmark else {}

@@ -91,7 +91,7 @@ rule replay:
         "OMP_NUM_THREADS={threads} python -m ftbench replay --pool {input.pool} --model {input.model} "
         "{params.head} --benchmark-data {input.bench} --n-samples {params.r[n_samples]} "
         "--n-eval {params.r[n_eval]} --filter {params.r[filter]} {params.pool_args} "
-        "--weight {params.r[weight_pt_head]} --seed {params.split_seed} "
+        "--seed {params.split_seed} "
         "--out-dir {params.out_dir} > {log} 2>&1"
 
 
