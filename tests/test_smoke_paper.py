@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ase.io import read
+from ase.io import read, write
 
 import model_fixtures as mf
 from conftest import ROOT, snakemake
@@ -62,6 +62,9 @@ def smoke(tmp_path_factory, monkeypatch_module):
     mf.save(mf.multihead(), files / "mh1.model")
     for part, n in (("train", 8), ("valid", 4), ("test", 4)):
         make_sn2_extxyz(files / f"{part}.xyz", n_configs=n, seed={"train": 0, "valid": 1, "test": 2}[part])
+        if part != "train":  # as in the supplementary: isolated atoms only in train.xyz
+            frames = [a for a in read(files / f"{part}.xyz", ":") if len(a) > 1]
+            write(files / f"{part}.xyz", frames, format="extxyz")
     # MPtrj layout (energy/forces/stress, mp_id per trajectory) with the SN2 elements, plus the
     # study pool's per-configuration energy weight
     pool = mf.write_mptrj_pool(files / "pool.xyz", 40, elements=("H", "C", "F", "Cl"), atoms_per_frame=6,
