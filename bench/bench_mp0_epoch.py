@@ -7,6 +7,13 @@ replay (batch 8, an MPtrj-format periodic pool as the pretraining head). Each ru
 process; peak RSS from wait4, epoch time from the timestamps of mace's per-epoch log lines.
 
     python bench/bench_mp0_epoch.py --epochs 3 --n-train 20 --device cpu [--cueq]
+
+2026-11-28, 2 shared CPUs (load ~10 from other jobs, so times are upper bounds), float64, no GPU:
+
+| run | status | epochs | median epoch (s) | peak RSS (MB) | wall (s) |
+|---|---|---:|---:|---:|---:|
+| naive (batch 2, 10 steps an epoch) | ok | 3 | 71.9 | 1077 | 404 |
+| replay (batch 8, 20 + 36 pool configurations) | ok | 3 | 163.7 | 1806 | 720 |
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     zs = sorted({int(z) for a in train for z in a.numbers})
     model = None
     if args.model is not None:
-        from ftbench.inference import check_elements, foundation_for, heads_of
+        from ftbench.inference import check_elements, foundation_for
 
         model = foundation_for(args.model, args.head, args.device, args.model_name)
         check_elements(model, train, f"training set {args.data}", args.model_name or str(args.model))
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     e0s = compute_e0s(args.mode, train, zs, model, isolated, str(args.isolated), args.device)
     result = {"mode": args.mode, "e0s": {str(z): e for z, e in e0s.items()},
               "symbols": {str(z): chemical_symbols[z] for z in zs}, "warnings": [],
-              "head": heads_of(model)[0] if model is not None else None}
+              "head": model.heads[0] if model is not None and hasattr(model, "heads") else None}
     if model is not None:
         rmse = mismatch_rmse(model, train, e0s, args.device)
         result["initial_energy_rmse_ev_per_atom"] = rmse

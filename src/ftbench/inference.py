@@ -123,4 +123,3 @@ def foundation_for(path: str | Path, head: str | None, device: str = "cpu", what
         raise FtbenchError(f"{what} is a multihead model (heads: {', '.join(heads_of(model))}); "
                            "choose one with --head (the catalog's `head:`)")
     return model
-
