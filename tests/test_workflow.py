@@ -21,6 +21,7 @@ def test_paper_dry_run_lists_the_full_grid_offline(tmp_path):
     assert int(counts["finetune"]) == 1782  # 27 sizes x 3 seeds x (3 models x 7 + scratch)
     assert int(counts["fetch_model"]) == 3
     assert int(counts["untouched"]) == 15
+    assert int(counts["foundation_head"]) == 1  # MACE-MH-1 reduced once to its configured head
 
 
 def test_one_benchmark_target_schedules_only_that_benchmark(tmp_path):

@@ -64,6 +64,7 @@ def collect(errors_files: list[Path], runs_root: Path, pt_eval_files: list[Path]
         run_rows.append({**key, "status": run["status"], "reason": run.get("reason"),
                          "wall_time_s": run.get("wall_time_s"), "gpu_hours": run.get("gpu_hours"),
                          "epochs": run.get("epochs"), "device": run.get("device"),
+                         "foundation_head": run.get("foundation_head"),
                          "parameters": params.get("total"), "trained_parameters": params.get("trained"),
                          "valid_force_rmse_mev_per_a": _mev(last.get("rmse_f")),
                          "optimiser_steps": steps, "optimiser_time_s": step_time,

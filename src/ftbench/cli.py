@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "split a benchmark and write nested training subsets"),
     "check-elements": ("elements", "check every benchmark split against a foundation model's elements"),
     "subset": ("subsets", "the first n configurations of a training pool (nested subsets)"),
+    "head": ("head", "one head of a multihead model as a single-head model (mace's remove_pt_head)"),
     "e0": ("e0", "re-estimate E0s for a (foundation model, training set) pair"),
     "replay": ("replay", "select the replay pool, hold out the pretraining slice, pseudolabel"),
     "finetune": ("finetune", "fine-tune with mace_run_train for one grid cell"),

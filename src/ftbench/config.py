@@ -71,9 +71,10 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def load_config(configfiles: list[str | Path] | None = None, overrides: dict | None = None) -> dict:
-    """Merge config files like Snakemake does (later files update earlier ones), then validate."""
+    """Merge config files as Snakemake does: the Snakefile's config/config.yaml first, then each
+    --configfile on top (later files update earlier ones), then --config overrides; validate."""
     cfg: dict = {}
-    for path in configfiles or [DEFAULT_CONFIG]:
+    for path in [DEFAULT_CONFIG, *(configfiles or [])]:
         deep_update(cfg, read_yaml(path))
     deep_update(cfg, overrides or {})
     return validate(cfg)
@@ -197,6 +198,25 @@ def coerce_strings(cfg, node, root: dict):
     return cfg
 
 
+def add_config_arguments(p, what: str = "") -> None:
+    """--configfile / --config, read as `snakemake` reads them (load_config)."""
+    p.add_argument("--configfile", nargs="+", default=None,
+                   help="config file(s) merged on top of config/config.yaml, as snakemake --configfile" + what)
+    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides, as snakemake --config, e.g. benchmarks=[sn2] strategies=[naive,replay]")
+
+
+def config_from_args(args) -> dict:
+    from ftbench.grid import parse_overrides
+
+    return load_config(args.configfile, parse_overrides(args.config))
+
+
+def report_dir(args) -> Path:
+    """The config's report_dir (results, or results/ablations/<name> for an ablation)."""
+    return Path(config_from_args(args)["report_dir"])
+
+
 def validate(cfg: dict) -> dict:
     """Schema validation (fills defaults) and cross-references between the axes and the catalog."""
     from snakemake.exceptions import WorkflowError
@@ -220,6 +240,14 @@ def validate(cfg: dict) -> dict:
                 f"Fix the name or add an entry under `catalog.{axis}`.")
     for bench in cfg["benchmarks"]:
         check_robustness(robustness_settings(cfg, bench), bench)
+    weight = cfg["replay"].get("weight_pt_head", 1.0)
+    if weight != 1.0:
+        raise FtbenchError(
+            f"replay.weight_pt_head is {weight}, but no replay weight other than 1.0 can act in mace-torch "
+            "0.3.16: it ignores --weight_pt_head for a local --pt_train_file, and multihead fine-tuning "
+            "forces the universal loss, which ignores per-configuration config_weight (where mace's own "
+            "weight_pt_head path puts it). Set replay.weight_pt_head: 1.0; to weight the replay head's "
+            "energies, put config_energy_weight in the pool file (as the study's SN2 pool does).")
     for name in cfg["foundation_models"]:
         entry = catalog["foundation_models"][name]
         if entry["source"] == "url" and not cfg.get("sources"):

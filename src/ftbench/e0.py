@@ -113,6 +113,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", required=True, choices=MODES)
     p.add_argument("--model", type=Path, default=None, help="foundation model (needed by estimated/foundation)")
     p.add_argument("--model-name", default=None, help="foundation model name, for messages")
+    p.add_argument("--head", default=None,
+                   help="head of a multihead foundation model (E0s and predictions of that head)")
     p.add_argument("--isolated", type=Path, default=None, help="IsolatedAtom configurations (isolated mode)")
     p.add_argument("--threshold", type=float, default=0.4, help="E0-mismatch threshold, eV/atom")
     p.add_argument("--on-mismatch", choices=("warn", "error"), default="warn")
@@ -127,14 +129,15 @@ def run(args: argparse.Namespace) -> int:
     zs = sorted({int(z) for a in train for z in a.numbers})
     model = None
     if args.model is not None:
-        from ftbench.inference import check_elements, load_model
+        from ftbench.inference import check_elements, foundation_for
 
-        model = load_model(args.model, args.device)
+        model = foundation_for(args.model, args.head, args.device, args.model_name)
         check_elements(model, train, f"training set {args.data}", args.model_name or str(args.model))
     isolated = read(args.isolated, ":") if args.isolated and args.isolated.stat().st_size else []
     e0s = compute_e0s(args.mode, train, zs, model, isolated, str(args.isolated), args.device)
     result = {"mode": args.mode, "e0s": {str(z): e for z, e in e0s.items()},
-              "symbols": {str(z): chemical_symbols[z] for z in zs}, "warnings": []}
+              "symbols": {str(z): chemical_symbols[z] for z in zs}, "warnings": [],
+              "head": model.heads[0] if model is not None and hasattr(model, "heads") else None}
     if model is not None:
         rmse = mismatch_rmse(model, train, e0s, args.device)
         result["initial_energy_rmse_ev_per_atom"] = rmse

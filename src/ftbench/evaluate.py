@@ -64,18 +64,17 @@ def parse_datasets(items: list[str]) -> dict[str, Path]:
 
 def evaluate(model_path: Path, datasets: dict[str, Path], heads: list[str] | None, batch_size: int,
              device: str) -> list[dict]:
-    from ftbench.inference import heads_of, load_model, predict
+    from ftbench.inference import check_head, heads_of, load_model, predict
 
     model = load_model(model_path, device)
-    heads = heads or heads_of(model)
+    heads = [check_head(model, h, f"model {model_path}") for h in heads] if heads else heads_of(model)
     rows = []
     for name, path in datasets.items():
         atoms = [a for a in read(path, ":") if not is_isolated_atom(a)]
         if not atoms:
             raise FtbenchError(f"dataset {path} has no configurations to evaluate")
         for head in heads:
-            preds = predict(model, atoms, head=head if head in heads_of(model) else None,
-                            batch_size=batch_size, device=device)
+            preds = predict(model, atoms, head=head, batch_size=batch_size, device=device)
             for row in error_rows(atoms, preds):
                 rows.append({"dataset": name, "head": head, **row})
             log.info("%s head %s: %d configurations evaluated", name, head, len(atoms))
@@ -87,7 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--model", type=Path, help="a saved mace model")
     src.add_argument("--run", type=Path, help="a run.json from `ftbench finetune` (failed runs give status rows)")
     p.add_argument("--data", required=True, nargs="+", metavar="[NAME=]PATH", help="datasets (extxyz, REF_* keys)")
-    p.add_argument("--head", nargs="*", default=None, help="heads to evaluate (default: every head)")
+    p.add_argument("--head", nargs="+", default=None,
+                   help="heads to evaluate (default: every head); an unknown head is an error")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto", help="auto: cuda when a GPU is visible, else cpu")
     p.add_argument("--out", required=True, type=Path)

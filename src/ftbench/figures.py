@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ftbench.aggregate import REFERENCE
-from ftbench.config import NO_MODEL, UNTOUCHED
+from ftbench.config import NO_MODEL, UNTOUCHED, add_config_arguments, report_dir
 from ftbench.errors import FtbenchError
 from ftbench.md import kaplan_meier
 from ftbench.metrics import KEY, at_largest_size, read_tables, roles_by_strategy, run_metrics, target_rmse
@@ -454,15 +454,24 @@ def load_tables(tables: Path) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # no defaults: a bare `ftbench figures` must not silently redraw results/
-    p.add_argument("--tables", type=Path, required=True, help="aggregate's tidy tables (e.g. results/tables)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the figures (e.g. results/figures)")
+    # No silent default: a bare `ftbench figures` must not redraw results/. The folders come from
+    # --tables/--out, or from the config's report_dir when a --configfile/--config is given.
+    p.add_argument("--tables", type=Path, default=None, help="aggregate's tidy tables (e.g. results/tables)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the figures (e.g. results/figures)")
+    add_config_arguments(p, "; they set the default --tables and --out")
     p.add_argument("--only", nargs="*", default=None, choices=sorted(FIGURES), metavar="NAME",
                    help=f"figures to draw (default all): {', '.join(FIGURES)}")
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.tables is None or args.out is None:
+        if not (args.configfile or args.config):
+            raise FtbenchError("name the folders: --tables results/tables --out results/figures, or give "
+                               "--configfile/--config to take them from the config's report_dir")
+        base = report_dir(args)
+        args.tables = args.tables or base / "tables"
+        args.out = args.out or base / "figures"
     if not (args.tables / "errors.csv").is_file():
         raise FtbenchError(f"{args.tables}/errors.csv does not exist: figures are drawn from finished "
                            "results; run the grid (or `snakemake aggregate`) first")

@@ -113,6 +113,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--e0", type=Path, help="e0.json from `ftbench e0`")
     p.add_argument("--foundation", type=Path, default=None)
     p.add_argument("--pt-train", type=Path, default=None, help="replay file for the pretraining head")
+    p.add_argument("--head", default=None,
+                   help="head of the foundation model this run adapts (recorded in run.json)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--checkpoints", type=Path, default=None,
@@ -132,7 +134,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.untouched is not None:
-        return record_untouched(args.untouched, args.out_dir)
+        return record_untouched(args.untouched, args.out_dir, args.head)
     missing = [f"--{k}" for k in ("flags", "train", "valid", "e0") if getattr(args, k) is None]
     if missing:
         raise FtbenchError(f"ftbench finetune needs {', '.join(missing)}")
@@ -204,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
         "first_valid": curve[0] if curve else None, "last_valid": curve[-1] if curve else None,
         "warnings": warnings, "flags": flags, "resumed": attempt["resumed"],
         "attempts": len(attempt["attempts"]), "roles": json.loads(args.roles) if args.roles else None,
+        "foundation_head": (args.head or flags.get("foundation_head")) if args.foundation else None,
     })
     # cost counts every attempt, killed ones included (their checkpoints are part of this model)
     rec["attempt_wall_time_s"] = rec["wall_time_s"]
@@ -277,8 +280,9 @@ def read_run(path: Path) -> tuple[Path | None, str, str | None]:
     return (Path(info["model"]) if info.get("model") else None), info["status"], info.get("reason")
 
 
-def record_untouched(model: Path, out_dir: Path) -> int:
-    """A run.json for a foundation model as downloaded or pretrained: evaluated like any run."""
+def record_untouched(model: Path, out_dir: Path, head: str | None = None) -> int:
+    """A run.json for a foundation model as downloaded or pretrained (for a multihead model, the
+    single-head artefact of `head`): evaluated like any run."""
     if not model.is_file():
         raise FtbenchError(f"foundation model {model} does not exist")
     from ftbench.inference import read_model
@@ -287,5 +291,6 @@ def record_untouched(model: Path, out_dir: Path) -> int:
     prov = Provenance([model])
     write_json(out_dir / "run.json", prov.record([model], extra={
         "status": "ok", "reason": None, "model": str(model), "epochs": 0, "gpu_hours": 0.0,
-        "trainable_parameters": {}, "warnings": [], "flags": {}, "roles": UNTOUCHED_ROLES}))
+        "trainable_parameters": {}, "warnings": [], "flags": {}, "roles": UNTOUCHED_ROLES,
+        "foundation_head": head}))
     return 0

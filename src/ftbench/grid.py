@@ -7,7 +7,8 @@ from collections import Counter
 
 import yaml
 
-from ftbench.config import dropped_sizes, expand_grid, load_config, sizes_for, untouched_runs
+from ftbench.config import (add_config_arguments, config_from_args, dropped_sizes, expand_grid, sizes_for,
+                            untouched_runs)
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -22,14 +23,12 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--configfile", nargs="+", default=None, help="config file(s); later ones update earlier")
-    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="override axes, e.g. benchmarks=[sn2] strategies=[naive,replay]")
+    add_config_arguments(p)
     p.add_argument("--counts-only", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.configfile, parse_overrides(args.config))
+    cfg = config_from_args(args)
     runs = expand_grid(cfg)
     if not args.counts_only:
         for r in runs:

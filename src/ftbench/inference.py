@@ -54,12 +54,14 @@ def check_model_checksum(path: Path) -> None:
                            f"the pinned {expected} ({info.get('lock_key') or record}); delete it and fetch it again")
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: str = "float64"):
-    """A saved MACE model for inference (read_model, then dtype, no gradients, eval mode)."""
+def load_model(path: str | Path, device: str = "cpu", dtype: str = "float64", head: str | None = None):
+    """A saved MACE model for inference (read_model, then dtype, no gradients, eval mode); with
+    `head`, reduced to that head (select_head)."""
     from mace.tools import torch_tools
 
-    model = read_model(path, device)
+    model = read_model(path, "cpu")
     torch_tools.set_default_dtype(dtype)
+    model = select_head(model, head, str(path))
     model = model.double() if dtype == "float64" else model.float()
     for p in model.parameters():
         p.requires_grad = False
@@ -68,6 +70,29 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str = "float64"):
 
 def heads_of(model) -> list[str]:
     return list(getattr(model, "heads", None) or ["Default"])
+
+
+def check_head(model, head: str, what: str) -> str:
+    """`head` if the model has it; otherwise an error that lists the model's heads."""
+    heads = heads_of(model)
+    if head not in heads:
+        raise FtbenchError(f"{what} has no head {head!r}; its heads are: {', '.join(heads)}. "
+                           "Fix --head (or `head:` in the model's catalog entry)")
+    return head
+
+
+def select_head(model, head: str | None, what: str = "the model"):
+    """The single-head model of `head`: a multihead model is reduced with mace's own
+    remove_pt_head, the path mace_run_train takes with --foundation_head, so E0s, predictions
+    and pseudolabels all come from that head. head None keeps the model as it is."""
+    if head is None:
+        return model
+    check_head(model, head, what)
+    if len(heads_of(model)) == 1:
+        return model
+    from mace.tools.scripts_utils import remove_pt_head
+
+    return remove_pt_head(model, head)
 
 
 def elements_of(model) -> list[int]:
@@ -94,9 +119,9 @@ def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, de
     from mace.tools import torch_geometric, torch_tools, utils
 
     heads = getattr(model, "heads", None)
-    head = head or (heads[-1] if heads else "Default")
-    if heads is not None and head not in heads:
-        raise FtbenchError(f"head {head!r} not in model heads {list(heads)}")
+    if head is None and heads is not None and len(heads) > 1:
+        raise FtbenchError(f"the model has heads {', '.join(heads)}: name the one to predict with")
+    head = check_head(model, head, "the model") if head else (heads[0] if heads else "Default")
     z_table = utils.AtomicNumberTable(elements_of(model))
     r_max = float(model.r_max)
     results: list[dict] = []
@@ -131,3 +156,14 @@ def model_e0s(model, head: str | None = None) -> dict[int, float]:
 def foundation_e0s(model) -> dict[int, float]:
     return model_e0s(model)
 
+
+def foundation_for(path: str | Path, head: str | None, device: str = "cpu", what: str | None = None):
+    """The single-head foundation model E0 estimation and pseudolabelling use: `head` of a
+    multihead model (select_head), or the model itself; a multihead model without a head is an
+    error, since mace would silently use its first head."""
+    what = what or str(path)
+    model = load_model(path, device, head=head)
+    if len(heads_of(model)) > 1:
+        raise FtbenchError(f"{what} is a multihead model (heads: {', '.join(heads_of(model))}); "
+                           "choose one with --head (the catalog's `head:`)")
+    return model

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ftbench.errors import FtbenchError
+
 from ftbench.config import NO_MODEL, UNTOUCHED
 from ftbench.style import STUDY_ROLES
 
@@ -204,6 +206,9 @@ def cost(metrics: pd.DataFrame, replay_steps: pd.DataFrame | None = None) -> pd.
 
 
 def read_tables(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    if not (tables / "errors.csv").is_file():
+        raise FtbenchError(f"{tables}/errors.csv does not exist: tables are computed from finished "
+                           "results; run the grid (or `snakemake aggregate`) first")
     errors = pd.read_csv(tables / "errors.csv")
     runs = pd.read_csv(tables / "runs.csv")
     rob_path = tables / "robustness.csv"

@@ -25,25 +25,39 @@ def roles(cfg: dict, strategy_name: str) -> dict:
 UNTOUCHED_ROLES = {"foundation": True, "replay": None, "frozen": 0, "lora": False}
 
 
-def mace_flags(cfg: dict, strategy_name: str, model_name: str | None) -> dict:
-    """Shared flags < strategy preset; architecture for runs without a foundation model."""
+def mace_flags(cfg: dict, strategy_name: str, model_name: str | None, benchmark: str | None = None,
+               size: int | None = None) -> dict:
+    """Shared flags < strategy preset < the benchmark's `training` overrides; architecture for
+    runs without a foundation model. No --weight_pt_head: mace 0.3.16 ignores it for a local
+    --pt_train_file (config.validate refuses values other than 1.0)."""
     preset = strategy(cfg, strategy_name)
     training = cfg["training"]
+    override = cfg["catalog"]["benchmarks"][benchmark].get("training", {}) if benchmark else {}
     flags = dict(LABEL_KEYS)
     flags.update(training["mace_flags"])
-    flags["max_num_epochs"] = preset.get("max_num_epochs", training["max_num_epochs"])
-    if training.get("patience"):
-        flags["patience"] = training["patience"]
+    flags["max_num_epochs"] = override.get("max_num_epochs", preset.get("max_num_epochs", training["max_num_epochs"]))
+    patience = override.get("patience", training.get("patience"))
+    if patience:
+        flags["patience"] = patience
     flags.update(preset["mace_flags"])
     if preset.get("foundation", True):
-        head = cfg["catalog"]["foundation_models"][model_name].get("head")
+        head = foundation_head(cfg, model_name)
         if head:
             flags["foundation_head"] = head
-        if preset.get("replay"):
-            flags["weight_pt_head"] = cfg["replay"].get("weight_pt_head", 1.0)
     else:
         flags.update(preset.get("architecture", {}))
+    flags.update(override.get("mace_flags", {}))
+    if size and int(flags.get("batch_size", 0)) > size:
+        # mace drops the last incomplete batch: a batch larger than the training set never trains
+        flags["batch_size"] = size
     return flags
+
+
+def foundation_head(cfg: dict, model_name: str | None) -> str | None:
+    """The head a multihead foundation model is adapted (and evaluated) with, or None."""
+    if model_name is None:
+        return None
+    return cfg["catalog"]["foundation_models"][model_name].get("head")
 
 
 def pretrain_flags(cfg: dict, model_name: str) -> dict:

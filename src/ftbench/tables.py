@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ftbench.config import NO_MODEL, UNTOUCHED, load_config
+from ftbench.config import NO_MODEL, UNTOUCHED, add_config_arguments, config_from_args, report_dir
+from ftbench.errors import FtbenchError
 from ftbench.findings import findings
 from ftbench.metrics import METRICS, at_largest_size, cost, read_replay_steps, read_tables, roles_by_strategy, \
     run_metrics, seed_stats
@@ -138,8 +139,11 @@ def missing_cells(runs: pd.DataFrame, benchmarks: list[str], models: list[str], 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tables", type=Path, required=True,
+    # No silent default: a bare `ftbench tables` must not rewrite results/. The folder comes from
+    # --tables, or from the config's report_dir when a --configfile/--config is given.
+    p.add_argument("--tables", type=Path, default=None,
                    help="folder with aggregate's errors.csv, runs.csv, robustness.csv; tables are written here")
+    add_config_arguments(p, "; they set the default --tables")
     p.add_argument("--benchmarks", nargs="*", default=[],
                    help="benchmarks the config expects: each gets its summary table, an empty one that "
                         "says so when it has no finished runs")
@@ -148,15 +152,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-foundation", nargs="*", default=[],
                    help="strategies that train without a foundation model (scratch)")
     p.add_argument("--findings", default=None,
-                   help="JSON of the config's `findings:` thresholds (default: config/config.yaml's)")
+                   help="JSON of the config's `findings:` thresholds (default: from the config)")
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.tables is None:
+        if not (args.configfile or args.config):
+            raise FtbenchError("name the folder: --tables results/tables, or give --configfile/--config "
+                               "to take it from the config's report_dir")
+        args.tables = report_dir(args) / "tables"
     errors, runs, robustness = read_tables(args.tables)
     metrics = run_metrics(errors, runs, robustness)
     replay_steps = read_replay_steps(args.tables)
-    settings = json.loads(args.findings) if args.findings else load_config()["findings"]
+    settings = json.loads(args.findings) if args.findings else config_from_args(args)["findings"]
     written = []
     # Draw from what exists and say what is missing: every expected summary is written (a
     # missing output would make Snakemake delete all of this job's tables).

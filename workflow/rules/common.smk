@@ -13,7 +13,7 @@ from snakemake.settings.types import DeploymentMethod
 from ftbench import config as ftc
 from ftbench import jobenv
 from ftbench.errors import FtbenchError
-from ftbench.strategies import mace_flags, pretrain_flags, roles
+from ftbench.strategies import foundation_head, mace_flags, pretrain_flags, roles
 
 # Snakemake reports a YAML error without file or line: read the files first for a message that
 # has both (a broken --configfile fails inside Snakemake before this runs: `ftbench grid
@@ -132,11 +132,25 @@ def run_results(runs):
 DATA = config["data_dir"]
 
 
-def foundation_model(model):
+def foundation_source(model):
+    """The foundation model as pretrained or downloaded (multihead for MACE-MH-1)."""
     entry = CATALOG["foundation_models"][model]
     if entry["source"] == "pretrain":
         return f"results/pretrain/{model}/run/model.model"
     return f"{DATA}/models/{model}.model"
+
+
+def foundation_model(model):
+    """What every step uses: with a catalog `head:`, the single-head artefact of that head."""
+    head = foundation_head(config, model)
+    if head:
+        return f"results/foundation/{model}/{head}.model"
+    return foundation_source(model)
+
+
+def head_arg(model):
+    head = foundation_head(config, None if model == ftc.NO_MODEL else model)
+    return f"--head {head}" if head else ""
 
 
 def benchmark_files(benchmark):
@@ -160,6 +174,15 @@ def replay_pool(model, benchmark):
     if spec is None:  # demo models replay their own pretraining corpus
         return f"results/pretrain/{model}/data/train_pool.xyz"
     return f"{DATA}/replay/{spec['source']}/{spec['file']}.xyz"
+
+
+def replay_args(model, benchmark):
+    """Label keys and group keys of the pool: the replay step reads the pool as downloaded."""
+    spec = replay_spec(model, benchmark) or {}
+    keys = spec.get("group_keys", config["replay"]["group_keys"])
+    args = [label_keys(spec) if spec else ""]
+    args.append("--group-key " + " ".join(keys) if keys else "--group-key")
+    return " ".join(a for a in args if a)
 
 
 def quoted_json(obj):
@@ -220,15 +243,6 @@ def label_keys(entry):
         for key in ("energy_key", "forces_key", "stress_key")
         if entry.get(key)
     )
-
-
-def pool_spec(source, file):
-    specs = [e.get("replay_pool") for e in CATALOG["benchmarks"].values()]
-    specs += [e.get("replay_pool") for e in CATALOG["foundation_models"].values()]
-    for spec in specs:
-        if spec and spec["source"] == source and spec["file"] == file:
-            return spec
-    raise WorkflowError(f"no replay_pool in the catalog names {source}/{file}")
 
 
 def evaluate_inputs(w):
@@ -330,8 +344,8 @@ def reference_rdf_args(w):
 
 
 def untouched_head(w):
-    """An untouched multihead foundation (MACE-MH-1) is probed with the head the config adapts."""
+    """An untouched multihead foundation (MACE-MH-1) is scored with the head the config adapts
+    (its single-head artefact holds only that head; the rows carry its name)."""
     if w.strategy != ftc.UNTOUCHED:
         return ""
-    head = CATALOG["foundation_models"][w.model].get("head")
-    return f"--head {head}" if head else ""
+    return head_arg(w.model)

@@ -72,7 +72,7 @@ rule e0:
         runtime=runtime("e0"),
     params:
         model_args=lambda w, input: (
-            f"--model {input.model} --model-name {w.model}"
+            f"--model {input.model} --model-name {w.model} {head_arg(w.model)}"
             if "model" in input.keys()
             else ""
         ),
@@ -105,10 +105,28 @@ rule replay:
         runtime=runtime("replay"),
     params:
         r=config["replay"],
+        head=lambda w: head_arg(w.model),
+        pool_args=lambda w: replay_args(w.model, w.benchmark),
         out_dir=subpath(output.replay, parent=True),
         split_seed=config["split_seed"],
     shell:
         "OMP_NUM_THREADS={threads} python -m ftbench replay --pool {input.pool} --model {input.model} "
-        "--benchmark-data {input.bench} --n-samples {params.r[n_samples]} "
-        "--n-eval {params.r[n_eval]} --filter {params.r[filter]} "
-        "--seed {params.split_seed} --out-dir {params.out_dir} > {log} 2>&1"
+        "{params.head} --benchmark-data {input.bench} --n-samples {params.r[n_samples]} "
+        "--n-eval {params.r[n_eval]} --filter {params.r[filter]} {params.pool_args} "
+        "--seed {params.split_seed} "
+        "--out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule foundation_head:
+    input:
+        lambda w: foundation_source(w.model),
+    output:
+        "results/foundation/{model}/{head}.model",
+    log:
+        "logs/foundation_head/{model}_{head}.log",
+    conda:
+        "../envs/ftbench.yaml"
+    resources:
+        runtime=runtime("foundation_head"),
+    shell:
+        "python -m ftbench head --model {input} --head {wildcards.head} --out {output} > {log} 2>&1"

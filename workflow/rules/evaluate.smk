@@ -19,10 +19,11 @@ rule evaluate:
             f"{name}={path}" for name, path in input.items() if name != "run"
         ),
         batch=config["evaluation"]["batch_size"],
+        head=lambda w: untouched_head(w),
         device=config["device"],
     shell:
         "OMP_NUM_THREADS={threads} python -m ftbench evaluate --run {input.run} --data {params.data} "
-        "--batch-size {params.batch} --device {params.device} --out {output} > {log} 2>&1"
+        "{params.head} --batch-size {params.batch} --device {params.device} --out {output} > {log} 2>&1"
 
 
 rule evaluate_pt_eval:

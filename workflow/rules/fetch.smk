@@ -47,6 +47,8 @@ rule fetch_benchmark:
         "rm {params.raw}) > {log} 2>&1"
 
 
+# Pools are used as downloaded: the replay step streams them and reads their label keys itself
+# (MPtrj's 1.6M configurations are never converted or held in memory).
 rule fetch_replay_pool:
     output:
         os.path.join(DATA, "replay", "{source}", "{file}.xyz"),
@@ -57,10 +59,6 @@ rule fetch_replay_pool:
     params:
         sources=config["sources_file"],
         cache=os.path.join(DATA, "sources"),
-        labels=lambda w: label_keys(pool_spec(w.source, w.file)),
-        raw=lambda w, output: output[0] + ".raw",
     shell:
-        "(python -m ftbench fetch --sources {params.sources} --source {wildcards.source} "
-        "--file {wildcards.file} --data-dir {params.cache} --out {params.raw} && "
-        "python -m ftbench convert --format extxyz {params.raw} {output} {params.labels} && "
-        "rm {params.raw}) > {log} 2>&1"
+        "python -m ftbench fetch --sources {params.sources} --source {wildcards.source} "
+        "--file {wildcards.file} --data-dir {params.cache} --out {output} > {log} 2>&1"

@@ -18,7 +18,11 @@ rule finetune:
     params:
         flags=lambda w: quoted_json(
             mace_flags(
-                config, w.strategy, None if w.model == ftc.NO_MODEL else w.model
+                config,
+                w.strategy,
+                None if w.model == ftc.NO_MODEL else w.model,
+                w.benchmark,
+                int(w.size),
             )
         ),
         roles=lambda w: quoted_json(roles(config, w.strategy)),
@@ -27,6 +31,7 @@ rule finetune:
             for k in ("foundation", "pt_train")
             if k in input.keys()
         ),
+        head=lambda w: head_arg(w.model),
         out_dir=subpath(output[0], parent=True),
         checkpoints=lambda w: "results/checkpoints/"
         + RUN_DIR.format(**w).removeprefix("results/runs/"),
@@ -34,8 +39,9 @@ rule finetune:
         device=config["device"],
         cueq="--enable-cueq" if config["enable_cueq"] else "",
     shell:
-        "python -m ftbench finetune --flags {params.flags} --roles {params.roles} --train {input.train} --valid {input.valid} "
-        "--e0 {input.e0} --e0-info {input.e0_info} {params.optional} --seed {wildcards.seed} "
+        "python -m ftbench finetune --flags {params.flags} --roles {params.roles} --train {input.train} "
+        "--valid {input.valid} --e0 {input.e0} --e0-info {input.e0_info} {params.optional} {params.head} "
+        "--seed {wildcards.seed} "
         "--threads {threads} --device {params.device} {params.cueq} --max-force-rmse {params.max_force} "
         "--out-dir {params.out_dir} --checkpoints {params.checkpoints} > {log} 2>&1"
 
@@ -51,5 +57,7 @@ rule untouched:
         "logs/untouched/{benchmark}/{model}.log",
     conda:
         "../envs/ftbench.yaml"
+    params:
+        head=lambda w: head_arg(w.model),
     shell:
-        "python -m ftbench finetune --untouched {input.model} --out-dir $(dirname {output}) > {log} 2>&1"
+        "python -m ftbench finetune --untouched {input.model} {params.head} --out-dir $(dirname {output}) > {log} 2>&1"
