@@ -21,9 +21,19 @@ rule all:
         rules.figures.input,
 
 
+onstart:
+    # Local runs: one process imports torch/mace once and forks every `python -m ftbench` job.
+    forkserver.start(workflow, config)
+
+
 onsuccess:
+    forkserver.stop()
     print(
         f"ftbench finished. Tables: {TABLES}/ (summary_*, recommendations, cost, findings; "
         f"tidy: errors.csv, runs.csv, robustness.csv); figures: {FIGURES}/; "
         "HTML report: snakemake --report report.html"
     )
+
+
+onerror:
+    forkserver.stop()

@@ -12,6 +12,7 @@ sys.path.insert(0, SRC)
 from snakemake.settings.types import DeploymentMethod
 
 from ftbench import config as ftc
+from ftbench import forkserver
 from ftbench import jobenv
 from ftbench.errors import FtbenchError
 from ftbench.strategies import mace_flags, pretrain_flags
