@@ -198,3 +198,56 @@ def test_no_server_stale_socket_or_other_interpreter_falls_back(server, tmp_path
         assert (proc.returncode, proc.stdout, proc.stderr) == (plain.returncode, plain.stdout, plain.stderr)
         assert time.monotonic() - t0 < 120
     assert len(server_jobs(server["log"])) == before
+
+
+def _snakemake(workdir: Path, *args, env) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(ROOT / "tests" / "data" / "micro.yaml"), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("case", ["slurm", "config", "env"])
+def test_cluster_executor_and_switches_keep_the_server_off(tmp_path, case):
+    # onstart runs before any job is scheduled; --touch keeps the local runs cheap.
+    args, env = ["-c", "1", "--touch"], dict(PLAIN_ENV)
+    if case == "slurm":  # submission then fails here (no SLURM), after onstart ran
+        args = ["--executor", "slurm", "-j", "1", "--default-resources", "slurm_account=a", "slurm_partition=p"]
+    elif case == "config":
+        args += ["--config", "fork_server=False"]
+    else:
+        env[forkserver.SWITCH_ENV] = "0"
+    proc = _snakemake(tmp_path, *args, env=env)
+    reason = {"slurm": "cluster executor", "config": "config fork_server is false",
+              "env": f"{forkserver.SWITCH_ENV}=0"}[case]
+    assert f"ftbench: fork server off ({reason}" in proc.stderr, proc.stderr[-3000:]
+    assert "fork server starting" not in proc.stderr
+
+
+def test_workflow_starts_and_stops_the_server_and_clears_stale_ones(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp / "ftbench-fs-stale"  # a killed run's folder: its server is gone
+    stale.mkdir()
+    (stale / "pid").write_text(str(dead.pid))
+    socket.socket(socket.AF_UNIX).bind(str(stale / "sock"))
+    proc = _snakemake(tmp_path / "work", "-c", "1", "--touch", env={**PLAIN_ENV, "TMPDIR": str(tmp)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ftbench: fork server starting" in proc.stderr
+    assert list(tmp.iterdir()) == []  # stale folder removed, this run's removed at the end
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            assert str(tmp) not in cmdline.read_text(), f"server {cmdline.parent.name} still runs"
+        except OSError:
+            pass
+
+
+def test_micro_pipeline_jobs_ran_through_the_server(micro_run):
+    log = (micro_run / "logs" / "forkserver.log").read_text()
+    started = re.findall(r"job (\d+) started: (\S+)", log)
+    statuses = re.findall(r"job \d+: status (\d+)", log)
+    assert sum(cmd == "finetune" for _, cmd in started) >= 8, log[-3000:]
+    assert {"e0", "evaluate", "robustness"} <= {cmd for _, cmd in started}
+    assert len(statuses) == len(started) and set(statuses) == {"0"}
+    assert "stopped (0 jobs killed)" in log

@@ -13,7 +13,7 @@ job changes reaches the next. The server kills a job's process group when its cl
 it is gone.
 
 Workflow side: start() in `onstart:` (local executions only), stop() in `onsuccess:`/`onerror:`.
-Off with `--config fork_server=false` or FTBENCH_FORKSERVER=0. This module imports only the
+Off with `--config fork_server=False` or FTBENCH_FORKSERVER=0. This module imports only the
 standard library at import time; the heavy imports happen in serve().
 """
 
@@ -125,7 +125,7 @@ def start(workflow, config: dict, log_path: str = "logs/forkserver.log") -> str 
     _server.update(proc=proc, folder=folder)
     os.environ[SOCKET_ENV] = path
     print(f"ftbench: fork server starting (jobs share one torch/mace import; log {log_path}; "
-          f"off with --config fork_server=false or {SWITCH_ENV}=0)", file=sys.stderr)
+          f"off with --config fork_server=False or {SWITCH_ENV}=0)", file=sys.stderr)
     return path
 
 
