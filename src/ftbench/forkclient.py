@@ -79,10 +79,14 @@ def run_via_server(argv: list[str], path: str, wait: float = 300.0) -> int | Non
     umask = os.umask(0)
     os.umask(umask)
     main = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
-    request = {"argv": argv, "cwd": os.getcwd(), "env": env, "umask": umask, "fds": fds,
-               "main": main, "compat": _compat(env),
-               "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
-    data = json.dumps(request).encode()
+    try:
+        request = {"argv": argv, "cwd": os.getcwd(), "env": env, "umask": umask, "fds": fds,
+                   "main": main, "compat": _compat(env),
+                   "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+        data = json.dumps(request).encode()
+    except (OSError, ValueError):  # e.g. a deleted working folder: the plain run reports it
+        sock.close()
+        return None
     child = []
     pending = []
 

@@ -315,7 +315,14 @@ class Server:
             conn.close()
             return
         server_pid = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as err:  # out of memory or processes: the client runs the job itself
+            _send(conn, {"refused": f"fork failed: {err}"})
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
         if pid == 0:
             try:
                 self._child(conn, request, fds, server_pid)
