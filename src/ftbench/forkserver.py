@@ -198,8 +198,11 @@ class Server:
         self.stopping = False
 
     def preload(self) -> None:
-        # A CUDA probe during the imports must not initialise the driver (not fork-safe).
+        # A CUDA probe during the imports must not initialise the driver (not fork-safe), and
+        # OpenBLAS (numpy, scipy) must not start its thread pool as it loads; each job sets
+        # the BLAS thread count its own environment asks for (_blas_threads).
         os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
         before = dict(os.environ)
         t0, c0 = time.perf_counter(), time.process_time()
         from ftbench import cli
@@ -414,7 +417,42 @@ class Server:
         threads = os.environ.get("OMP_NUM_THREADS", "")
         if torch is not None and threads.isdigit() and int(threads) > 0:
             torch.set_num_threads(int(threads))
+        _blas_threads()
         os._exit(_run_job(request["argv"]))
+
+
+def _blas_threads() -> None:
+    """OpenBLAS threads as a fresh process would start them (it reads these variables as it
+    loads, else uses every CPU); the server loaded it single-threaded."""
+    want = None
+    for var in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            want = int(value)
+            break
+    if want is None:
+        want = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if want == 1:
+        return
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if line.split()[-1].startswith("/")}
+        libs = {p for p in libs if "openblas" in os.path.basename(p).lower()}
+    except OSError:
+        return
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("openblas_set_num_threads", "openblas_set_num_threads64_",
+                     "scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_"):
+            setter = getattr(lib, name, None)
+            if setter is not None:
+                setter(ctypes.c_int(want))
+                break
 
 
 def _kill_group(pid: int) -> None:
