@@ -1,6 +1,7 @@
 """`python -m ftbench ...` through the fork server when the workflow runs one
 (FTBENCH_FORKSERVER_SOCKET, see ftbench.forkserver); standard library only, so this start-up
-stays cheap. Without a reachable, matching server the job runs in this process as before.
+stays cheap. Without a reachable, matching server the job runs in this process as before
+(FTBENCH_FORKSERVER_DEBUG=1 prints why a server refused a job).
 """
 
 from __future__ import annotations

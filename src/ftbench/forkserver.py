@@ -196,6 +196,7 @@ class Server:
         self.jobs: dict[int, socket.socket] = {}  # child pid -> its client's connection
         self.started: dict[int, float] = {}
         self.stopping = False
+        self.startup = startup_env(os.environ)  # before the imports change anything
 
     def preload(self) -> None:
         # A CUDA probe during the imports must not initialise the driver (not fork-safe), and
@@ -552,7 +553,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent is not None and os.getppid() != args.parent:
         return 0
     server = Server(args.socket, args.parent)
-    server.startup = startup_env(os.environ)
     try:
         server.preload()
     except RuntimeError as err:
