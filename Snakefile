@@ -26,7 +26,13 @@ rule all:
         rules.demo_world.input if "demo_build" in config else rules.figures.input,
 
 
+onstart:
+    # Local runs: one process imports torch/mace once and forks every `python -m ftbench` job.
+    forkserver.start(workflow, config)
+
+
 onsuccess:
+    forkserver.stop()
     print_e0_warnings()
     print(
         f"ftbench finished. Tables: {TABLES}/ (summary_*, recommendations, cost, findings; "
@@ -36,4 +42,5 @@ onsuccess:
 
 
 onerror:
+    forkserver.stop()
     print_e0_warnings()

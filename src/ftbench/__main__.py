@@ -1,5 +1,6 @@
 import sys
 
-from ftbench.cli import main
+# Through the workflow's fork server when it runs one (ftbench.forkserver), else in this process.
+from ftbench.forkclient import main
 
 sys.exit(main())

@@ -11,6 +11,7 @@ sys.path.insert(0, SRC)
 from snakemake.settings.types import DeploymentMethod
 
 from ftbench import config as ftc
+from ftbench import forkserver
 from ftbench import jobenv
 from ftbench.errors import FtbenchError
 from ftbench.strategies import foundation_head, mace_flags, pretrain_flags, roles

@@ -1,0 +1,150 @@
+"""`python -m ftbench ...` through the fork server when the workflow runs one
+(FTBENCH_FORKSERVER_SOCKET, see ftbench.forkserver); standard library only, so this start-up
+stays cheap. Without a reachable, matching server the job runs in this process as before
+(FTBENCH_FORKSERVER_DEBUG=1 prints why a server refused a job).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+
+SOCKET_ENV = "FTBENCH_FORKSERVER_SOCKET"  # = forkserver.SOCKET_ENV (not imported: keep this light)
+PROTOCOL = 1
+_FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def _compat(env: dict) -> dict:
+    # Mirrors forkserver.compat_key (a test checks they agree).
+    return {"protocol": PROTOCOL, "prefix": sys.prefix,
+            "executable": os.path.realpath(sys.executable),
+            "version": sys.version, "flags": list(sys.flags), "warnoptions": list(sys.warnoptions),
+            "xoptions": {k: str(v) for k, v in sys._xoptions.items()},
+            "startup_env": {k: v for k, v in env.items() if k.startswith("PYTHON") and k != "PYTHONUNBUFFERED"}}
+
+
+def _server_alive(path: str) -> bool:
+    try:
+        with open(os.path.join(os.path.dirname(path), "pid")) as f:
+            os.kill(int(f.read()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _connect(path: str, wait: float) -> socket.socket | None:
+    """A connection, waiting for a server still importing (its socket appears when it is ready)."""
+    deadline = time.monotonic() + wait
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            return sock
+        except OSError:
+            sock.close()
+        if os.path.exists(path) or not _server_alive(path) or time.monotonic() > deadline:
+            return None  # stale socket, no server, or it takes too long: run here
+        time.sleep(0.1)
+
+
+def _lines(sock: socket.socket):
+    buf = b""
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield json.loads(line)
+        chunk = sock.recv(4096)
+        if not chunk:
+            return
+        buf += chunk
+
+
+def run_via_server(argv: list[str], path: str, wait: float = 300.0) -> int | None:
+    """The job's exit status when the server ran it; None when it would not (run it here)."""
+    sock = _connect(path, wait)
+    if sock is None:
+        return None
+    fds = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            fds.append(fd)
+        except OSError:
+            pass
+    env = dict(os.environ)
+    umask = os.umask(0)
+    os.umask(umask)
+    main = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
+    try:
+        request = {"argv": argv, "cwd": os.getcwd(), "env": env, "umask": umask, "fds": fds,
+                   "main": main, "compat": _compat(env),
+                   "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+        data = json.dumps(request).encode()
+    except (OSError, ValueError):  # e.g. a deleted working folder: the plain run reports it
+        sock.close()
+        return None
+    child = []
+    pending = []
+
+    def forward(signum, _frame):
+        if child:
+            try:
+                os.kill(child[0], signum)
+            except OSError:
+                pass
+        else:
+            pending.append(signum)
+
+    try:
+        socket.send_fds(sock, [struct.pack("!I", len(data)) + data], fds)
+        replies = _lines(sock)
+        first = next(replies, None)
+        if first is None or "refused" in first:
+            if first and os.environ.get("FTBENCH_FORKSERVER_DEBUG"):
+                print(f"ftbench: fork server refused: {first['refused']}", file=sys.stderr)
+            sock.close()
+            return None
+        # From here the job runs in the server's child: relay signals, wait for its status.
+        for sig in _FORWARD:
+            signal.signal(sig, forward)
+        child.append(int(first["pid"]))
+        for sig in pending:
+            os.kill(child[0], sig)
+        status = None
+        for reply in replies:
+            if "status" in reply:
+                status = int(reply["status"])
+                break
+    except (OSError, ValueError) as err:
+        if not child:
+            return None
+        print(f"ftbench: lost the fork server while job {child[0]} ran ({err})", file=sys.stderr)
+        return 1
+    finally:
+        sock.close()
+    if status is None:
+        print(f"ftbench: the fork server stopped while job {child[0]} ran", file=sys.stderr)
+        return 1
+    if os.WIFSIGNALED(status):  # die the way the job died, as a shell expects
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        return 128 + sig
+    return os.waitstatus_to_exitcode(status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    path = os.environ.get(SOCKET_ENV)
+    if path:
+        code = run_via_server(argv, path)
+        if code is not None:
+            return code
+    from ftbench.cli import main as cli_main
+
+    return cli_main(argv)
