@@ -276,10 +276,11 @@ def test_shipped_catalogue_matches_mace_urls(monkeypatch):
     supp = sources["mace_ft_supplementary"]
     assert supp["revision"] == REV
     paths = {v["path"]: v.get("confirmed", True) for v in supp["files"].values()}
-    for p in ("sn2/data/train.xyz", "sn2/data/valid.xyz", "sn2/data/test.xyz",
-              "foundation-utils/omat24_filtered_sn2.extxyz"):
+    confirmed = ("sn2/data/train.xyz", "sn2/data/valid.xyz", "sn2/data/test.xyz",
+                 "foundation-utils/omat24_filtered_sn2.extxyz", "li/data/LPSC_600.extxyz")
+    for p in confirmed:
         assert paths[p] is True
-    assert all(not ok for p, ok in paths.items() if not p.startswith(("sn2/", "foundation-utils/")))
+    assert all(not ok for p, ok in paths.items() if p not in confirmed)
     # Model and replay URLs are the ones mace-torch itself downloads (read as text: no torch import).
     mace_dir = Path(importlib.util.find_spec("mace").origin).parent
     mace_text = ((mace_dir / "calculators" / "foundations_models.py").read_text()

@@ -36,26 +36,31 @@ def run_mace_train(argv: list[str]) -> None:
     run(args)
 
 
+def _result_rows(results_dir: Path):
+    """The JSON rows of mace's {results_dir}/*_train.txt files (eval and per-step opt rows)."""
+    for path in sorted(Path(results_dir).glob("*_train.txt")):
+        for line in path.read_text().splitlines():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
 def training_curve(results_dir: Path) -> list[dict]:
     """mace's per-epoch evaluation rows ({results_dir}/*_train.txt, one JSON object a line).
 
     A resumed run appends to the same file and repeats the checkpoint's epoch: the last row of an
     (epoch, head) wins, so every epoch appears once."""
     rows: dict = {}
-    for path in sorted(Path(results_dir).glob("*_train.txt")):
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if row.get("mode") != "eval":
-                continue
-            key = (row.get("epoch"), row.get("head"))
-            if row.get("epoch") is None:  # the evaluation before training: the first one counts
-                rows.setdefault(key, row)
-            else:
-                rows.pop(key, None)
-                rows[key] = row
+    for row in _result_rows(results_dir):
+        if row.get("mode") != "eval":
+            continue
+        key = (row.get("epoch"), row.get("head"))
+        if row.get("epoch") is None:  # the evaluation before training: the first one counts
+            rows.setdefault(key, row)
+        else:
+            rows.pop(key, None)
+            rows[key] = row
     return sorted(rows.values(), key=lambda r: -1 if r.get("epoch") is None else r["epoch"])
 
 
@@ -63,15 +68,10 @@ def optimiser_steps(results_dir: Path) -> tuple[int | None, float | None]:
     """(optimiser steps, their summed time in s) from mace's per-step "opt" rows: the training
     compute itself, without start-up, data loading before the first epoch or evaluation."""
     steps, seconds = 0, 0.0
-    for path in sorted(Path(results_dir).glob("*_train.txt")):
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if row.get("mode") == "opt" and row.get("time") is not None:
-                steps += 1
-                seconds += float(row["time"])
+    for row in _result_rows(results_dir):
+        if row.get("mode") == "opt" and row.get("time") is not None:
+            steps += 1
+            seconds += float(row["time"])
     return (steps, seconds) if steps else (None, None)
 
 
