@@ -91,8 +91,8 @@ def test_grid_same_stdout_stderr_and_exit_code(server, tmp_path):
 
 
 def test_ftbench_error_exit_2_and_message(server, tmp_path):
-    # micro.yaml is an overlay: alone it fails validation (FtbenchError -> exit 2, message on stderr)
-    via, plain = same_run(server, tmp_path, "grid", "--configfile", str(ROOT / "tests" / "data" / "micro.yaml"))
+    # an unknown strategy fails validation (FtbenchError -> exit 2, message on stderr)
+    via, plain = same_run(server, tmp_path, "grid", "--config", "strategies=[no_such_strategy]")
     assert via.returncode == plain.returncode == 2
     assert via.stderr == plain.stderr and "ftbench grid: error:" in via.stderr
     assert via.stdout == plain.stdout

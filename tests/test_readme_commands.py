@@ -56,7 +56,7 @@ def test_readme_command_runs(command, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
                                "--directory", str(tmp_path), "-n", "--quiet", "rules", *args],
                               capture_output=True, text=True, cwd=ROOT, timeout=600)
-    if "--allowed-rules" in args:
+    if "--allowed-rules" in argv:
         # "from finished results": in an empty directory it refuses to train instead of planning it
         assert proc.returncode != 0 and "Missing input files for rule aggregate" in proc.stdout + proc.stderr
         return
