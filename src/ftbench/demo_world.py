@@ -35,6 +35,7 @@ from ftbench.errors import FtbenchError
 log = logging.getLogger("ftbench.demo_world")
 
 ISOLATED = "IsolatedAtom"
+SHORT_RANGE = "short_range"
 WATER_DENSITY = 0.0334  # molecules per A^3 at 1 g/cm3
 
 
@@ -263,7 +264,7 @@ def short_range_pairs(elements: list[str], method: str, settings: dict, seed: in
                     continue
                 weight = settings.get("config_weight", 0.1)
                 # mace's universal loss reads the energy/forces weights, the weighted loss config_weight
-                frame.info.update(config_type="short_range", group=f"short_range-{z1}-{z2}",
+                frame.info.update(config_type=SHORT_RANGE, group=f"{SHORT_RANGE}-{z1}-{z2}",
                                   config_weight=weight, config_energy_weight=weight,
                                   config_forces_weight=weight, total_charge=0)
                 out.append(frame)
@@ -343,8 +344,12 @@ def generation_data(pool: list[Atoms], recipe: dict, seed: int) -> tuple[list[At
     keep = set(rng.permutation(groups)[: max(1, int(round(recipe.get("fraction", 1.0) * len(groups))))].tolist())
     chosen = [a for a in chosen if a.info["group"] in keep]
     valid_fraction = recipe["pretrain"].get("valid_fraction", 0.05)
-    train, valid = held_out_split(chosen, valid_fraction, seed + 1)
-    return train, valid
+    # Short-range pairs stay in training: their forces (~250 eV/A RMS) would dominate mace's
+    # validation RMSE, and with it early stopping and the learning-rate schedule.
+    pairs = [a for a in chosen if a.info["config_type"] == SHORT_RANGE]
+    train, valid = held_out_split([a for a in chosen if a.info["config_type"] != SHORT_RANGE],
+                                  valid_fraction, seed + 1)
+    return train + pairs, valid
 
 
 def pretrain_stage(flags: dict, *, train: Path, valid: Path, e0: Path, work: Path, stage: int,
@@ -367,14 +372,21 @@ def pretrain_stage(flags: dict, *, train: Path, valid: Path, e0: Path, work: Pat
 
 
 def gate(model_path: Path, datasets: dict[str, Path]) -> dict:
-    """Force and energy RMSE (meV/A, meV/atom) of a model on each dataset (E0s as in the model)."""
+    """Force and energy RMSE (meV/A, meV/atom) of a model on each dataset (E0s as in the model),
+    without isolated atoms and the low-weight short-range pairs (scored as `<name>_short_range`)."""
     from ftbench.evaluate import error_rows
     from ftbench.inference import load_model, predict
 
     model = load_model(model_path)
     out = {}
+    parts = {}
     for name, path in datasets.items():
-        atoms = [a for a in read_frames(path) if a.info.get("config_type") != ISOLATED]
+        frames = [a for a in read_frames(path) if a.info.get("config_type") != ISOLATED]
+        parts[name] = [a for a in frames if a.info.get("config_type") != SHORT_RANGE]
+        pairs = [a for a in frames if a.info.get("config_type") == SHORT_RANGE]
+        if pairs:
+            parts[f"{name}_short_range"] = pairs
+    for name, atoms in parts.items():
         rows = error_rows(atoms, predict(model, atoms))
         out[name] = {f"{r['quantity']}_{r['statistic']}": r["value"] for r in rows if r["config_type"] == "all"}
         out[name]["n_configs"] = len(atoms)
@@ -391,7 +403,7 @@ def check_gates(gates: dict[str, dict], limits: dict) -> list[str]:
     limit = limits["gen2_heldout_force_rmse_mev_per_a"]
     if g2["heldout"]["forces_rmse"] > limit:
         fails.append(f"demo_gen2 held-out force RMSE {g2['heldout']['forces_rmse']:.1f} meV/A > {limit}")
-    for name in g2:
+    for name in (n for n in g2 if not n.endswith(SHORT_RANGE)):
         if g2[name]["forces_rmse"] >= g1[name]["forces_rmse"]:
             fails.append(f"demo_gen2 not better than demo_gen1 on {name}: "
                          f"{g2[name]['forces_rmse']:.1f} vs {g1[name]['forces_rmse']:.1f} meV/A")
