@@ -45,7 +45,10 @@ def overlay(tmp: Path) -> Path:
         "training": {"max_num_epochs": 2, "patience": 5},
         "replay": {"n_samples": 8, "n_eval": 4},
         "evaluation": {"batch_size": 8},
-        "robustness": {"md": {"replicas": 1, "steps": 8, "save_every": 2, "prerelax_steps": 2},
+        "robustness": {"md": {"replicas": 1, "steps": 8, "save_every": 2, "thermalise_steps": 2,
+                              "friction": 1.0},
+                       "production": {"steps": 6, "thermalise_steps": 1, "replicas": 1, "save_every": 2,
+                                      "min_survival": 0.5},
                        "rdf": {"skip_frames": 1}, "rss": {"n_structures": 1, "max_steps": 3},
                        "dimers": {"n_points": 6}},
     }
