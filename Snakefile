@@ -14,6 +14,7 @@ include: "workflow/rules/aggregate.smk"
 
 if "demo_build" in config:  # config/demo_build.yaml: rebuild the shipped demo world
 
+    include: "workflow/rules/demo_build_common.smk"
     include: "workflow/rules/demo_build.smk"
 
 

@@ -1,43 +1,4 @@
-# Build of the shipped demo world (config/demo_build.yaml): thermally sampled, tblite-labelled
-# trajectories (one job each), corpus assembly with a held-out slice, staged resumable
-# pretraining of the two foundation generations, quality gates, and the copy into data/demo/.
-
-BUILD = config["demo_build"]
-BDIR = "data/demo_build"
-
-
-def build_sets():
-    """{set: (method, entries)}: the corpus and one set per target benchmark."""
-    sets = {"corpus": (BUILD["corpus_method"], BUILD["corpus"])}
-    for name, entry in BUILD["benchmarks"].items():
-        sets[f"bench_{name}"] = (BUILD["benchmark_method"], {name: entry})
-    return sets
-
-
-def trajectory_files(set_name):
-    _, entries = build_sets()[set_name]
-    return [
-        f"{BDIR}/frames/{set_name}/{key}/{i:03d}.xyz.gz"
-        for key, entry in entries.items()
-        for i in range(entry["trajectories"])
-    ]
-
-
-def family_entry(set_name, key):
-    return build_sets()[set_name][1][key]
-
-
-def generation(gen):
-    return BUILD["generations"][gen]
-
-
-def pretrain_flags_for(gen):
-    entry = generation(gen)
-    flags = dict(config["training"]["mace_flags"])
-    flags.update(entry["architecture"])
-    skip = {"valid_fraction", "epochs_per_stage", "stages", "seed"}
-    flags.update({k: v for k, v in entry["pretrain"].items() if k not in skip})
-    return flags
+# Build of the shipped demo world (config/demo_build.yaml): rules. Helpers: demo_build_common.smk.
 
 
 localrules:
@@ -190,11 +151,6 @@ rule demo_pretrain_e0:
         "--out {output} > {log} 2>&1"
 
 
-def previous_stage(w):
-    stage = int(w.stage)
-    return [f"{BDIR}/pretrain/{w.gen}/stage{stage - 1}.json"] if stage > 1 else []
-
-
 rule demo_pretrain_stage:
     input:
         previous_stage,
@@ -220,10 +176,6 @@ rule demo_pretrain_stage:
         "python -m ftbench demo-world pretrain --flags {params.flags} --data-dir {params.data_dir} "
         "--e0 {input.e0} --stage {wildcards.stage} --epochs-per-stage {params.epochs} "
         "--seed {params.seed} --threads {threads} --work {params.work} --out {output} >> {log} 2>&1"
-
-
-def final_stage(gen):
-    return f"{BDIR}/pretrain/{gen}/stage{generation(gen)['pretrain']['stages']}.json"
 
 
 rule demo_gate:
@@ -266,6 +218,7 @@ rule demo_ship:
         "../envs/ftbench.yaml"
     params:
         build=quoted_json(BUILD),
+        build_dir=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "python -m ftbench demo-world ship --build-dir {BDIR} --recipe {params.build} "
+        "python -m ftbench demo-world ship --build-dir {params.build_dir} --recipe {params.build} "
         "--out-dir data/demo --record {output} > {log} 2>&1"

@@ -1,0 +1,49 @@
+# Helpers of the demo-world build rules (demo_build.smk) (config/demo_build.yaml): thermally sampled, tblite-labelled
+# trajectories (one job each), corpus assembly with a held-out slice, staged resumable
+# pretraining of the two foundation generations, quality gates, and the copy into data/demo/.
+
+BUILD = config["demo_build"]
+BDIR = "data/demo_build"
+
+
+def build_sets():
+    """{set: (method, entries)}: the corpus and one set per target benchmark."""
+    sets = {"corpus": (BUILD["corpus_method"], BUILD["corpus"])}
+    for name, entry in BUILD["benchmarks"].items():
+        sets[f"bench_{name}"] = (BUILD["benchmark_method"], {name: entry})
+    return sets
+
+
+def trajectory_files(set_name):
+    _, entries = build_sets()[set_name]
+    return [
+        f"{BDIR}/frames/{set_name}/{key}/{i:03d}.xyz.gz"
+        for key, entry in entries.items()
+        for i in range(entry["trajectories"])
+    ]
+
+
+def family_entry(set_name, key):
+    return build_sets()[set_name][1][key]
+
+
+def generation(gen):
+    return BUILD["generations"][gen]
+
+
+def pretrain_flags_for(gen):
+    entry = generation(gen)
+    flags = dict(config["training"]["mace_flags"])
+    flags.update(entry["architecture"])
+    skip = {"valid_fraction", "epochs_per_stage", "stages", "seed"}
+    flags.update({k: v for k, v in entry["pretrain"].items() if k not in skip})
+    return flags
+
+
+def previous_stage(w):
+    stage = int(w.stage)
+    return [f"{BDIR}/pretrain/{w.gen}/stage{stage - 1}.json"] if stage > 1 else []
+
+
+def final_stage(gen):
+    return f"{BDIR}/pretrain/{gen}/stage{generation(gen)['pretrain']['stages']}.json"
