@@ -205,11 +205,12 @@ SMK_PID=$!
 jobid=""
 for _ in $(seq 600); do
     jobid=$(sed -n 's/.*has been submitted with SLURM jobid \([0-9]*\).*/\1/p' "$LOGDIR/resume-1.log" | tail -1)
-    if [ -n "$jobid" ] && compgen -G "$RES/$CKPT/*.pt" >/dev/null; then break; fi
+    # a checkpoint after epoch 0: a resume from epoch 0 cannot be told from a clean start
+    if [ -n "$jobid" ] && compgen -G "$RES/$CKPT/*epoch-[1-9]*.pt" >/dev/null; then break; fi
     kill -0 "$SMK_PID" 2>/dev/null || break
     sleep 0.5
 done
-compgen -G "$RES/$CKPT/*.pt" >/dev/null || { wait "$SMK_PID" || true; tail -40 "$LOGDIR/resume-1.log"; die "no checkpoint appeared"; }
+compgen -G "$RES/$CKPT/*epoch-[1-9]*.pt" >/dev/null || { wait "$SMK_PID" || true; tail -40 "$LOGDIR/resume-1.log"; die "no checkpoint after epoch 0 appeared"; }
 echo "checkpoint present: $(ls "$RES/$CKPT")"
 scontrol show job -d "$jobid" | tee "$LOGDIR/resume-scontrol.txt" | grep -E "JobState|TRES|Gres|GRES|NumCPUs|MinMemory|TimeLimit" || true
 grep -qE "gres/gpu=1|GRES=gpu" "$LOGDIR/resume-scontrol.txt" || die "the fine-tune's allocation holds no GPU"
