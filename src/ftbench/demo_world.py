@@ -28,9 +28,10 @@ from ase.data import atomic_numbers, covalent_radii
 from ase.io import read, write
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
-from scipy.spatial.transform import Rotation
 
+from ftbench.demo import _rotated
 from ftbench.errors import FtbenchError
+from ftbench.provenance import write_json
 
 log = logging.getLogger("ftbench.demo_world")
 
@@ -40,13 +41,6 @@ WATER_DENSITY = 0.0334  # molecules per A^3 at 1 g/cm3
 
 
 # ----------------------------------------------------------------- structure builders
-
-def _rotated(atoms: Atoms, rng: np.random.Generator) -> Atoms:
-    a = atoms.copy()
-    com = a.get_center_of_mass()
-    a.positions = Rotation.random(random_state=int(rng.integers(2**31))).apply(a.positions - com)
-    return a
-
 
 def _pack(units_: list[Atoms], rng: np.random.Generator, *, box: float | None = None,
           radius: float | None = None, min_dist: float = 2.5, centre_first: bool = False) -> Atoms:
@@ -451,14 +445,8 @@ def ship(build_dir: Path, recipe: dict, out_dir: Path, allow_failed_gates: bool 
     manifest = {"recipe": recipe, "corpus": corpus, "gates": gates, "gate_failures": fails,
                 "files": {k: {"path": str(p.relative_to(out_dir)), "sha256": sha256(p),
                               "bytes": p.stat().st_size} for k, p in files.items()}}
-    _write_json(out_dir / "MANIFEST.json", manifest)
+    write_json(out_dir / "MANIFEST.json", manifest)
     return manifest
-
-
-def _write_json(path: Path, obj) -> None:
-    from ftbench.provenance import write_json
-
-    write_json(path, obj)
 
 
 # ----------------------------------------------------------------- CLI
@@ -546,7 +534,7 @@ def run(args: argparse.Namespace) -> int:
             write_gz(args.out_dir / f"{name}.xyz.gz", part)
         counts = {"isolated": len(isolated), "train": len(train), "heldout": len(heldout),
                   "train_by_family": _count(train), "heldout_by_family": _count(heldout)}
-        _write_json(args.out_dir / "summary.json", counts)
+        write_json(args.out_dir / "summary.json", counts)
         log.info("corpus: %s", counts)
         return 0
     elif args.action == "generation-data":
@@ -554,7 +542,7 @@ def run(args: argparse.Namespace) -> int:
         args.out_dir.mkdir(parents=True, exist_ok=True)
         write(args.out_dir / "train.xyz", train, format="extxyz")
         write(args.out_dir / "valid.xyz", valid, format="extxyz")
-        _write_json(args.out_dir / "summary.json", {"train": len(train), "valid": len(valid),
+        write_json(args.out_dir / "summary.json", {"train": len(train), "valid": len(valid),
                                                      "train_by_family": _count(train)})
         return 0
     elif args.action == "pretrain":
@@ -565,15 +553,15 @@ def run(args: argparse.Namespace) -> int:
         model = args.work / "model.model"
         if not model.is_file():
             raise FtbenchError(f"pretraining stage {args.stage} finished without {model}")
-        _write_json(args.out, rec)
+        write_json(args.out, rec)
         return 0
     elif args.action == "gate":
         datasets = dict(item.split("=", 1) for item in args.data)
-        _write_json(args.out, gate(args.model, {k: Path(v) for k, v in datasets.items()}))
+        write_json(args.out, gate(args.model, {k: Path(v) for k, v in datasets.items()}))
         return 0
     elif args.action == "ship":
         manifest = ship(args.build_dir, json.loads(args.recipe), args.out_dir, args.allow_failed_gates)
-        _write_json(args.record, manifest)
+        write_json(args.record, manifest)
         print("# sha256 of the shipped files, for sources.demo_world in config/config.yaml:")
         for key, f in manifest["files"].items():
             print(f"{key}: {{path: {f['path']}, sha256: {f['sha256']}}}")
