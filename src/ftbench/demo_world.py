@@ -347,22 +347,52 @@ def generation_data(pool: list[Atoms], recipe: dict, seed: int) -> tuple[list[At
 
 
 def pretrain_stage(flags: dict, *, train: Path, valid: Path, e0: Path, work: Path, stage: int,
-                   epochs_per_stage: int, seed: int, threads: int) -> dict:
-    """Train to epoch stage * epochs_per_stage, resuming from the newest checkpoint in `work`."""
+                   epochs_per_stage: int, seed: int, threads: int, device: str = "cpu") -> dict:
+    """Train to epoch stage * epochs_per_stage, resuming from the newest checkpoint in `work`.
+
+    A run that already went past this stage (trained ahead in one go, e.g. on a GPU) is not
+    repeated: the record then takes the stage's epoch from the training curve. Every mace run
+    is appended to `work/runs.jsonl` (device, epochs, wall time) before and after it runs, so a
+    killed run is recorded too."""
     from ftbench.mace_runner import run_mace_train, set_threads, training_curve
     from ftbench.strategies import LABEL_KEYS, to_argv
 
+    target = stage * epochs_per_stage
+    results = work / "mace_results"
+    done = [r for r in training_curve(results) if r.get("epoch") is not None] if results.is_dir() else []
+    if done and done[-1]["epoch"] + 1 >= target and (work / "model.model").is_file():
+        at_target = [r for r in done if r["epoch"] <= target - 1]
+        return {"stage": stage, "max_num_epochs": target, "wall_time_s": 0.0,
+                "already_trained_to_epoch": done[-1]["epoch"] + 1,
+                "last_valid": at_target[-1] if at_target else None}
     set_threads(threads)
-    flags = {**LABEL_KEYS, **flags, "name": "model", "seed": seed, "device": "cpu",
+    flags = {**LABEL_KEYS, **flags, "name": "model", "seed": seed, "device": device,
              "train_file": train, "valid_file": valid, "E0s": e0, "work_dir": work, "model_dir": work,
-             "log_dir": work / "logs", "results_dir": work / "mace_results",
+             "log_dir": work / "logs", "results_dir": results,
              "checkpoints_dir": work / "checkpoints", "restart_latest": True,
-             "max_num_epochs": stage * epochs_per_stage}
+             "max_num_epochs": target}
+    run = {"stage": stage, "device": device, "from_epoch": done[-1]["epoch"] + 1 if done else 0,
+           "max_num_epochs": target, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _append_jsonl(work / "runs.jsonl", {**run, "event": "start"})
     t0 = time.time()
     run_mace_train(to_argv(flags))
-    curve = training_curve(work / "mace_results")
-    return {"stage": stage, "max_num_epochs": flags["max_num_epochs"], "wall_time_s": time.time() - t0,
+    curve = training_curve(results)
+    wall = time.time() - t0
+    _append_jsonl(work / "runs.jsonl", {**run, "event": "finished", "wall_time_s": wall})
+    return {"stage": stage, "max_num_epochs": target, "device": device, "wall_time_s": wall,
             "last_valid": curve[-1] if curve else None}
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def training_runs(work: Path) -> list[dict]:
+    """The mace runs of a pretraining (`runs.jsonl`): a start without a finish was killed."""
+    path = work / "runs.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def gate(model_path: Path, datasets: dict[str, Path]) -> dict:
@@ -426,7 +456,9 @@ def ship(build_dir: Path, recipe: dict, out_dir: Path, allow_failed_gates: bool 
             "name": g, "corpus_method": recipe["corpus_method"],
             "corpus": json.loads((gdir / "data" / "summary.json").read_text()),
             "recipe": recipe["generations"][g], "epochs": records[-1]["max_num_epochs"],
-            "pretrain_stages": records, "gates": gates[g], "trained_on": "cpu",
+            "pretrain_stages": records, "gates": gates[g],
+            "trained_on": sorted({r["device"] for r in training_runs(gdir / "work")}) or ["cpu"],
+            "training_runs": training_runs(gdir / "work"),
             "versions": versions(),
         }
         files[g] = out_dir / "foundation" / f"{g}.model"
@@ -497,6 +529,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--epochs-per-stage", type=int, required=True)
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--device", default="cpu", help="torch device of mace (cpu, cuda)")
     s.add_argument("--work", required=True, type=Path)
     s.add_argument("--out", required=True, type=Path, help="stage record (JSON)")
     s = sub.add_parser("ship", help="copy the built world into data/demo with sha256 sums")
@@ -549,7 +582,7 @@ def run(args: argparse.Namespace) -> int:
         rec = pretrain_stage(json.loads(args.flags), train=args.data_dir / "train.xyz",
                              valid=args.data_dir / "valid.xyz", e0=args.e0, work=args.work,
                              stage=args.stage, epochs_per_stage=args.epochs_per_stage, seed=args.seed,
-                             threads=args.threads)
+                             threads=args.threads, device=args.device)
         model = args.work / "model.model"
         if not model.is_file():
             raise FtbenchError(f"pretraining stage {args.stage} finished without {model}")
