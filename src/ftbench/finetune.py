@@ -16,10 +16,11 @@ import traceback
 from pathlib import Path
 
 from ftbench.errors import FtbenchError
-from ftbench.mace_runner import (diverged, resolve_device, run_mace_train, set_threads,
+from ftbench.convert import is_isolated_atom
+from ftbench.mace_runner import (diverged, optimiser_steps, resolve_device, run_mace_train, set_threads,
                                  trainable_parameters, training_curve)
 from ftbench.provenance import Provenance, write_json
-from ftbench.strategies import UNTOUCHED_ROLES, to_argv
+from ftbench.strategies import UNTOUCHED_ROLES, epochs_for_budget, to_argv
 
 log = logging.getLogger("ftbench.finetune")
 MODEL_NAME = "model"
@@ -104,6 +105,19 @@ def build_argv(flags: dict, *, train: Path, valid: Path, e0: Path, out_dir: Path
     return to_argv(flags)
 
 
+def budget_epochs(budget: dict, flags: dict, train: Path, pt_train: Path | None) -> dict:
+    """epochs_for_budget on the configurations mace will train on (isolated atoms are E0s)."""
+    from ase.io import iread
+
+    def count(path: Path) -> int:
+        return sum(1 for a in iread(path, index=":") if not is_isolated_atom(a))
+
+    n_replay = count(pt_train) if pt_train is not None and flags.get("multiheads_finetuning") else 0
+    return epochs_for_budget(budget, count(train), int(flags["batch_size"]), n_replay,
+                             float(flags.get("valid_fraction", 0.1)),
+                             float(flags.get("real_pt_data_ratio_threshold", 0.1)))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flags", help="JSON object of mace_run_train flags (the strategy preset)")
     p.add_argument("--roles", default=None,
@@ -125,6 +139,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-force-rmse", type=float, default=50.0, help="eV/A; above it a run is diverged")
     p.add_argument("--e0-info", type=Path, default=None, help="e0 provenance (mismatch warnings)")
+    p.add_argument("--budget", default=None,
+                   help="JSON {steps, patience_fraction}: derive max_num_epochs and patience from an "
+                        "optimiser-step budget (strategies.step_budget)")
     p.add_argument("--untouched", type=Path, default=None, metavar="MODEL",
                    help="record an untouched foundation model as a run (no training)")
     p.add_argument("--require-ok", action="store_true",
@@ -145,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
         flags = json.loads(args.flags)
     except json.JSONDecodeError as err:
         raise FtbenchError(f"--flags is not a JSON object: {err}") from err
+    budget = None
+    if args.budget:
+        budget = budget_epochs(json.loads(args.budget), flags, args.train, args.pt_train)
+        flags = {**flags, "max_num_epochs": budget["max_num_epochs"], "patience": budget["patience"]}
     device = resolve_device(args.device)
     set_threads(args.threads)
     out_dir = args.out_dir
@@ -207,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         "warnings": warnings, "flags": flags, "resumed": attempt["resumed"],
         "attempts": len(attempt["attempts"]), "roles": json.loads(args.roles) if args.roles else None,
         "foundation_head": (args.head or flags.get("foundation_head")) if args.foundation else None,
+        "budget": budget, "optimizer_steps": optimiser_steps(out_dir / "mace_results")[0],
     })
     # cost counts every attempt, killed ones included (their checkpoints are part of this model)
     rec["attempt_wall_time_s"] = rec["wall_time_s"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ftbench.config import strategy
 from ftbench.errors import FtbenchError
 
@@ -35,10 +37,12 @@ def mace_flags(cfg: dict, strategy_name: str, model_name: str | None, benchmark:
     override = cfg["catalog"]["benchmarks"][benchmark].get("training", {}) if benchmark else {}
     flags = dict(LABEL_KEYS)
     flags.update(training["mace_flags"])
-    flags["max_num_epochs"] = override.get("max_num_epochs", preset.get("max_num_epochs", training["max_num_epochs"]))
-    patience = override.get("patience", training.get("patience"))
-    if patience:
-        flags["patience"] = patience
+    epochs = override.get("max_num_epochs", preset.get("max_num_epochs", training.get("max_num_epochs")))
+    if epochs:  # else `ftbench finetune --budget` derives epochs and patience from the step budget
+        flags["max_num_epochs"] = epochs
+        patience = override.get("patience", training.get("patience"))
+        if patience:
+            flags["patience"] = patience
     flags.update(preset["mace_flags"])
     if preset.get("foundation", True):
         head = foundation_head(cfg, model_name)
@@ -51,6 +55,35 @@ def mace_flags(cfg: dict, strategy_name: str, model_name: str | None, benchmark:
         # mace drops the last incomplete batch: a batch larger than the training set never trains
         flags["batch_size"] = size
     return flags
+
+
+def step_budget(cfg: dict, strategy_name: str, benchmark: str | None = None) -> dict | None:
+    """The optimiser-step budget of a run ({steps, patience_fraction}), or None when the config
+    fixes `max_num_epochs` (globally, for the strategy or the benchmark), which then wins."""
+    training = cfg["training"]
+    override = cfg["catalog"]["benchmarks"][benchmark].get("training", {}) if benchmark else {}
+    if any("max_num_epochs" in d for d in (override, strategy(cfg, strategy_name), training)):
+        return None
+    return {"steps": override.get("steps", training["steps"]),
+            "patience_fraction": override.get("patience_fraction", training.get("patience_fraction", 1.0))}
+
+
+def epochs_for_budget(budget: dict, n_train: int, batch_size: int, n_replay: int = 0,
+                      replay_valid_fraction: float = 0.1, ratio_threshold: float = 0.1) -> dict:
+    """Epochs that give `budget["steps"]` optimiser steps, as mace batches the data.
+
+    mace drops the last incomplete batch, trains a multihead run on the fine-tuning and replay
+    configurations together (less the replay validation split, `valid_fraction` of the pool),
+    and repeats the fine-tuning set when it is below `real_pt_data_ratio_threshold` x the replay
+    set. Patience is `patience_fraction` of the epochs (at least 1)."""
+    replay_train = n_replay - int(replay_valid_fraction * n_replay) if n_replay else 0
+    ft = n_train
+    if replay_train and n_train / replay_train < ratio_threshold:
+        ft += n_train * int(ratio_threshold / (n_train / replay_train))
+    per_epoch = max(1, (ft + replay_train) // batch_size)
+    epochs = max(1, math.ceil(budget["steps"] / per_epoch))
+    return {"steps": budget["steps"], "train_configs": ft + replay_train, "steps_per_epoch": per_epoch,
+            "max_num_epochs": epochs, "patience": max(1, math.ceil(budget["patience_fraction"] * epochs))}
 
 
 def foundation_head(cfg: dict, model_name: str | None) -> str | None:

@@ -14,7 +14,13 @@ from ftbench import config as ftc
 from ftbench import forkserver
 from ftbench import jobenv
 from ftbench.errors import FtbenchError
-from ftbench.strategies import foundation_head, mace_flags, pretrain_flags, roles
+from ftbench.strategies import (
+    foundation_head,
+    mace_flags,
+    pretrain_flags,
+    roles,
+    step_budget,
+)
 
 # Snakemake reports a YAML error without file or line: read the files first for a message that
 # has both (a broken --configfile fails inside Snakemake before this runs: `ftbench grid
@@ -147,6 +153,11 @@ def foundation_model(model):
     if head:
         return f"results/foundation/{model}/{head}.model"
     return foundation_source(model)
+
+
+def budget_arg(strategy, benchmark):
+    budget = step_budget(config, strategy, benchmark)
+    return f"--budget {quoted_json(budget)}" if budget else ""
 
 
 def head_arg(model):

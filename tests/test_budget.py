@@ -1,0 +1,99 @@
+"""The fixed optimiser-step budget: epochs from size, batch and replay pool, checked by hand and
+against the steps a real mace_run_train takes (its per-step "opt" rows)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import molecule
+from ase.io import write
+
+import model_fixtures as mf
+from conftest import ftbench
+from ftbench.config import load_config
+from ftbench.strategies import epochs_for_budget, mace_flags, step_budget
+
+ZS = [1, 6, 17]
+
+
+def test_epochs_for_budget_by_hand():
+    budget = {"steps": 150, "patience_fraction": 0.3}
+    # 10 configs, batch 2: 5 steps an epoch -> 30 epochs, patience ceil(9.0) = 9
+    assert epochs_for_budget(budget, 10, 2) == {"steps": 150, "train_configs": 10, "steps_per_epoch": 5,
+                                                "max_num_epochs": 30, "patience": 9}
+    # 31 configs, batch 4: 7 full batches (the last 3 configs are dropped) -> ceil(150/7) = 22 epochs
+    assert epochs_for_budget(budget, 31, 4)["steps_per_epoch"] == 7
+    assert epochs_for_budget(budget, 31, 4)["max_num_epochs"] == 22
+    # replay: 40 pool configs lose int(0.1*40) = 4 to the replay validation split; 30 + 36 = 66
+    # configs, batch 8 -> 8 steps an epoch -> ceil(150/8) = 19 epochs
+    r = epochs_for_budget(budget, 30, 8, n_replay=40)
+    assert (r["train_configs"], r["steps_per_epoch"], r["max_num_epochs"]) == (66, 8, 19)
+    # a fine-tuning set below 0.1 x the replay set is repeated: 2 / 90 = 0.0222 -> 2 * (1 + int(4.5)) = 10
+    r = epochs_for_budget(budget, 2, 10, n_replay=100)
+    assert (r["train_configs"], r["steps_per_epoch"]) == (100, 10)
+    # more configs than the budget's steps: still one epoch
+    assert epochs_for_budget({"steps": 3, "patience_fraction": 1.0}, 100, 2)["max_num_epochs"] == 1
+
+
+def test_max_num_epochs_anywhere_wins_over_the_budget():
+    cfg = load_config(None, {"training": {"steps": 100, "patience_fraction": 0.5}})
+    assert step_budget(cfg, "naive", "sn2") == {"steps": 100, "patience_fraction": 0.5}
+    assert "max_num_epochs" not in mace_flags(cfg, "naive", "demo_gen2", "sn2", 10)
+    fixed = load_config(None, {"training": {"max_num_epochs": 7, "patience": 3}})
+    assert step_budget(fixed, "naive", "sn2") is None
+    assert mace_flags(fixed, "naive", "demo_gen2", "sn2", 10)["max_num_epochs"] == 7
+    per_bench = load_config(None, {"catalog": {"benchmarks": {"sn2": {"training": {"steps": 40}}}}})
+    assert step_budget(per_bench, "naive", "sn2")["steps"] == 40
+
+
+def _frames(n, seed, isolated=False):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a = molecule("CH3Cl")
+        a.positions += rng.normal(0, 0.1, a.positions.shape)
+        a.info["REF_energy"] = float(-20 + rng.normal())
+        a.arrays["REF_forces"] = rng.normal(0, 0.5, (len(a), 3))
+        a.info["config_type"] = "Default"
+        out.append(a)
+    if isolated:  # E0s for mace, never training samples: the budget must not count them
+        for z in ZS:
+            iso = Atoms(numbers=[z])
+            iso.info.update(REF_energy=-1.0, config_type="IsolatedAtom")
+            iso.arrays["REF_forces"] = np.zeros((1, 3))
+            out.append(iso)
+    return out
+
+
+@pytest.mark.parametrize("replay", [False, True], ids=["naive", "replay"])
+def test_real_mace_takes_the_budgeted_steps(tmp_path, replay):
+    model = mf.build_model(ZS, channels=8, max_L=0, correlation=2, num_interactions=1, radial_mlp=(16,))
+    mf.save(model, tmp_path / "foundation.model")
+    write(tmp_path / "train.xyz", _frames(7, 1, isolated=True))
+    write(tmp_path / "valid.xyz", _frames(3, 2))
+    write(tmp_path / "pool.xyz", _frames(12, 3))
+    e0 = model.atomic_energies_fn.atomic_energies.detach().numpy().reshape(-1)
+    (tmp_path / "e0.json").write_text(json.dumps({str(z): float(e) for z, e in zip(ZS, e0)}))
+    flags = {"multiheads_finetuning": replay, "lr": 1e-3, "ema": True, "ema_decay": 0.99, "batch_size": 3,
+             "valid_batch_size": 4, "loss": "universal", "default_dtype": "float64",
+             "energy_key": "REF_energy", "forces_key": "REF_forces", "eval_interval": 1}
+    if replay:
+        flags["force_mh_ft_lr"] = True
+    extra = ["--pt-train", str(tmp_path / "pool.xyz")] if replay else []
+    out = tmp_path / "run"
+    proc = ftbench("finetune", "--flags", json.dumps(flags), "--budget", json.dumps({"steps": 10, "patience_fraction": 0.5}),
+                   "--train", str(tmp_path / "train.xyz"), "--valid", str(tmp_path / "valid.xyz"),
+                   "--e0", str(tmp_path / "e0.json"), "--foundation", str(tmp_path / "foundation.model"),
+                   *extra, "--device", "cpu", "--out-dir", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "ok", run["reason"]
+    # naive: 7 configs (isolated atoms are E0s), batch 3 -> 2 steps an epoch, 5 epochs;
+    # replay: 7 + (12 - 1) = 18 configs -> 6 steps an epoch, 2 epochs
+    expected = (2, 5) if not replay else (6, 2)
+    assert (run["budget"]["steps_per_epoch"], run["budget"]["max_num_epochs"]) == expected
+    assert run["epochs"] == expected[1]
+    assert run["optimizer_steps"] == expected[0] * expected[1]
