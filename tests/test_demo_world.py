@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from ase import Atoms
 from ase.io import read
 
@@ -101,3 +102,55 @@ def test_local_source_is_hash_checked(tmp_path):
     sources["demo"]["files"]["m"]["sha256"] = "0" * 64
     with pytest.raises(FtbenchError, match="not .* as pinned"):
         fetch.fetch_file(sources, "demo", "m", data_dir=tmp_path / "cache2", lock_path=None)
+
+
+def _fake_build(root: Path, gates: dict) -> dict:
+    """A build folder as the demo_build rules leave it, with random-weight models and tiny files."""
+    import model_fixtures as mf
+    from ase.build import molecule
+
+    recipe = {"corpus_method": "GFN1-xTB", "benchmark_method": "GFN2-xTB", "benchmarks": {"sn2": {}},
+              "generations": {"demo_gen1": {"pretrain": {}}, "demo_gen2": {"pretrain": {}}},
+              "gates": {"gen2_heldout_force_rmse_mev_per_a": 150}}
+    frame = molecule("H2O")
+    frame.info["REF_energy"] = -1.0
+    for gen in recipe["generations"]:
+        g = root / "pretrain" / gen
+        mf.save(mf.build_model([1, 8], channels=8, max_L=0, correlation=2, num_interactions=1, radial_mlp=(8,)),
+                g / "work" / "model.model")
+        (g / "stage1.json").write_text(json.dumps({"stage": 1, "max_num_epochs": 10}))
+        (g / "gate.json").write_text(json.dumps(gates[gen]))
+        (g / "data").mkdir()
+        (g / "data" / "summary.json").write_text(json.dumps({"train": 1}))
+        demo_world.write_gz(g / "data" / "train.xyz", [frame])
+    (root / "corpus").mkdir()
+    (root / "corpus" / "summary.json").write_text(json.dumps({"train": 1}))
+    for name in ("corpus/heldout.xyz.gz", "corpus/heldout_GFN2-xTB.xyz.gz", "corpus/isolated.xyz.gz",
+                 "benchmarks/sn2.xyz.gz"):
+        demo_world.write_gz(root / name, [frame])
+    return recipe
+
+
+def test_ship_refuses_failed_gates_and_writes_a_checksummed_source(tmp_path):
+    good = {"demo_gen1": {"heldout": {"forces_rmse": 200.0}}, "demo_gen2": {"heldout": {"forces_rmse": 90.0}}}
+    recipe = _fake_build(tmp_path / "build", good)
+    bad = json.loads(json.dumps(good))
+    bad["demo_gen2"]["heldout"]["forces_rmse"] = 300.0
+    (tmp_path / "build" / "pretrain" / "demo_gen2" / "gate.json").write_text(json.dumps(bad["demo_gen2"]))
+    with pytest.raises(FtbenchError, match="quality gates failed, nothing shipped: demo_gen2 held-out"):
+        demo_world.ship(tmp_path / "build", recipe, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "build" / "pretrain" / "demo_gen2" / "gate.json").write_text(json.dumps(good["demo_gen2"]))
+    demo_world.ship(tmp_path / "build", recipe, tmp_path / "out")
+    sources = yaml.safe_load((tmp_path / "out" / "sources.yaml").read_text())["sources"]
+    fetch.validate_sources(sources)
+    model = fetch.fetch_file(sources, "demo_world", "demo_gen2", data_dir=tmp_path / "cache", lock_path=None)
+    import torch
+
+    meta = torch.load(model, weights_only=False).ftbench_metadata
+    assert meta["gates"] == good["demo_gen2"] and meta["name"] == "demo_gen2" and meta["trained_on"] == ["cpu"]
+    # a shipped file changed afterwards no longer matches its pin
+    heldout = tmp_path / "out" / "corpus" / "heldout.xyz.gz"
+    heldout.write_bytes(heldout.read_bytes() + b"\n")
+    with pytest.raises(FtbenchError, match="as pinned"):
+        fetch.fetch_file(sources, "demo_world", "heldout", data_dir=tmp_path / "cache", lock_path=None)

@@ -89,3 +89,40 @@ def test_parsed_frames_keep_labels_and_stress_only_where_present(pool):
         assert np.allclose(a.arrays["REF_forces"], src.get_forces())
         assert ("REF_stress" in a.info) == ("stress" in src.calc.results)
     assert {("REF_stress" in a.info) for a in atoms} == {True, False}
+
+
+def _slice(path, n, seed, shift=0.0):
+    from ase import Atoms
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        symbols = ["O", "H", "H"] if i % 3 else ["Na", "Cl"]  # every third has Na: dropped by subset
+        a = Atoms(symbols, positions=rng.normal(0, 1.5, (len(symbols), 3)))
+        a.info.update(REF_energy=float(i) + shift, config_type="short_range" if i % 5 == 4 else "water")
+        a.arrays["REF_forces"] = np.full((len(a), 3), float(i) + shift)
+        frames.append(a)
+    from ase.io import write
+
+    write(path, frames, format="extxyz")
+    return frames
+
+
+def test_separate_held_out_slice_and_its_relabelled_twin(pool, tmp_path):
+    from ftbench.replay import held_out_slice
+
+    _slice(tmp_path / "held.xyz", 30, 0)
+    _slice(tmp_path / "held_gfn2.xyz", 30, 0, shift=100.0)
+    frames, twins = held_out_slice(tmp_path / "held.xyz", tmp_path / "held_gfn2.xyz", ELEMENTS, "subset",
+                                   n_eval=100, seed=3, exclude=("short_range",))
+    # 30 frames: 10 hold Na (i % 3 == 0), 6 are short_range (i % 5 == 4), 2 of those overlap (i = 9, 24)
+    assert len(frames) == 30 - 10 - 6 + 2
+    assert [a.info["REF_energy"] + 100.0 for a in frames] == [b.info["REF_energy"] for b in twins]
+    few, _ = held_out_slice(tmp_path / "held.xyz", None, ELEMENTS, "subset", n_eval=5, seed=3)
+    assert len(few) == 5 and few == held_out_slice(tmp_path / "held.xyz", None, ELEMENTS, "subset", 5, 3)[0]
+    _slice(tmp_path / "other.xyz", 30, 1)  # other structures: not a relabelled copy
+    with pytest.raises(FtbenchError, match="not a relabelled copy"):
+        held_out_slice(tmp_path / "held.xyz", tmp_path / "other.xyz", ELEMENTS, "subset", 10, 3)
+    # the pool then gives replay frames only, all of them drawn from the pool
+    replay, held, _ = select_stream(pool, ELEMENTS, 40, 0, seed=7)
+    assert len(replay) == 40 and held == []

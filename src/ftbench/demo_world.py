@@ -478,7 +478,25 @@ def ship(build_dir: Path, recipe: dict, out_dir: Path, allow_failed_gates: bool 
                 "files": {k: {"path": str(p.relative_to(out_dir)), "sha256": sha256(p),
                               "bytes": p.stat().st_size} for k, p in files.items()}}
     write_json(out_dir / "MANIFEST.json", manifest)
+    write_sources(out_dir, manifest)
     return manifest
+
+
+def write_sources(out_dir: Path, manifest: dict, name: str = "demo_world") -> Path:
+    """`sources.yaml` of the shipped world: one `kind: local` source whose files carry their
+    sha256, read by `ftbench fetch` like any download (config `sources_file`)."""
+    import yaml
+
+    from ftbench.fetch import REPO_ROOT
+
+    root = out_dir.resolve().relative_to(REPO_ROOT) if out_dir.resolve().is_relative_to(REPO_ROOT) else out_dir
+    entry = {"kind": "local", "path": str(root), "description": "the shipped demo world (ftbench demo-world ship)",
+             "files": {k: {"path": f["path"], "sha256": f["sha256"], "confirmed": True}
+                       for k, f in manifest["files"].items()}}
+    path = out_dir / "sources.yaml"
+    path.write_text("# Written by `ftbench demo-world ship`: the shipped demo world as a checksummed source.\n"
+                    + yaml.safe_dump({"sources": {name: entry}}, sort_keys=False))
+    return path
 
 
 # ----------------------------------------------------------------- CLI

@@ -590,15 +590,22 @@ def record_source(out: str | Path, fetched: str | Path, sources: dict, name: str
 
 
 def place(src: str | Path, out: str | Path) -> Path:
-    """Put a cached file at `out` atomically (hard link when possible, else copy)."""
+    """Put a cached file at `out` atomically (hard link when possible, else copy); a `.gz`
+    source placed under a name without `.gz` is decompressed (the pipeline streams plain extxyz)."""
     src, out = Path(src), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
+    if src.suffix == ".gz" and out.suffix != ".gz":
+        import gzip
+
+        with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+    else:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
     os.replace(tmp, out)
     return out
 

@@ -262,7 +262,7 @@ def forgetting_metric(b: pd.DataFrame) -> tuple[str, str]:
         return ("pt_relabelled_force_rmse", "target head on the pretraining slice relabelled at the target level of "
                 "theory: forgetting without the level-of-theory shift")
     return ("pt_force_rmse", "target head on the pretraining slice's original labels (no relabelled slice in "
-            "catalog.foundation_models.<model>.pt_eval_relabelled): includes the level-of-theory shift")
+            "catalog.foundation_models.<model>.pt_eval.relabelled): includes the level-of-theory shift")
 
 
 def replay_keeps_pretraining(m: pd.DataFrame, cfg: dict) -> dict:

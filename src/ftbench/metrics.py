@@ -61,7 +61,7 @@ METRICS = [
     # the pretraining (pt) head of a multihead model on the same slice: no level-of-theory shift
     Metric("pt_head_force_rmse", "pretraining F RMSE, pt head", "meV/A", True, 0.0, "errors",
            ("pt_eval", "forces", "pretraining")),
-    # target head on the slice relabelled at the target level of theory (catalog pt_eval_relabelled)
+    # target head on the slice relabelled at the target level of theory (catalog pt_eval.relabelled)
     Metric("pt_relabelled_force_rmse", "pretraining F RMSE, relabelled", "meV/A", True, 0.0, "errors",
            ("pt_eval_relabelled", "forces", "target")),
     Metric("md_survival", "MD survival", "", False, 1.0, "md", ("md", "summary", "survival_fraction")),

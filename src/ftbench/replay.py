@@ -141,7 +141,7 @@ def select_stream(path: Path, elements: set[int], n_samples: int, n_eval: int, s
     whole, lowest group key first; the last group may be cut, and its other frames are not
     replayed either. Replay: a uniform draw (smallest replay key) of n_samples frames among the
     frames of the other groups. Both shrink proportionally when the pool is small."""
-    held = _BottomK(n_eval)
+    held = _BottomK(n_eval) if n_eval else None  # n_eval 0: the held-out slice comes from elsewhere
     replay = _BottomK(n_samples + n_eval)  # n_eval spare: held-out frames among them drop out
     stats = {"pool": 0, "usable": 0, "groups_from": None}
     for frame in scan_frames(path, group_keys):
@@ -153,19 +153,20 @@ def select_stream(path: Path, elements: set[int], n_samples: int, n_eval: int, s
             stats["groups_from"] = next(k for k in group_keys if k in frame.info)
         frame.info = {}  # only the text is kept
         hg = _u(seed, "group", frame.group)
-        held.push((hg, _u(seed, "frame", str(frame.index))), frame)
+        if held is not None:
+            held.push((hg, _u(seed, "frame", str(frame.index))), frame)
         replay.push((_u(seed, "replay", str(frame.index)),), _Keyed(frame, hg))
     n = stats["usable"]
     if n < 2:
         raise FtbenchError(f"replay pool {path} has {n} configurations made of the benchmark's elements "
                            f"({mode} filter); need at least 2. Use another pool or `replay.filter: overlap`")
     if n < n_samples + n_eval:
-        n_eval_new = max(1, round(n * n_eval / (n_samples + n_eval)))
+        n_eval_new = max(1, round(n * n_eval / (n_samples + n_eval))) if n_eval else 0
         log.warning("replay pool holds %d usable configurations, fewer than %d + %d asked: using %d + %d",
                     n, n_samples, n_eval, n - n_eval_new, n_eval_new)
         n_samples, n_eval = n - n_eval_new, n_eval_new
-    held_items = held.items()[:n_eval]
-    threshold = held_items[-1][0][0]
+    held_items = held.items()[:n_eval] if held is not None else []
+    threshold = held_items[-1][0][0] if held_items else -1.0
     held_groups = {f.group for _, f in held_items}
     candidates = [k.frame for _, k in replay.items() if k.hg > threshold]
     stats["passes"] = 1
@@ -186,6 +187,30 @@ def select_stream(path: Path, elements: set[int], n_samples: int, n_eval: int, s
                     len(chosen), len(chosen), n_samples)
     stats.update(held_out_groups=len(held_groups))
     return chosen, sorted((f for _, f in held_items), key=lambda f: f.index), stats
+
+
+def held_out_slice(path: Path, relabelled: Path | None, elements: set[int], mode: str, n_eval: int,
+                   seed: int, exclude: tuple[str, ...] = ()) -> tuple[list, list | None]:
+    """The pretraining-distribution slice no foundation model saw (a file of its own), filtered
+    like the replay pool and cut to n_eval frames by a seeded draw; the same frames of its copy
+    at the target level of theory, which must list the same structures in the same order."""
+    frames = read(path, ":")
+    twins = read(relabelled, ":") if relabelled is not None else None
+    if twins is not None and (len(twins) != len(frames) or any(
+            a.get_chemical_formula() != b.get_chemical_formula() or not np.allclose(a.positions, b.positions, atol=1e-6)
+            for a, b in zip(frames, twins))):
+        raise FtbenchError(f"{relabelled} is not a relabelled copy of {path}: structures differ "
+                           "(it must hold the same configurations in the same order)")
+    keep = [i for i, a in enumerate(frames)
+            if not (len(a) == 1 and a.info.get("config_type") == ISOLATED)
+            and a.info.get("config_type") not in exclude
+            and (set(a.numbers) <= elements if mode == "subset" else bool(set(a.numbers) & elements))]
+    if not keep:
+        raise FtbenchError(f"held-out pretraining slice {path} has no configuration made of the benchmark's "
+                           f"elements ({mode} filter)")
+    keep = sorted(keep, key=lambda i: _u(seed, "pt_eval", str(i)))[:n_eval]
+    keep.sort()
+    return [frames[i] for i in keep], ([twins[i] for i in keep] if twins is not None else None)
 
 
 @dataclass
@@ -248,6 +273,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--energy-key", default="REF_energy", help="the pool's energy key (MPtrj: energy)")
     p.add_argument("--forces-key", default="REF_forces", help="the pool's forces key (MPtrj: forces)")
     p.add_argument("--stress-key", default="REF_stress", help="the pool's stress key (MPtrj: stress)")
+    p.add_argument("--pt-eval", type=Path, default=None,
+                   help="held-out pretraining slice (its own file); default: held out from the pool")
+    p.add_argument("--pt-eval-relabelled", type=Path, default=None,
+                   help="the --pt-eval structures at the target level of theory (same order)")
+    p.add_argument("--pt-eval-exclude", nargs="*", default=[],
+                   help="config_types of --pt-eval not scored (e.g. low-weight short-range pairs)")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out-dir", required=True, type=Path)
@@ -262,21 +293,32 @@ def run(args: argparse.Namespace) -> int:
     prov = Provenance([args.pool, args.model, *args.benchmark_data], device=args.device)
     model = foundation_for(args.model, args.head, args.device)  # bad head: fail before the pool pass
     elements = {int(z) for path in args.benchmark_data for a in read(path, ":") for z in a.numbers}
-    chosen, held, stats = select_stream(args.pool, elements, args.n_samples, args.n_eval, args.seed,
+    chosen, held, stats = select_stream(args.pool, elements, args.n_samples,
+                                        0 if args.pt_eval else args.n_eval, args.seed,
                                         args.filter, tuple(args.group_key))
     log.info("%d of %d pool configurations pass the %s filter; replay %d, held out %d (%s)",
              stats["usable"], stats["pool"], args.filter, len(chosen), len(held),
              f"groups by {stats['groups_from']}" if stats["groups_from"] else "no group ids: by frame")
     keys = (args.energy_key, args.forces_key, args.stress_key or None)
     replay = parse_frames(chosen, *keys, args.pool)
-    held_out = parse_frames(held, *keys, args.pool)
+    relabelled = []
+    if args.pt_eval:
+        held_out, twins = held_out_slice(args.pt_eval, args.pt_eval_relabelled, elements, args.filter,
+                                         args.n_eval, args.seed, tuple(args.pt_eval_exclude))
+        relabelled = twins or []
+    else:
+        held_out = parse_frames(held, *keys, args.pool)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    # empty unless --pt-eval-relabelled: evaluated only where the catalog names one
+    write(out / "pt_eval_relabelled.xyz", relabelled, format="extxyz")
     write(out / "replay.xyz", replay, format="extxyz")
     write(out / "replay_pseudo.xyz", pseudolabel(model, replay, device=args.device), format="extxyz")
     write(out / "pt_eval.xyz", held_out, format="extxyz")
     prov.write(out / "summary.json", [out / "replay.xyz", out / "replay_pseudo.xyz", out / "pt_eval.xyz"],
                extra={**stats, "replay": len(replay), "pt_eval": len(held_out), "filter": args.filter,
+                      "pt_eval_source": str(args.pt_eval or args.pool),
+                      "pt_eval_relabelled": len(relabelled),
                       "elements": sorted(elements), "head": heads_of(model)[0],
                       "group_keys": list(args.group_key)})
     return 0

@@ -185,7 +185,7 @@ def replay_pool(model, benchmark):
     spec = replay_spec(model, benchmark)
     if spec is None:  # demo models replay their own pretraining corpus
         return f"results/pretrain/{model}/data/train_pool.xyz"
-    return f"{DATA}/replay/{spec['source']}/{spec['file']}.xyz"
+    return fetched_path(spec)
 
 
 def replay_args(model, benchmark):
@@ -273,11 +273,33 @@ def pt_eval_inputs(benchmark, model):
     """A foundation model's held-out pretraining slice and, where the catalog has one, the same
     slice at the target level of theory (forgetting without the level-of-theory shift).
     """
-    inputs = {f"pt_eval__{model}": f"results/replay/{benchmark}/{model}/pt_eval.xyz"}
-    relabelled = CATALOG["foundation_models"][model].get("pt_eval_relabelled")
-    if relabelled:
-        inputs[f"pt_eval_relabelled__{model}"] = relabelled
+    out = f"results/replay/{benchmark}/{model}"
+    inputs = {f"pt_eval__{model}": f"{out}/pt_eval.xyz"}
+    if CATALOG["foundation_models"][model].get("pt_eval", {}).get("relabelled"):
+        inputs[f"pt_eval_relabelled__{model}"] = f"{out}/pt_eval_relabelled.xyz"
     return inputs
+
+
+def fetched_path(spec):
+    return f"{DATA}/replay/{spec['source']}/{spec['file']}.xyz"
+
+
+def pt_eval_files(model):
+    """The catalog's held-out slice files of a model (fetched like replay pools), if any."""
+    spec = CATALOG["foundation_models"][model].get("pt_eval") or {}
+    return {k: fetched_path(spec[k]) for k in ("file", "relabelled") if spec.get(k)}
+
+
+def pt_eval_args(model, input):
+    spec = CATALOG["foundation_models"][model].get("pt_eval")
+    if not spec:
+        return ""
+    args = [f"--pt-eval {input.pt_eval_file}"]
+    if spec.get("relabelled"):
+        args.append(f"--pt-eval-relabelled {input.pt_eval_relabelled}")
+    if spec.get("exclude_config_types"):
+        args.append("--pt-eval-exclude " + " ".join(spec["exclude_config_types"]))
+    return " ".join(args)
 
 
 def e0_warnings():

@@ -91,10 +91,13 @@ rule replay:
         bench="results/data/{benchmark}/train_pool.xyz",
         # a gate, not data: a rerun of the check does not make finished work outdated
         elements=ancient("results/data/{benchmark}/elements/{model}.json"),
+        pt_eval_file=lambda w: pt_eval_files(w.model).get("file", []),
+        pt_eval_relabelled=lambda w: pt_eval_files(w.model).get("relabelled", []),
     output:
         replay="results/replay/{benchmark}/{model}/replay.xyz",
         pseudo="results/replay/{benchmark}/{model}/replay_pseudo.xyz",
         pt_eval="results/replay/{benchmark}/{model}/pt_eval.xyz",
+        pt_eval_relabelled="results/replay/{benchmark}/{model}/pt_eval_relabelled.xyz",
         summary="results/replay/{benchmark}/{model}/summary.json",
     log:
         "logs/replay/{benchmark}/{model}.log",
@@ -107,12 +110,13 @@ rule replay:
         r=config["replay"],
         head=lambda w: head_arg(w.model),
         pool_args=lambda w: replay_args(w.model, w.benchmark),
+        pt_eval=lambda w, input: pt_eval_args(w.model, input),
         out_dir=subpath(output.replay, parent=True),
         split_seed=config["split_seed"],
     shell:
         "OMP_NUM_THREADS={threads} python -m ftbench replay --pool {input.pool} --model {input.model} "
         "{params.head} --benchmark-data {input.bench} --n-samples {params.r[n_samples]} "
-        "--n-eval {params.r[n_eval]} --filter {params.r[filter]} {params.pool_args} "
+        "--n-eval {params.r[n_eval]} --filter {params.r[filter]} {params.pool_args} {params.pt_eval} "
         "--seed {params.split_seed} "
         "--out-dir {params.out_dir} > {log} 2>&1"
 
