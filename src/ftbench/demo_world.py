@@ -343,6 +343,12 @@ def generation_data(pool: list[Atoms], recipe: dict, seed: int) -> tuple[list[At
     pairs = [a for a in chosen if a.info["config_type"] == SHORT_RANGE]
     train, valid = held_out_split([a for a in chosen if a.info["config_type"] != SHORT_RANGE],
                                   valid_fraction, seed + 1)
+    charged = recipe.get("charged_energy") or {}
+    for a in train + valid:
+        if a.info.get("total_charge", 0) and a.info["config_type"] in charged.get("families", ()):
+            # a local model has no charge input: a net-charged cluster's energy against neutral-atom
+            # E0s is off by the ion's ionisation energy or electron affinity, which it cannot learn
+            a.info["config_energy_weight"] = charged["config_energy_weight"]
     return train + pairs, valid
 
 
@@ -355,10 +361,19 @@ def pretrain_stage(flags: dict, *, train: Path, valid: Path, e0: Path, work: Pat
     is appended to `work/runs.jsonl` (device, epochs, wall time) before and after it runs, so a
     killed run is recorded too."""
     from ftbench.mace_runner import run_mace_train, set_threads, training_curve
+    from ftbench.provenance import sha256
     from ftbench.strategies import LABEL_KEYS, to_argv
 
     target = stage * epochs_per_stage
     results = work / "mace_results"
+    key = {"inputs": {str(p): sha256(p) for p in (train, valid, e0)}, "flags": flags, "seed": seed}
+    stamp = work / "inputs.json"
+    if work.exists() and (not stamp.is_file() or json.loads(stamp.read_text()) != json.loads(json.dumps(key))):
+        # checkpoints of other data or flags must not be resumed: start over
+        log.warning("pretraining inputs changed: clearing %s", work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(key, indent=1))
     done = [r for r in training_curve(results) if r.get("epoch") is not None] if results.is_dir() else []
     if done and done[-1]["epoch"] + 1 >= target and (work / "model.model").is_file():
         at_target = [r for r in done if r["epoch"] <= target - 1]
@@ -375,12 +390,22 @@ def pretrain_stage(flags: dict, *, train: Path, valid: Path, e0: Path, work: Pat
            "max_num_epochs": target, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _append_jsonl(work / "runs.jsonl", {**run, "event": "start"})
     t0 = time.time()
+    _keep_newest_checkpoint(work / "checkpoints")
     run_mace_train(to_argv(flags))
+    _keep_newest_checkpoint(work / "checkpoints")
     curve = training_curve(results)
     wall = time.time() - t0
     _append_jsonl(work / "runs.jsonl", {**run, "event": "finished", "wall_time_s": wall})
     return {"stage": stage, "max_num_epochs": target, "device": device, "wall_time_s": wall,
             "last_valid": curve[-1] if curve else None}
+
+
+def _keep_newest_checkpoint(folder: Path) -> None:
+    """With --save_all_checkpoints mace writes one checkpoint an epoch (so a stopped stage resumes
+    at its last epoch, not its best one) and never deletes them: keep the newest only."""
+    found = sorted(folder.glob("*_epoch-*.pt"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    for old in found[:-1]:
+        old.unlink()
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
