@@ -102,3 +102,17 @@ def test_command_line_numbers_and_unknown_keys(tmp_path):
     bad = snakemake(tmp_path, "-n", "--config", "strategy=[naive]", check=False)
     assert bad.returncode != 0
     assert "unknown config key `strategy`; did you mean `strategies`?" in bad.stdout + bad.stderr
+
+
+def test_robustness_at_the_largest_size_only(tmp_path):
+    grid = ["benchmarks=[sn2]", "strategies=[naive,scratch]", "foundation_models=[demo_gen2]",
+            "train_sizes=[10,20]", "seeds=[1,2]"]
+    every = snakemake(tmp_path, "-n", "--config", *grid)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", every.stdout, re.M))
+    # 2 strategies x 2 sizes x 2 seeds, plus the untouched model
+    assert int(counts["finetune"]) == 8 and int(counts["robustness"]) == 9
+    largest = snakemake(tmp_path, "-n", "--config", *grid, "robustness={sizes: largest}")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", largest.stdout, re.M))
+    assert int(counts["finetune"]) == 8 and int(counts["robustness"]) == 5
+    robust = re.findall(r"output: (results/runs/\S+/robustness/robustness.json)", largest.stdout)
+    assert robust and all("/n20/" in p or "/untouched/" in p for p in robust)

@@ -132,8 +132,24 @@ def run_results(runs):
             for r in scratch
             for m in config["foundation_models"]
         ],
-        "robustness": run_files(runs, "robustness/robustness.json"),
+        "robustness": run_files(robustness_runs(runs), "robustness/robustness.json"),
     }
+
+
+def robustness_runs(runs):
+    """Runs that get robustness tests: untouched models and, with `robustness.sizes: largest`,
+    only the runs at their benchmark's largest training size."""
+    largest = {}
+    for r in runs:
+        if r.strategy != ftc.UNTOUCHED:
+            largest[r.benchmark] = max(largest.get(r.benchmark, 0), r.size)
+    return [
+        r
+        for r in runs
+        if r.strategy == ftc.UNTOUCHED
+        or robustness_settings(r.benchmark).get("sizes", "all") == "all"
+        or r.size == largest[r.benchmark]
+    ]
 
 
 DATA = config["data_dir"]
