@@ -154,3 +154,50 @@ def test_ship_refuses_failed_gates_and_writes_a_checksummed_source(tmp_path):
     heldout.write_bytes(heldout.read_bytes() + b"\n")
     with pytest.raises(FtbenchError, match="as pinned"):
         fetch.fetch_file(sources, "demo_world", "heldout", data_dir=tmp_path / "cache", lock_path=None)
+
+
+def test_pretrain_stages_resume_skip_and_start_over_on_new_data(tmp_path):
+    """Real mace_run_train: stage 2 continues at stage 1's last epoch, a stage already trained
+    past is only recorded, and changed data clears the checkpoints instead of resuming them."""
+    from ase.build import molecule
+
+    rng = np.random.default_rng(0)
+
+    def frames(n):
+        out = []
+        for _ in range(n):
+            a = molecule("H2O")
+            a.positions += rng.normal(0, 0.05, a.positions.shape)
+            a.info["REF_energy"] = float(-10 + rng.normal(0, 0.1))
+            a.arrays["REF_forces"] = rng.normal(0, 0.3, (3, 3))
+            out.append(a)
+        return out
+
+    demo_world.write_gz(tmp_path / "train.xyz", frames(8))
+    demo_world.write_gz(tmp_path / "valid.xyz", frames(3))
+    (tmp_path / "e0.json").write_text(json.dumps({"1": -1.0, "8": -5.0}))
+    flags = {"model": "MACE", "num_channels": 4, "max_L": 0, "correlation": 1, "r_max": 3.0,
+             "num_interactions": 1, "lr": 1e-2, "batch_size": 4, "valid_batch_size": 4,
+             "default_dtype": "float32", "save_all_checkpoints": True, "eval_interval": 1}
+    work = tmp_path / "work"
+
+    def stage(n, epochs=2):
+        return demo_world.pretrain_stage(flags, train=tmp_path / "train.xyz", valid=tmp_path / "valid.xyz",
+                                         e0=tmp_path / "e0.json", work=work, stage=n, epochs_per_stage=epochs,
+                                         seed=1, threads=1)
+
+    first = stage(1)
+    assert first["last_valid"]["epoch"] == 1 and "already_trained_to_epoch" not in first
+    assert [p.name for p in (work / "checkpoints").glob("*.pt")] == ["model_run-1_epoch-1.pt"]
+    second = stage(2)
+    assert second["last_valid"]["epoch"] == 3
+    runs = demo_world.training_runs(work)
+    assert [(r["event"], r["from_epoch"]) for r in runs] == [("start", 0), ("finished", 0), ("start", 2),
+                                                             ("finished", 2)]
+    again = stage(1)  # a stage the run already went past: recorded from the curve, no training
+    assert again["already_trained_to_epoch"] == 4 and again["last_valid"]["epoch"] == 1
+    assert len(demo_world.training_runs(work)) == 4
+    demo_world.write_gz(tmp_path / "train.xyz", frames(8))  # new data: start over
+    fresh = stage(1)
+    assert "already_trained_to_epoch" not in fresh and fresh["last_valid"]["epoch"] == 1
+    assert [r["from_epoch"] for r in demo_world.training_runs(work)] == [0, 0]
