@@ -138,7 +138,8 @@ def _result(n: int, claim: str, v: tuple[str, str], ev: list[str], cfg: dict, ex
 # ---- selections --------------------------------------------------------------------------------
 
 def _trained(m: pd.DataFrame) -> pd.DataFrame:
-    return m[(m.strategy != UNTOUCHED) & (m.status == "ok")]
+    """Finished fine-tunes and scratch runs: not the untouched or zero-shot (`train: false`) models."""
+    return m[(m.strategy != UNTOUCHED) & (m.status == "ok") & m.role_trained.astype(bool)]
 
 
 def _plain(m: pd.DataFrame) -> pd.Series:

@@ -142,6 +142,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", default=None,
                    help="JSON {steps, patience_fraction}: derive max_num_epochs and patience from an "
                         "optimiser-step budget (strategies.step_budget)")
+    p.add_argument("--e0-only", action="store_true",
+                   help="train nothing: the foundation model with the --e0 E0s (strategy `train: false`)")
     p.add_argument("--untouched", type=Path, default=None, metavar="MODEL",
                    help="record an untouched foundation model as a run (no training)")
     p.add_argument("--require-ok", action="store_true",
@@ -162,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         flags = json.loads(args.flags)
     except json.JSONDecodeError as err:
         raise FtbenchError(f"--flags is not a JSON object: {err}") from err
+    if args.e0_only:
+        return record_e0_only(args)
     budget = None
     if args.budget:
         budget = budget_epochs(json.loads(args.budget), flags, args.train, args.pt_train)
@@ -300,6 +304,28 @@ def read_run(path: Path) -> tuple[Path | None, str, str | None]:
     """(model, status, reason) of a run.json; model is None unless the run finished ok."""
     info = json.loads(Path(path).read_text())
     return (Path(info["model"]) if info.get("model") else None), info["status"], info.get("reason")
+
+
+def record_e0_only(args: argparse.Namespace) -> int:
+    """A run that trains nothing: the foundation model carrying the run's E0s (fitted on its
+    training set), so its energies are on the target's reference and its forces the foundation's."""
+    if args.foundation is None:
+        raise FtbenchError("--e0-only needs --foundation (a `train: false` strategy needs a foundation model)")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = args.out_dir / f"{MODEL_NAME}.model"
+    prov = Provenance([args.train, args.valid, args.e0, args.foundation], argv=[], device="cpu")
+    foundation_with_e0s(args.foundation, args.e0, model_path)
+    saved = _load(model_path)
+    warnings = json.loads(args.e0_info.read_text()).get("warnings", []) if args.e0_info and args.e0_info.is_file() else []
+    rec = prov.record([model_path], extra={
+        "status": "ok", "reason": None, "model": str(model_path), "epochs": 0, "optimizer_steps": 0,
+        "trainable_parameters": {"total": sum(p.numel() for p in saved.parameters()), "trained": 0},
+        "e0s_in_model": e0s_in_model(saved), "warnings": warnings, "flags": {}, "budget": None,
+        "roles": json.loads(args.roles) if args.roles else None, "resumed": False, "attempts": 1,
+        "foundation_head": args.head, "gpu_hours": 0.0})
+    write_json(args.out_dir / "run.json", rec)
+    log.info("run %s: the foundation model with E0s from %s (nothing trained)", args.out_dir, args.e0)
+    return 0
 
 
 def record_untouched(model: Path, out_dir: Path, head: str | None = None) -> int:

@@ -20,7 +20,7 @@ from ftbench.style import STUDY_ROLES
 
 KEY = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]
 # Role flags of a run's strategy (strategies.roles), as runs.csv columns.
-ROLE_COLUMNS = ["role_foundation", "role_replay", "role_frozen", "role_lora"]
+ROLE_COLUMNS = ["role_foundation", "role_replay", "role_frozen", "role_lora", "role_trained"]
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def run_metrics(errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFra
 def _fill_roles(frame: pd.DataFrame) -> None:
     """Role columns from runs.csv; results without them get the study strategies' catalog roles."""
     defaults = {"role_foundation": ("foundation", True), "role_replay": ("replay", None),
-                "role_frozen": ("frozen", 0), "role_lora": ("lora", False)}
+                "role_frozen": ("frozen", 0), "role_lora": ("lora", False), "role_trained": ("trained", True)}
     for col, (key, default) in defaults.items():
         fallback = frame.strategy.map(lambda s, k=key, d=default: STUDY_ROLES.get(s, {}).get(k, d))
         frame[col] = frame[col].where(frame[col].notna(), fallback) if col in frame else fallback
@@ -151,7 +151,7 @@ def roles_by_strategy(frame: pd.DataFrame) -> dict[str, dict]:
         replay = r.role_replay if isinstance(r.role_replay, str) and r.role_replay else None
         frozen = int(r.role_frozen) if pd.notna(r.role_frozen) else 0
         out[strategy] = {"foundation": bool(r.role_foundation), "replay": replay, "frozen": frozen,
-                         "lora": bool(r.role_lora)}
+                         "lora": bool(r.role_lora), "trained": bool(r.role_trained)}
     return out
 
 
@@ -166,7 +166,7 @@ def cost(metrics: pd.DataFrame, replay_steps: pd.DataFrame | None = None) -> pd.
     start-up and evaluation are excluded), per step and per epoch, and its ratio to naive (the
     plain fine-tunes: no replay, LoRA or frozen groups) on the same cell; wall time for reference. Replay strategies also
     get the replay step's own cost (selection + pseudolabels, once per model and benchmark)."""
-    trained = metrics[(metrics.strategy != UNTOUCHED)].copy()
+    trained = metrics[(metrics.strategy != UNTOUCHED) & metrics.role_trained.astype(bool)].copy()
     for col in ("optimiser_time_s", "optimiser_steps", "epochs", "wall_time_s", "gpu_hours"):
         if col not in trained:
             trained[col] = np.nan

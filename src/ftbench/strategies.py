@@ -17,14 +17,16 @@ ROLES = ("foundation", "replay", "frozen", "lora")
 def roles(cfg: dict, strategy_name: str) -> dict:
     """What a strategy does, read from its catalog entry: starts from a foundation model, replays
     pretraining data (original or pseudo labels), freezes module groups (mace --freeze threshold),
-    trains LoRA adapters. Findings, table order, styles and the schematic read these, not names."""
+    trains LoRA adapters, trains at all (`train: false`: the foundation model with the run's
+    E0s, the zero-shot point of the learning curve). Findings, table order, styles and the schematic read these, not names."""
     preset = strategy(cfg, strategy_name)
     flags = preset["mace_flags"]
     return {"foundation": bool(preset.get("foundation", True)), "replay": preset.get("replay"),
-            "frozen": int(flags.get("freeze") or 0), "lora": bool(flags.get("lora", False))}
+            "frozen": int(flags.get("freeze") or 0), "lora": bool(flags.get("lora", False)),
+            "trained": bool(preset.get("train", True))}
 
 
-UNTOUCHED_ROLES = {"foundation": True, "replay": None, "frozen": 0, "lora": False}
+UNTOUCHED_ROLES = {"foundation": True, "replay": None, "frozen": 0, "lora": False, "trained": False}
 
 
 def mace_flags(cfg: dict, strategy_name: str, model_name: str | None, benchmark: str | None = None,

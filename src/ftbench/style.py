@@ -28,9 +28,12 @@ HEAD_LABEL = {"Default": "target head", "pt_head": "replay (pt) head"}
 
 
 def role_group(roles: Mapping | None) -> int:
-    """Order of a strategy by what it does: full fine-tune, frozen, LoRA, replay, replay+LoRA, scratch."""
+    """Order of a strategy by what it does: zero-shot, full fine-tune, frozen, LoRA, replay,
+    replay+LoRA, scratch."""
     if roles is None:
         return 9
+    if not roles.get("trained", True):
+        return 0
     if not roles.get("foundation", True):
         return 6
     replay, lora, frozen = bool(roles.get("replay")), bool(roles.get("lora")), bool(roles.get("frozen"))

@@ -137,15 +137,17 @@ def run_results(runs):
 
 
 def robustness_runs(runs):
-    """Runs that get robustness tests: untouched models and, with `robustness.sizes: largest`,
-    only the runs at their benchmark's largest training size."""
+    """Runs that get robustness tests: untouched models and trained runs (with
+    `robustness.sizes: largest`, only those at their benchmark's largest training size)."""
     largest = {}
     for r in runs:
         if r.strategy != ftc.UNTOUCHED:
             largest[r.benchmark] = max(largest.get(r.benchmark, 0), r.size)
+    # a `train: false` run has the untouched model's forces: its dynamics are the untouched one's
+    trained = [r for r in runs if r.strategy == ftc.UNTOUCHED or roles(config, r.strategy)["trained"]]
     return [
         r
-        for r in runs
+        for r in trained
         if r.strategy == ftc.UNTOUCHED
         or robustness_settings(r.benchmark).get("sizes", "all") == "all"
         or r.size == largest[r.benchmark]

@@ -27,6 +27,7 @@ rule finetune:
         ),
         roles=lambda w: quoted_json(roles(config, w.strategy)),
         budget=lambda w: budget_arg(w.strategy, w.benchmark),
+        train=lambda w: "" if roles(config, w.strategy)["trained"] else "--e0-only",
         optional=lambda w, input: " ".join(
             f"--{k.replace('_', '-')} {input[k]}"
             for k in ("foundation", "pt_train")
@@ -42,7 +43,7 @@ rule finetune:
     shell:
         "python -m ftbench finetune --flags {params.flags} --roles {params.roles} --train {input.train} "
         "--valid {input.valid} --e0 {input.e0} --e0-info {input.e0_info} {params.optional} {params.head} "
-        "--seed {wildcards.seed} {params.budget} "
+        "--seed {wildcards.seed} {params.budget} {params.train} "
         "--threads {threads} --device {params.device} {params.cueq} --max-force-rmse {params.max_force} "
         "--out-dir {params.out_dir} --checkpoints {params.checkpoints} > {log} 2>&1"
 
