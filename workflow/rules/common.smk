@@ -138,13 +138,18 @@ def run_results(runs):
 
 def robustness_runs(runs):
     """Runs that get robustness tests: untouched models and trained runs (with
-    `robustness.sizes: largest`, only those at their benchmark's largest training size)."""
+    `robustness.sizes: largest`, only those at their benchmark's largest training size).
+    """
     largest = {}
     for r in runs:
         if r.strategy != ftc.UNTOUCHED:
             largest[r.benchmark] = max(largest.get(r.benchmark, 0), r.size)
     # a `train: false` run has the untouched model's forces: its dynamics are the untouched one's
-    trained = [r for r in runs if r.strategy == ftc.UNTOUCHED or roles(config, r.strategy)["trained"]]
+    trained = [
+        r
+        for r in runs
+        if r.strategy == ftc.UNTOUCHED or roles(config, r.strategy)["trained"]
+    ]
     return [
         r
         for r in trained
