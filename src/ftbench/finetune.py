@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from ftbench.errors import FtbenchError
-from ftbench.mace_runner import (diverged, resolve_device, run_mace_train, set_threads,
+from ftbench.mace_runner import (diverged, failure_status, resolve_device, run_mace_train, set_threads,
                                  trainable_parameters, training_curve)
 from ftbench.provenance import Provenance, write_json
 from ftbench.strategies import UNTOUCHED_ROLES, to_argv
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         run_mace_train(argv)
     except Exception as err:  # the run's failure is its result
         text = f"{type(err).__name__}: {err}"
-        status = "diverged" if any(s in text.lower() for s in ("nan", "inf")) else "failed"
+        status = failure_status(text)
         reason = text
         log.error("mace_run_train %s: %s\n%s", status, text, traceback.format_exc())
     attempt = finish_attempt(checkpoints, attempt)

@@ -101,3 +101,9 @@ def diverged(curve: list[dict], max_force_rmse: float) -> str | None:
                 return (f"validation force RMSE {float(row['rmse_f']):.3g} eV/A at epoch {last_epoch} "
                         f"(head {row.get('head')}) above {max_force_rmse}")
     return None
+
+
+def failure_status(error_text: str) -> str:
+    """Status of a run whose mace_run_train raised: "diverged" when the error is about a number
+    that blew up, otherwise "failed"."""
+    return "diverged" if any(s in error_text.lower() for s in ("nan", "inf")) else "failed"
