@@ -124,6 +124,8 @@ def generate_structures(kind: str, n: int, seed: int, elements: list[str] | None
         for i in range(n - n_dimer):
             m = _molecule(mols[i % len(mols)])
             out.append(_rotated(_rattled(m, rng, rng.uniform(0.02, 0.12), (0.85, 1.2)), rng))
+        # without an element filter the pairs are those of the molecules the corpus holds
+        zs = zs or sorted({int(z) for m in mols for z in _molecule(m).numbers})
         pairs = [(a, b) for i, a in enumerate(zs) for b in zs[i:]]
         for i in range(n_dimer):
             z1, z2 = pairs[i % len(pairs)]
