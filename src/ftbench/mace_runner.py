@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 log = logging.getLogger("ftbench.mace")
+_NON_FINITE = re.compile(r"\b(nan|inf|infinity|infinite|non-finite)\b", re.IGNORECASE)
 
 
 def resolve_device(device: str) -> str:
@@ -106,4 +107,5 @@ def diverged(curve: list[dict], max_force_rmse: float) -> str | None:
 def failure_status(error_text: str) -> str:
     """Status of a run whose mace_run_train raised: "diverged" when the error is about a number
     that blew up, otherwise "failed"."""
-    return "diverged" if any(s in error_text.lower() for s in ("nan", "inf")) else "failed"
+    # whole words only: "info", "input" or a file name holding "nan" are ordinary failures
+    return "diverged" if _NON_FINITE.search(error_text) else "failed"
