@@ -127,19 +127,20 @@ def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, de
     results: list[dict] = []
     for start in range(0, len(atoms_list), batch_size):
         chunk = atoms_list[start:start + batch_size]
-        periodic = all(a.pbc.all() for a in chunk)
+        # stress per configuration: a periodic one gets it whatever else shares its batch
+        periodic = [bool(a.pbc.all()) for a in chunk]
         dataset = [data.AtomicData.from_config(data.config_from_atoms(a, head_name=head), z_table=z_table,
                                                cutoff=r_max, heads=heads) for a in chunk]
         loader = torch_geometric.dataloader.DataLoader(dataset, batch_size=len(dataset), shuffle=False)
         batch = next(iter(loader)).to(device)
-        out = model(batch.to_dict(), compute_stress=periodic, training=False)
+        out = model(batch.to_dict(), compute_stress=any(periodic), training=False)
         energies = torch_tools.to_numpy(out["energy"])
         forces = torch_tools.to_numpy(out["forces"])
-        stress = torch_tools.to_numpy(out["stress"]) if periodic and out.get("stress") is not None else None
+        stress = torch_tools.to_numpy(out["stress"]) if any(periodic) and out.get("stress") is not None else None
         ptr = torch_tools.to_numpy(batch.ptr)
         for i in range(len(chunk)):
             rec = {"energy": float(energies[i]), "forces": forces[ptr[i]:ptr[i + 1]]}
-            if stress is not None:
+            if stress is not None and periodic[i]:
                 rec["stress"] = stress[i]
             results.append(rec)
     return results
