@@ -15,14 +15,17 @@ DEFAULT = ROOT / "config" / "config.yaml"
 
 
 def test_default_grid_counts():
-    cfg = load_config()
+    cfg = load_config(overrides={"benchmarks": ["sn2", "water"], "foundation_models": ["demo_gen1", "demo_gen2"],
+                                 "train_sizes": [10, 20], "seeds": [1, 2], "e0": ["estimated"],
+                                 "strategies": ["naive", "freeze5", "freeze6", "lora", "replay", "pseudo_replay",
+                                                "replay_lora", "scratch"]})
     runs = expand_grid(cfg)
-    n_fm = len(cfg["foundation_models"]) * (len(cfg["strategies"]) - 1) + 1  # scratch once
-    assert len(runs) == len(cfg["benchmarks"]) * len(cfg["train_sizes"]) * len(cfg["seeds"]) * n_fm
+    # 2 benchmarks x 2 sizes x 2 seeds x (2 models x 7 foundation strategies + scratch once) = 120
+    assert len(runs) == 120
     assert {r.strategy for r in runs} == set(cfg["strategies"])
     scratch = [r for r in runs if r.strategy == "scratch"]
     assert all(r.model == "none" and r.e0 == cfg["e0_without_foundation"] for r in scratch)
-    assert len(untouched_runs(cfg)) == len(cfg["benchmarks"]) * len(cfg["foundation_models"])
+    assert len(untouched_runs(cfg)) == 4  # 2 benchmarks x 2 models
 
 
 def test_paper_grid_is_the_full_study():
@@ -31,8 +34,9 @@ def test_paper_grid_is_the_full_study():
     runs = expand_grid(cfg)
     sizes = {b: sizes_for(cfg, b) for b in cfg["benchmarks"]}
     assert sizes["sn2"] == [10, 30, 60]  # capped by the 60 training structures, whole pool included
-    expected = sum(len(s) for s in sizes.values()) * len(cfg["seeds"]) * (3 * 7 + 1)
-    assert len(runs) == expected
+    assert [len(s) for s in sizes.values()] == [3, 5, 5, 9, 5] and cfg["seeds"] == [1, 2, 3]
+    # 27 sizes x 3 seeds x (3 models x 7 foundation strategies + scratch once) = 1782
+    assert len(runs) == 1782
     # study presets survive the merge with the demo config
     assert mace_flags(cfg, "replay", "mace_mp0_medium")["lr"] == 1e-4
     assert mace_flags(cfg, "replay_lora", "mace_mh1")["foundation_head"] == "omat_pbe"
@@ -171,3 +175,11 @@ def test_command_line_strings_become_the_numbers_the_schema_asks_for():
     assert load_config(None, {"train_sizes": "auto"})["train_sizes"] == "auto"
     with pytest.raises(FtbenchError, match="config does not match"):
         load_config(None, {"seeds": ["one"]})
+
+
+def test_auto_sizes_without_a_split_leave_the_default_valid_and_test_out():
+    # sn2 generates 120 configurations; with no `split:` prepare holds out 20 + 30 of them
+    cfg = load_config(overrides={"benchmarks": ["sn2"], "train_sizes": "auto"})
+    del cfg["catalog"]["benchmarks"]["sn2"]["split"]
+    assert cfg["catalog"]["benchmarks"]["sn2"]["generator"]["n"] == 120
+    assert sizes_for(cfg, "sn2") == [10, 30, 70]

@@ -20,6 +20,9 @@ DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
 AXES = ("strategies", "foundation_models", "benchmarks", "train_sizes", "seeds", "e0")
 NO_MODEL = "none"          # model key of runs without a foundation model (scratch)
 UNTOUCHED = "untouched"    # strategy key of the untouched foundation model
+# Validation and test configurations a benchmark without `split:` (or without one of its keys)
+# holds out: the pool size (train_sizes: auto) and `ftbench prepare` both read them here.
+SPLIT_DEFAULTS = {"valid": 20, "test": 30}
 SINGULAR = {"strategies": "strategy", "foundation_models": "foundation model", "benchmarks": "benchmark"}
 
 
@@ -312,8 +315,13 @@ def _pool(cfg: dict, benchmark: str) -> int | None:
         return bench["max_train"]
     if bench["source"] != "demo":
         return None
-    split = bench.get("split", {})
-    return bench["generator"]["n"] - split.get("valid", 0) - split.get("test", 0)
+    split = split_sizes(bench)
+    return bench["generator"]["n"] - split["valid"] - split["test"]
+
+
+def split_sizes(bench: dict) -> dict[str, int]:
+    """Validation and test configurations a benchmark's catalog entry holds out."""
+    return {**SPLIT_DEFAULTS, **bench.get("split", {})}
 
 
 def e0_for(cfg: dict, e0: str, has_foundation: bool) -> str:

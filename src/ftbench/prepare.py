@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from ase.io import read, write
 
+from ftbench.config import SPLIT_DEFAULTS
 from ftbench.convert import check_labels, is_isolated_atom, normalise_atoms
 from ftbench.errors import FtbenchError
 from ftbench.provenance import Provenance
@@ -74,8 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="all labelled configurations (or the train file)")
     p.add_argument("--valid-data", type=Path, default=None, help="the source's own validation split")
     p.add_argument("--test-data", type=Path, default=None, help="the source's own test split")
-    p.add_argument("--n-valid", type=int, default=20)
-    p.add_argument("--n-test", type=int, default=30)
+    p.add_argument("--n-valid", type=int, default=SPLIT_DEFAULTS["valid"])
+    p.add_argument("--n-test", type=int, default=SPLIT_DEFAULTS["test"])
     p.add_argument("--split-seed", type=int, default=12345)
     p.add_argument("--energy-key", default="REF_energy")
     p.add_argument("--forces-key", default="REF_forces")

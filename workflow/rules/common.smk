@@ -199,12 +199,12 @@ def demo_args(gen):
 
 def prepare_args(benchmark, input):
     entry = CATALOG["benchmarks"][benchmark]
-    split = entry.get("split", {})
+    split = ftc.split_sizes(entry)
     args = [f"--data {input.data}"]
     for key in ("valid_data", "test_data"):
         if key in input.keys():
             args.append(f"--{key.replace('_', '-')} {input[key]}")
-    args += [f"--n-valid {split.get('valid', 20)}", f"--n-test {split.get('test', 30)}"]
+    args += [f"--n-valid {split['valid']}", f"--n-test {split['test']}"]
     return " ".join(args + [label_keys(entry)])
 
 
