@@ -3,7 +3,7 @@
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/world.smk"
+include: "workflow/rules/demo_data.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"

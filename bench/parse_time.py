@@ -35,7 +35,8 @@ def main(n: int = 5) -> None:
         baseline = timed([*SNAKEMAKE, "--list-rules"], Path(empty), n)
     full = timed([*SNAKEMAKE, "--list-rules", "--nolock"], ROOT, n)
     sys.path.insert(0, str(ROOT / "src"))
-    from ftbench.config import expand_grid, load_config, untouched_runs
+    from ftbench.config import load_config
+    from ftbench.grid import expand_grid, untouched_runs
 
     t0 = time.perf_counter()
     for _ in range(n):

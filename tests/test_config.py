@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, ftbench
-from ftbench.config import Run, expand_grid, load_config, parse_run_path, sizes_for, untouched_runs
+from ftbench.config import load_config
+from ftbench.grid import Run, expand_grid, parse_run_path, sizes_for, untouched_runs
 from ftbench.errors import FtbenchError
 from ftbench.strategies import mace_flags
 

@@ -92,7 +92,7 @@ def test_corrupt_or_foreign_model_is_named(tmp_path, content):
                   "--out", str(tmp_path / "e0.json")],
                  ["dimers", "--model", str(model), "--elements", "H", "--out", str(tmp_path / "d.csv")],
                  # the untouched rule: a corrupt foundation model is not recorded as an ok run
-                 ["finetune", "--untouched", str(model), "--out-dir", str(tmp_path / "run")]):
+                 ["untouched", "--model", str(model), "--out-dir", str(tmp_path / "run")]):
         proc = ftbench(*args)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert f"model file {model} is corrupt or not a MACE model" in proc.stderr, proc.stderr[-2000:]

@@ -12,7 +12,8 @@ import yaml
 from ase.io import read
 
 from conftest import MICRO, snakemake
-from ftbench.config import expand_grid, load_config, untouched_runs
+from ftbench.config import load_config
+from ftbench.grid import expand_grid, untouched_runs
 
 pytestmark = pytest.mark.pipeline
 
@@ -128,9 +129,9 @@ def test_e0s_used_equal_e0_json(micro_run, strategy):
 
 def test_estimated_e0s_differ_from_foundation_and_fit_the_data(micro_run, foundation):
     prov = json.loads((micro_run / "results" / "e0" / BENCH / MODEL / "estimated" / f"n{SIZE}.provenance.json").read_text())
-    from ftbench.inference import foundation_e0s
+    from ftbench.inference import model_e0s
 
-    fm = foundation_e0s(foundation)
+    fm = model_e0s(foundation)
     est = {int(z): e for z, e in prov["e0s"].items()}
     # GFN1 (corpus) vs GFN2 (benchmark) isolated-atom energies differ by eV per element
     assert max(abs(est[z] - fm[z]) for z in est) > 0.1

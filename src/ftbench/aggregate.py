@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ftbench.config import parse_run_path
+from ftbench.grid import parse_run_path
 from ftbench.mace_runner import optimiser_steps, training_curve
 from ftbench.metrics import KEY, ROBUSTNESS_METRICS, ROLE_COLUMNS, read_path
 
@@ -195,7 +195,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     errors, runs = collect(args.errors, args.runs_root, args.pt_eval)
     args.tables.mkdir(parents=True, exist_ok=True)
     errors.sort_values(KEY).to_csv(args.tables / "errors.csv", index=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftbench.errors import FtbenchError
 
 
 def load_calculator(model: str | Path, head: str | None = None, device: str = "cpu",
@@ -28,13 +27,16 @@ def add_model_arguments(parser) -> None:
 
 
 def calculator_for(args, elements, what: str):
-    """The calculator of `args`, refusing elements the model was not trained on."""
+    """The calculator of `args`, refusing elements (symbols) the model was not trained on."""
+    from ase.data import atomic_numbers
+
+    from ftbench.inference import check_elements
+
     calc = load_calculator(args.model, head=args.head, device=args.device, default_dtype=args.dtype)
     known = supported_elements(calc)
-    missing = sorted(set(elements) - known) if known is not None else []
-    if missing:
-        raise FtbenchError(f"{what} has elements {missing} that --model {args.model} does not know "
-                           f"(it has {sorted(known)})")
+    if known is not None:
+        check_elements((atomic_numbers[e] for e in known), (atomic_numbers[e] for e in elements), what,
+                       f"--model {args.model}", "use a model trained on these elements")
     return calc
 
 

@@ -39,14 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from ftbench.errors import FtbenchError
+from ftbench.geometry import ISOLATED
 
 FORMATS = ("extxyz", "spice-hdf5", "sn2-npz")
-ISOLATED = "IsolatedAtom"
-
-
-def is_isolated_atom(atoms) -> bool:
-    """An isolated-atom configuration: what mace reads as an E0 rather than a training sample."""
-    return len(atoms) == 1 and atoms.info.get("config_type") == ISOLATED
 # ASE puts these extxyz keys into a SinglePointCalculator instead of info/arrays.
 _CALC_KEYS = {"energy", "free_energy", "forces", "stress"}
 _SPICE_REQUIRED = ("atomic_numbers", "conformations", "dft_total_energy", "dft_total_gradient")

@@ -19,6 +19,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from scipy.spatial.transform import Rotation
 
 from ftbench.errors import FtbenchError
+from ftbench.geometry import element_pairs
 
 log = logging.getLogger("ftbench.demo")
 
@@ -126,7 +127,7 @@ def generate_structures(kind: str, n: int, seed: int, elements: list[str] | None
             out.append(_rotated(_rattled(m, rng, rng.uniform(0.02, 0.12), (0.85, 1.2)), rng))
         # without an element filter the pairs are those of the molecules the corpus holds
         zs = zs or sorted({int(z) for m in mols for z in _molecule(m).numbers})
-        pairs = [(a, b) for i, a in enumerate(zs) for b in zs[i:]]
+        pairs = element_pairs(zs)
         for i in range(n_dimer):
             z1, z2 = pairs[i % len(pairs)]
             out.append(_dimer(z1, z2, rng.uniform(0.55, 3.5)))
@@ -222,7 +223,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ftbench.provenance import Provenance
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     prov = Provenance(inputs=[])
     elements = args.elements.split(",") if args.elements else None
     data = make_dataset(args.generator, args.n, args.seed, args.method, args.charge, elements)

@@ -21,7 +21,9 @@ from ase import Atoms
 
 from ftbench.calculators import add_model_arguments
 from ftbench.errors import FtbenchError
-from ftbench.geometry import pair_name
+from ftbench.geometry import element_pairs, pair_name
+from ftbench.provenance import write_json
+from ftbench.rdf import write_curves
 
 
 def parse_elements(text: str) -> list[str]:
@@ -32,12 +34,6 @@ def parse_elements(text: str) -> list[str]:
     if not elements or bad:
         raise FtbenchError(f"--elements {text!r}: write element symbols separated by commas, e.g. H,F,Cl (bad: {bad})")
     return list(dict.fromkeys(elements))
-
-
-def element_pairs(elements: list[str]) -> list[tuple[str, str]]:
-    """All unordered pairs including self pairs, each in alphabetical order, sorted."""
-    unique = sorted(set(elements))
-    return [(a, b) for i, a in enumerate(unique) for b in unique[i:]]
 
 
 def dimer_curve(calc, a: str, b: str, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,10 +171,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     labels = sorted(curves)
-    np.savetxt(out, np.column_stack([r] + [curves[k] for k in labels]), delimiter=",",
-               header=",".join(["r"] + labels), comments="", fmt="%.10g")
+    write_curves(out, r, curves)
     options = {k: v for k, v in vars(args).items() if k != "command"}
-    out.with_suffix(".json").write_text(json.dumps({"options": options, "pairs": metrics}, indent=2, default=str) + "\n")
+    write_json(out.with_suffix(".json"), {"options": options, "pairs": metrics})
     for name in labels:
         m = metrics[name]
         print(f"{name}\twall_failures={m['wall_failures']}\tholes={m['holes']}\tr_min={m['r_min']}\te_min={m['e_min']}"

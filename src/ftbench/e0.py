@@ -56,9 +56,9 @@ def compute_e0s(mode: str, train, zs: list[int], model=None, isolated=None, isol
         return {int(z): float(e) for z, e in data.compute_average_E0s(_configs(train), z_table).items()}
     if model is None:
         raise FtbenchError(f"e0 mode {mode!r} needs a foundation model (--model)")
-    from ftbench.inference import foundation_e0s
+    from ftbench.inference import model_e0s
 
-    fm_e0s = foundation_e0s(model)
+    fm_e0s = model_e0s(model)
     if mode == "foundation":
         return {z: fm_e0s[z] for z in zs}
     estimated = data.estimate_e0s_from_foundation(
@@ -70,9 +70,9 @@ def compute_e0s(mode: str, train, zs: list[int], model=None, isolated=None, isol
 def mismatch_rmse(model, train, e0s: dict[int, float], device: str = "cpu") -> float:
     """Energy RMSE per atom (eV) of the foundation model with these E0s on the training set:
     what a fine-tune sees at its first epoch, before any training."""
-    from ftbench.inference import foundation_e0s, predict
+    from ftbench.inference import model_e0s, predict
 
-    fm = foundation_e0s(model)
+    fm = model_e0s(model)
     preds = predict(model, train, device=device)
     err = []
     for atoms, p in zip(train, preds):
@@ -123,16 +123,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     prov = Provenance([args.data, args.model, args.isolated], device=args.device)
     train = read(args.data, ":")
     zs = sorted({int(z) for a in train for z in a.numbers})
     model = None
     if args.model is not None:
-        from ftbench.inference import check_elements, foundation_for
+        from ftbench.inference import check_elements, elements_of, foundation_for
 
         model = foundation_for(args.model, args.head, args.device, args.model_name)
-        check_elements(model, train, f"training set {args.data}", args.model_name or str(args.model))
+        check_elements(elements_of(model), zs, f"training set {args.data}",
+                       f"foundation model {args.model_name or str(args.model)!r}",
+                       "choose a foundation model that covers these elements or remove the benchmark from `benchmarks`")
     isolated = read(args.isolated, ":") if args.isolated and args.isolated.stat().st_size else []
     e0s = compute_e0s(args.mode, train, zs, model, isolated, str(args.isolated), args.device)
     result = {"mode": args.mode, "e0s": {str(z): e for z, e in e0s.items()},

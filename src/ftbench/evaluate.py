@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from ase.io import read
 
-from ftbench.convert import is_isolated_atom
 from ftbench.errors import FtbenchError
+from ftbench.geometry import is_isolated_atom
+from ftbench.inference import check_head, heads_of, load_model, predict, resolve_device
 from ftbench.provenance import Provenance
 
 log = logging.getLogger("ftbench.evaluate")
@@ -62,10 +63,8 @@ def parse_datasets(items: list[str]) -> dict[str, Path]:
     return out
 
 
-def evaluate(model_path: Path, datasets: dict[str, Path], heads: list[str] | None, batch_size: int,
+def model_errors(model_path: Path, datasets: dict[str, Path], heads: list[str] | None, batch_size: int,
              device: str) -> list[dict]:
-    from ftbench.inference import check_head, heads_of, load_model, predict
-
     model = load_model(model_path, device)
     heads = [check_head(model, h, f"model {model_path}") for h in heads] if heads else heads_of(model)
     rows = []
@@ -94,7 +93,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     datasets = parse_datasets(args.data)
     for path in datasets.values():
         if not path.is_file():
@@ -104,10 +102,8 @@ def run(args: argparse.Namespace) -> int:
         from ftbench.finetune import read_run
 
         model_path, status, reason = read_run(args.run)
-    from ftbench.mace_runner import resolve_device
-
     args.device = resolve_device(args.device)
     prov = Provenance([model_path, *datasets.values()], device=args.device)
-    rows = evaluate(model_path, datasets, args.head, args.batch_size, args.device) if status == "ok" else []
+    rows = model_errors(model_path, datasets, args.head, args.batch_size, args.device) if status == "ok" else []
     prov.write(args.out, extra={"status": status, "reason": reason, "rows": rows})
     return 0

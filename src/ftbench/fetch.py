@@ -48,6 +48,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from ftbench.errors import FtbenchError
+from ftbench.provenance import sha256, write_json
 
 log = logging.getLogger("ftbench.fetch")
 
@@ -164,14 +165,6 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 
 def cache_path(data_dir: str | Path | None, name: str, path: str) -> Path:
     return resolve_data_dir(data_dir) / name / path
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- lock file
@@ -353,7 +346,7 @@ def fetch_file(sources: dict, name: str, logical: str, *, data_dir: str | Path |
     origin = "the sources config" if pinned else f"lock file {lock_path}"
 
     if dest.exists():
-        got = sha256_file(dest)
+        got = sha256(dest)
         if expected is None:
             _remember(lock_path, key, got, dest)
             return dest
@@ -398,7 +391,7 @@ def fetch_file(sources: dict, name: str, logical: str, *, data_dir: str | Path |
             f"line of the lock file); otherwise retry later or pre-stage a verified copy. "
             f"{_prestage_hint(dest)}") from None
     if expected is None:
-        _remember(lock_path, key, downloader.got_sha256 or sha256_file(dest), dest)
+        _remember(lock_path, key, downloader.got_sha256 or sha256(dest), dest)
     return dest
 
 
@@ -408,7 +401,7 @@ def _copy_local(origin_file: Path, dest: Path, expected: str | None, origin: str
     if not origin_file.is_file():
         raise FtbenchError(f"{key}: {origin_file} does not exist; it ships with ftbench (git checkout "
                            "incomplete?) or is rebuilt with `snakemake --configfile config/demo_build.yaml`")
-    got = sha256_file(origin_file)
+    got = sha256(origin_file)
     if expected is not None and got != expected:
         raise FtbenchError(f"{origin_file} has sha256 {got}, not {expected} as pinned in {origin}; "
                            "a rebuilt demo world needs its new sha256 in the config (demo_ship prints them)")
@@ -547,7 +540,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sources = load_sources(args.sources)
     if args.list:
         if args.list not in sources:
@@ -581,12 +573,10 @@ def record_source(out: str | Path, fetched: str | Path, sources: dict, name: str
                   lock: str | Path | None) -> None:
     """`<out>.source.json`: the sha256 and lock-file key of a placed file, so ftbench.inference can
     tell a model that was corrupted after its download from a good one."""
-    import json
-
     path = sources[name]["files"][logical]["path"]
-    record = {"sha256": sha256_file(fetched), "lock_key": f"{name}/{path}",
+    record = {"sha256": sha256(fetched), "lock_key": f"{name}/{path}",
               "lock": str(lock) if lock else None}
-    Path(str(out) + ".source.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(str(out) + ".source.json", record)
 
 
 def place(src: str | Path, out: str | Path) -> Path:
@@ -604,5 +594,5 @@ def place(src: str | Path, out: str | Path) -> Path:
 
 
 __all__ = ["load_sources", "validate_sources", "file_url", "cache_path", "resolve_data_dir",
-           "sha256_file", "read_lock", "record_lock", "fetch_file", "fetch_source", "select_files",
+           "read_lock", "record_lock", "fetch_file", "fetch_source", "select_files",
            "list_hf_files", "place", "add_arguments", "run"]

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ftbench.aggregate import REFERENCE
-from ftbench.config import NO_MODEL, UNTOUCHED, add_config_arguments, report_dir
+from ftbench.config import add_config_arguments, report_dir
+from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.errors import FtbenchError
 from ftbench.md import kaplan_meier
 from ftbench.metrics import KEY, at_largest_size, read_tables, roles_by_strategy, run_metrics, target_rmse
@@ -311,7 +312,7 @@ def md_survival(t: dict, out: Path):
     return _save(fig, out)
 
 
-def emd_bars(t: dict, out: Path):
+def emd(t: dict, out: Path):
     return _bars(t, out, "emd_mean", "RDF EMD, mean over pairs (Å)", "RDF earth mover's distance (lower is better)")
 
 
@@ -429,7 +430,7 @@ FIGURES = {
     "md_stability": md_stability,
     "md_survival": md_survival,
     "rdf_overlays": rdf_overlays,
-    "emd": emd_bars,
+    "emd": emd,
     "rss_collapse": rss_collapse,
 }
 
@@ -464,7 +465,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.tables is None or args.out is None:
         if not (args.configfile or args.config):
             raise FtbenchError("name the folders: --tables results/tables --out results/figures, or give "

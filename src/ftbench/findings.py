@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ftbench.config import NO_MODEL, UNTOUCHED
+from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.metrics import cost
 
 DEFAULTS = {
@@ -342,7 +342,7 @@ def replay_lora_worse(m: pd.DataFrame, cfg: dict) -> dict:
                    verdict(cells, "needs replay+LoRA, replay and LoRA runs", cfg), ev, cfg)
 
 
-def md_stability(m: pd.DataFrame, cfg: dict) -> dict:
+def md_stability_order(m: pd.DataFrame, cfg: dict) -> dict:
     """naive < LoRA/frozen < replay in MD time survived; average-E0 less stable than estimated."""
     cells, ev, saturated = [], [], []
     trained = _trained(m)
@@ -410,7 +410,7 @@ def replay_cost(m: pd.DataFrame, cfg: dict, replay_steps: pd.DataFrame | None = 
                    f"excluded), same benchmark/size/seed; study range {lo:g}-{hi:g}x (findings.cost_range)")
 
 
-CHECKS = [foundation_quality, beats_scratch, replay_keeps_pretraining, replay_lora_worse, md_stability]
+CHECKS = [foundation_quality, beats_scratch, replay_keeps_pretraining, replay_lora_worse, md_stability_order]
 
 
 def findings(metrics: pd.DataFrame, settings: dict | None = None,

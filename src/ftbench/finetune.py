@@ -16,10 +16,11 @@ import traceback
 from pathlib import Path
 
 from ftbench.errors import FtbenchError
-from ftbench.mace_runner import (diverged, failure_status, resolve_device, run_mace_train, set_threads,
+from ftbench.inference import model_e0s, read_model, resolve_device
+from ftbench.mace_runner import (diverged, failure_status, run_mace_train, set_threads,
                                  trainable_parameters, training_curve)
-from ftbench.provenance import Provenance, write_json
-from ftbench.strategies import UNTOUCHED_ROLES, to_argv
+from ftbench.provenance import Provenance, sha256, write_json
+from ftbench.strategies import to_argv
 
 log = logging.getLogger("ftbench.finetune")
 MODEL_NAME = "model"
@@ -30,8 +31,6 @@ NOT_FINGERPRINTED = ("--device=", "--enable_cueq=")
 
 def fingerprint(argv: list[str], inputs: list[Path | None]) -> str:
     """What a checkpoint belongs to: mace's argv and the sha256 of every input file."""
-    from ftbench.provenance import sha256
-
     h = hashlib.sha256()
     for a in argv:
         if not a.startswith(NOT_FINGERPRINTED):
@@ -125,19 +124,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-force-rmse", type=float, default=50.0, help="eV/A; above it a run is diverged")
     p.add_argument("--e0-info", type=Path, default=None, help="e0 provenance (mismatch warnings)")
-    p.add_argument("--untouched", type=Path, default=None, metavar="MODEL",
-                   help="record an untouched foundation model as a run (no training)")
-    p.add_argument("--require-ok", action="store_true",
-                   help="exit non-zero unless the run finished ok (pretraining: nothing can follow it)")
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.untouched is not None:
-        return record_untouched(args.untouched, args.out_dir, args.head)
     missing = [f"--{k}" for k in ("flags", "train", "valid", "e0") if getattr(args, k) is None]
     if missing:
-        raise FtbenchError(f"ftbench finetune needs {', '.join(missing)}")
+        raise FtbenchError(f"ftbench {getattr(args, 'command', 'finetune')} needs {', '.join(missing)}")
+    # pretraining: nothing can follow a failed run, so it is an error rather than a result
+    require_ok = getattr(args, "command", None) == "pretrain"
     for path in (args.train, args.valid, args.e0, args.foundation, args.pt_train):
         if path is not None and not path.is_file():
             raise FtbenchError(f"input file {path} does not exist")
@@ -215,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     rec["gpu_hours"] = rec["wall_time_s"] / 3600 if device.startswith("cuda") else 0.0
     write_json(out_dir / "run.json", rec)
     log.info("run %s: %s%s (%.1f s)", out_dir, status, f" ({reason})" if reason else "", rec["wall_time_s"])
-    if args.require_ok and status != "ok":
+    if require_ok and status != "ok":
         raise FtbenchError(f"training in {out_dir} {status}: {reason}; see {out_dir / 'logs'}")
     return 0
 
@@ -231,8 +225,6 @@ def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
     """
     import torch
 
-    from ftbench.inference import read_model
-
     model = read_model(foundation)
     e0s = {int(z): e for z, e in json.loads(e0_json.read_text()).items()}
     zs = [int(z) for z in model.atomic_numbers]
@@ -247,15 +239,11 @@ def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
 
 def _load(model_path: Path):
     # not inference.load_model: that clears requires_grad, which parameter_counts reads
-    from ftbench.inference import read_model
-
     return read_model(model_path)
 
 
 def e0s_in_model(model) -> dict[int, float]:
     """E0s of the target head of a saved model: what the run really used."""
-    from ftbench.inference import model_e0s
-
     return model_e0s(model, "Default")
 
 
@@ -278,19 +266,3 @@ def read_run(path: Path) -> tuple[Path | None, str, str | None]:
     """(model, status, reason) of a run.json; model is None unless the run finished ok."""
     info = json.loads(Path(path).read_text())
     return (Path(info["model"]) if info.get("model") else None), info["status"], info.get("reason")
-
-
-def record_untouched(model: Path, out_dir: Path, head: str | None = None) -> int:
-    """A run.json for a foundation model as downloaded or pretrained (for a multihead model, the
-    single-head artefact of `head`): evaluated like any run."""
-    if not model.is_file():
-        raise FtbenchError(f"foundation model {model} does not exist")
-    from ftbench.inference import read_model
-
-    read_model(model)  # a corrupt file fails here, not in every evaluation after it
-    prov = Provenance([model])
-    write_json(out_dir / "run.json", prov.record([model], extra={
-        "status": "ok", "reason": None, "model": str(model), "epochs": 0, "gpu_hours": 0.0,
-        "trainable_parameters": {}, "warnings": [], "flags": {}, "roles": UNTOUCHED_ROLES,
-        "foundation_head": head}))
-    return 0

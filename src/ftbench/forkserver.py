@@ -208,7 +208,7 @@ class Server:
         t0, c0 = time.perf_counter(), time.process_time()
         from ftbench import cli
 
-        names = list(PRELOAD) + [f"ftbench.{mod}" for mod, _ in cli._available().values()]
+        names = list(PRELOAD) + [f"ftbench.{mod}" for mod, _ in cli.SUBCOMMANDS.values()]
         for name in names:
             try:
                 importlib.import_module(name)

@@ -10,6 +10,15 @@ from ftbench.errors import FtbenchError
 MODEL_SOURCE_SUFFIX = ".source.json"  # beside a fetched model: its sha256 and lock-file key
 
 
+def resolve_device(device: str) -> str:
+    """`auto`: cuda when a GPU is visible to this process, else cpu; any other name as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def read_model(path: str | Path, device: str = "cpu"):
     """The one way ftbench opens a saved MACE model: a missing, corrupt or foreign file, or a fetched
     model whose bytes no longer match its pinned sha256, is an error naming the file."""
@@ -99,18 +108,17 @@ def elements_of(model) -> list[int]:
     return [int(z) for z in model.atomic_numbers]
 
 
-def check_elements(model, atoms_list, what: str, model_name: str) -> None:
-    """Error before any training when data holds elements the foundation model has no embedding for."""
+def check_elements(known, present, what: str, model: str, fix: str) -> None:
+    """The one element check: an error before any work when `present` (atomic numbers) holds an
+    element the model (`known` atomic numbers) has no embedding for."""
     from ase.data import chemical_symbols
 
-    known = set(elements_of(model))
-    present = {int(z) for a in atoms_list for z in a.numbers}
-    missing = sorted(present - known)
+    known = {int(z) for z in known}
+    missing = sorted({int(z) for z in present} - known)
     if missing:
         raise FtbenchError(
-            f"{what} contains {', '.join(chemical_symbols[z] for z in missing)}, which foundation model "
-            f"{model_name!r} does not know (it covers {', '.join(chemical_symbols[z] for z in sorted(known))}); "
-            "choose a foundation model that covers these elements or remove the benchmark from `benchmarks`")
+            f"{what} contains {', '.join(chemical_symbols[z] for z in missing)}, which {model} does not "
+            f"know (it covers {', '.join(chemical_symbols[z] for z in sorted(known))}); {fix}")
 
 
 def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, device: str = "cpu") -> list[dict]:
@@ -152,10 +160,6 @@ def model_e0s(model, head: str | None = None) -> dict[int, float]:
     rows = model.atomic_energies_fn.atomic_energies.detach().cpu().numpy().reshape(-1, len(zs))
     row = rows[heads_of(model).index(head)] if head is not None else rows[0]
     return {z: float(e) for z, e in zip(zs, row)}
-
-
-def foundation_e0s(model) -> dict[int, float]:
-    return model_e0s(model)
 
 
 def foundation_for(path: str | Path, head: str | None, device: str = "cpu", what: str | None = None):

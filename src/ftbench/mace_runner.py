@@ -13,14 +13,6 @@ log = logging.getLogger("ftbench.mace")
 _NON_FINITE = re.compile(r"\b(nan|inf|infinity|infinite|non-finite)\b", re.IGNORECASE)
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def set_threads(threads: int) -> None:
     import torch
 

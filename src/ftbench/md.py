@@ -23,6 +23,7 @@ from ase import Atoms, units
 from ftbench.calculators import add_model_arguments
 from ftbench.errors import FtbenchError
 from ftbench.geometry import min_distance_below
+from ftbench.provenance import finite_or_none, write_json
 
 REASONS = ("stable", "close_contact", "nonfinite_force", "huge_force", "temperature", "calculator_error")
 
@@ -283,7 +284,7 @@ def run_replicas(atoms: Atoms, calc, *, replicas: int = 3, seed: int = 0, out_di
             "time_to_failure_ps": None if reason == "stable" else round(r.step * dt_ps, 12),
             "temperature_target_K": ramp_temperature(r.step, steps, t_start, t_end),
             "reason": reason, "detail": detail,
-            "final_temperature_K": _finite(r.atoms.get_temperature()),
+            "final_temperature_K": finite_or_none(r.atoms.get_temperature()),
             "frames_saved": r.frames, "trajectory": r.trajectory,
         })
     speed = {"evaluations": evaluations, "elapsed_s": elapsed,
@@ -297,11 +298,6 @@ def run_replica(atoms: Atoms, calc, *, seed: int = 0, trajectory: str | Path | N
     result = run_replicas(atoms, calc, replicas=1, seed=seed,
                           trajectories=None if trajectory is None else [trajectory], **kwargs)
     return {**result["replicas"][0], "steps_per_s": result["summary"]["steps_per_s"]}
-
-
-def _finite(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def summarise(replicas: list[dict], speed: dict | None = None) -> dict:
@@ -385,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
         r["trajectory"] = Path(r["trajectory"]).name
     options = {k: v for k, v in vars(args).items() if k not in ("command",)}
     document = {"options": options, "n_atoms": len(atoms), "criteria": asdict(criteria), **result}
-    (out / "result.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    write_json(out / "result.json", document)
     s = result["summary"]
     print(f"survival {s['survival_fraction']:.2f} over {s['n_replicas']} replicas; reasons {s['reasons']}")
     return 0

@@ -62,7 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ase.io import read, write
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     source = args.from_file or args.structures
     if source is None:
         raise FtbenchError("ftbench md-start needs --structures or --from-file")

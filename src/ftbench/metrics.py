@@ -15,7 +15,7 @@ import pandas as pd
 
 from ftbench.errors import FtbenchError
 
-from ftbench.config import NO_MODEL, UNTOUCHED
+from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.style import STUDY_ROLES
 
 KEY = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]

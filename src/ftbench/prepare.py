@@ -14,8 +14,9 @@ import numpy as np
 from ase.io import read, write
 
 from ftbench.config import SPLIT_DEFAULTS
-from ftbench.convert import check_labels, is_isolated_atom, normalise_atoms
+from ftbench.convert import check_labels, normalise_atoms
 from ftbench.errors import FtbenchError
+from ftbench.geometry import is_isolated_atom
 from ftbench.provenance import Provenance
 
 log = logging.getLogger("ftbench.prepare")
@@ -85,7 +86,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     prov = Provenance([args.data, args.valid_data, args.test_data])
     sets = {}
     for name, path in (("all", args.data), ("valid", args.valid_data), ("test", args.test_data)):

@@ -25,8 +25,9 @@ import numpy as np
 from ase.data import atomic_numbers
 from ase.io import read, write
 
-from ftbench.convert import ISOLATED, _label, normalise_atoms
+from ftbench.convert import _label, normalise_atoms
 from ftbench.errors import FtbenchError
+from ftbench.geometry import ISOLATED
 from ftbench.provenance import Provenance
 
 log = logging.getLogger("ftbench.replay")
@@ -256,7 +257,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ftbench.inference import foundation_for, heads_of
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.pool.is_file():
         raise FtbenchError(f"replay pool {args.pool} does not exist")
     prov = Provenance([args.pool, args.model, *args.benchmark_data], device=args.device)

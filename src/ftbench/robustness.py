@@ -24,7 +24,7 @@ from ftbench.config import check_robustness
 from ftbench.errors import FtbenchError
 from ftbench.finetune import read_run
 from ftbench.geometry import minimum_image_radius
-from ftbench.mace_runner import resolve_device
+from ftbench.inference import resolve_device
 from ftbench.provenance import Provenance, write_json
 
 log = logging.getLogger("ftbench.robustness")
@@ -61,8 +61,8 @@ def reference_density(structure, settings: dict) -> tuple[float, str]:
     return 1.0, "1 g/cm^3 (molecular benchmark without robustness.rss.reference_density)"
 
 
-def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: Path,
-             reference_rdf: Path | None, device: str = "cpu") -> tuple[str, str | None, dict]:
+def robustness_of(model: Path, head: str | None, structure, settings: dict, out_dir: Path,
+                  reference_rdf: Path | None, device: str = "cpu") -> tuple[str, str | None, dict]:
     """(status, reason, results) of every robustness probe of one model from the common start."""
     # head None: mace picks the single head, or the fine-tuned 'Default' head of a multihead model
     calc = load_calculator(model, head=head, device=device)
@@ -112,7 +112,7 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
         if structure.pbc.all():
             r_max = min(r_max, min(minimum_image_radius(f) for f in frames))
         table = rdf.partial_rdf(frames, r_max=r_max, bin_width=ref_meta["bin_width"])
-        rdf.write_csv(table, out_dir / "rdf.csv")
+        rdf.write_curves(out_dir / "rdf.csv", table.r, table.g)
         write_json(rdf.metadata_path(out_dir / "rdf.csv"),
                    {"kind": table.kind, "n_frames": table.n_frames, "r_max": table.r_max,
                     "bin_width": table.bin_width, "pairs": sorted(table.g)})
@@ -139,10 +139,7 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
     r = np.linspace(s["r_min"], s["r_max"], s["n_points"])
     elements = s.get("elements") or sorted(set(structure.get_chemical_symbols()))
     curves, metrics = dimers.dimer_curves(calc, elements, r, core_fraction=s["core_fraction"])
-    with open(out_dir / "dimers.csv", "w") as f:
-        f.write(",".join(["r", *curves]) + "\n")
-        for i, ri in enumerate(r):
-            f.write(",".join([f"{ri:.6f}", *(f"{curves[p][i]:.8g}" for p in curves)]) + "\n")
+    rdf.write_curves(out_dir / "dimers.csv", r, curves, fmt="%.8g", r_fmt="%.6f")
     result["dimers"] = metrics
     return "ok", None, result
 
@@ -162,7 +159,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = json.loads(args.settings)
     model, status, reason = args.model, "ok", None
     if args.run is not None:
@@ -176,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     result = {}
     if status == "ok":
-        status, reason, result = evaluate(model, args.head, structures[args.index], settings, args.out_dir,
+        status, reason, result = robustness_of(model, args.head, structures[args.index], settings, args.out_dir,
                                           args.reference_rdf, args.device)
         if status != "ok":
             log.error("robustness of %s: %s", model, reason)

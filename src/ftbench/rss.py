@@ -22,6 +22,7 @@ from ase import Atoms
 from ftbench.calculators import add_model_arguments
 from ftbench.errors import FtbenchError
 from ftbench.geometry import min_pair_distance
+from ftbench.provenance import finite_or_none, write_json
 
 # g/cm^3 per amu/A^3
 _AMU_PER_A3_IN_G_PER_CM3 = 1.66053906660
@@ -159,11 +160,6 @@ def relax(atoms: Atoms, calc, fmax: float = 0.05, max_steps: int = 200) -> tuple
     return atoms, record
 
 
-def _finite_or_none(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def run_rss(
     calc,
     composition: dict[str, int] | str,
@@ -215,14 +211,14 @@ def run_rss(
             density_initial=float(densities[k]),
             density_final=(float(atomic_masses[final.numbers].sum()) * _AMU_PER_A3_IN_G_PER_CM3 / volume)
             if volume else None,
-            close_contact_inserted=_finite_or_none(contact) if contact is not None else None,
-            min_distance_initial=_finite_or_none(d0),
-            min_distance=_finite_or_none(d1),
-            min_covalent_ratio=_finite_or_none(ratio),
+            close_contact_inserted=finite_or_none(contact) if contact is not None else None,
+            min_distance_initial=finite_or_none(d0),
+            min_distance=finite_or_none(d1),
+            min_covalent_ratio=finite_or_none(ratio),
             closest_pair=pair,
             collapsed=bool(collapsed),
-            energy=_finite_or_none(energy) if energy is not None else None,
-            energy_per_atom=_finite_or_none(energy / len(final)) if energy is not None else None,
+            energy=finite_or_none(energy) if energy is not None else None,
+            energy_per_atom=finite_or_none(energy / len(final)) if energy is not None else None,
         )
         records.append(record)
         frame = _results_snapshot(final)
@@ -290,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write(out / "relaxed.xyz", relaxed, format="extxyz")
     options = {k: v for k, v in vars(args).items() if k != "command"}
-    (out / "result.json").write_text(json.dumps({"options": options, **result}, indent=2, default=str) + "\n")
+    write_json(out / "result.json", {"options": options, **result})
     s = result["summary"]
     print(f"collapse fraction {s['collapse_fraction']:.2f} ({s['n_collapsed']}/{s['n_structures']})")
     return 0

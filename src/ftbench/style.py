@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ftbench.config import UNTOUCHED
+from ftbench.grid import UNTOUCHED
 
 # Okabe-Ito palette (colour-blind safe), fixed per study strategy so figures agree with each other.
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ftbench.config import NO_MODEL, UNTOUCHED, add_config_arguments, config_from_args, report_dir
+from ftbench.config import add_config_arguments, config_from_args, report_dir
+from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.errors import FtbenchError
 from ftbench.findings import findings
 from ftbench.metrics import METRICS, at_largest_size, cost, read_replay_steps, read_tables, roles_by_strategy, \
@@ -156,7 +157,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.tables is None:
         if not (args.configfile or args.config):
             raise FtbenchError("name the folder: --tables results/tables, or give --configfile/--config "
