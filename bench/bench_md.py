@@ -20,9 +20,8 @@ from ase import units
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from robustness_support import build_tiny_mace, water_box  # noqa: E402
-
 from ftbench.provenance import write_json  # noqa: E402
+from robustness_support import build_tiny_mace, water_box  # noqa: E402
 
 
 class CountingCalls:

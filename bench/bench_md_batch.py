@@ -21,9 +21,8 @@ from ase import Atoms
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from robustness_support import build_tiny_mace, water_box  # noqa: E402
-
 from ftbench.provenance import write_json  # noqa: E402
+from robustness_support import build_tiny_mace, water_box  # noqa: E402
 
 
 def sn2_like() -> Atoms:

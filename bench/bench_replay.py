@@ -83,9 +83,10 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_replay"))
     p.add_argument("--keep", action="store_true", help="keep the pool files")
     args = p.parse_args()
-    import model_fixtures as mf
     from ase import Atoms
     from ase.io import write
+
+    import model_fixtures as mf
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     model = mf.save(mf.build_model([1, 6, 8, 17, 26], channels=8, max_L=0, correlation=2, num_interactions=1,
@@ -104,7 +105,7 @@ def main() -> None:
         print(f"  replay: {wall:.1f} s, peak RSS {rss:.0f} MB", flush=True)
         if not args.keep:
             pool.unlink()
-    print(f"\n| pool configurations | pool file (MB) | peak RSS (MB) | time (s) | configurations/s |")
+    print("\n| pool configurations | pool file (MB) | peak RSS (MB) | time (s) | configurations/s |")
     print("|---:|---:|---:|---:|---:|")
     for n, size_mb, rss, wall, rate in rows:
         print(f"| {n} | {size_mb:.0f} | {rss:.0f} | {wall:.1f} | {rate:.0f} |")

@@ -23,10 +23,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from robustness_support import build_tiny_mace, water_box  # noqa: E402
-
 from ftbench.config import load_config, robustness_settings  # noqa: E402
 from ftbench.provenance import write_json  # noqa: E402
+from robustness_support import build_tiny_mace, water_box  # noqa: E402
 
 
 def per_step_times(calc, atoms, replicas: int, prod_replicas: int, repeats: int = 20) -> dict:

@@ -150,8 +150,8 @@ def closed_port() -> int:
 
 def make_sn2_extxyz(path, n_configs: int = 3, seed: int = 0) -> dict:
     """Like sn2/data/train.xyz: mp2_energy / mp2_forces plus isolated atoms. Returns the labels."""
-    from ase import Atoms
     import ase.io
+    from ase import Atoms
 
     rng = np.random.default_rng(seed)
     images, energies, forces = [], [], []

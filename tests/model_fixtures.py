@@ -41,8 +41,8 @@ def build_model(zs: list[int], *, heads: list[str] | None = None, channels: int 
                 avg_num_neighbors: float = 20.0, seed: int = 0):
     """A random-weight ScaleShiftMACE (float64). `e0s`: {head: {Z: E0}}; default seeded per head."""
     import torch
-    from mace import modules  # before e3nn: mace makes e3nn's constants loadable under torch 2.6+
     from e3nn import o3
+    from mace import modules  # before e3nn: mace makes e3nn's constants loadable under torch 2.6+
     from mace.tools import torch_tools
 
     torch_tools.set_default_dtype("float64")
@@ -51,7 +51,7 @@ def build_model(zs: list[int], *, heads: list[str] | None = None, channels: int 
     if e0s is None:
         rng = np.random.default_rng(seed)
         e0s = {h: {z: float(-rng.uniform(0.1, 10.0)) for z in zs} for h in heads}
-    irreps = " + ".join(f"{channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(max_L + 1))
+    irreps = " + ".join(f"{channels}x{ell}{'e' if ell % 2 == 0 else 'o'}" for ell in range(max_L + 1))
     block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
     model = modules.ScaleShiftMACE(
         r_max=r_max, num_bessel=8, num_polynomial_cutoff=5, max_ell=max_ell,

@@ -7,8 +7,8 @@ import yaml
 
 from conftest import ROOT, ftbench
 from ftbench.config import load_config
-from ftbench.grid import Run, expand_grid, parse_run_path, sizes_for, untouched_runs
 from ftbench.errors import FtbenchError
+from ftbench.grid import Run, expand_grid, parse_run_path, sizes_for, untouched_runs
 from ftbench.strategies import mace_flags
 
 PAPER = ROOT / "config" / "paper.yaml"

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.io import read
 
 from ftbench import demo_world, fetch
 from ftbench.errors import FtbenchError

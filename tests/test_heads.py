@@ -4,7 +4,6 @@ last: every step must use that head, and an unknown head must be an error that l
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

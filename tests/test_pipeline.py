@@ -149,7 +149,9 @@ def test_pseudolabels_are_foundation_predictions(micro_run, foundation):
     assert np.abs(np.array([a.info["REF_energy"] for a in original]) - [p["energy"] for p in preds]).max() > 1e-3
     # the held-out slice is disjoint from the replay set
     held = read(replay_dir / "pt_eval.xyz", ":")
-    key = lambda a: a.positions.round(6).tobytes()
+    def key(a):
+        return a.positions.round(6).tobytes()
+
     assert not {key(a) for a in held} & {key(a) for a in original}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-
 def load_calculator(model: str | Path, head: str | None = None, device: str = "cpu",
                     default_dtype: str = "float64"):
     """A MACECalculator for a saved mace model file, with `head` selected for multihead models."""

@@ -12,7 +12,6 @@ counted apart, as holes. An attractive-only or flat curve therefore fails everyw
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 

@@ -16,8 +16,8 @@ import pandas as pd
 
 from ftbench.aggregate import REFERENCE
 from ftbench.config import add_config_arguments, report_dir
-from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.errors import FtbenchError
+from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.md import kaplan_meier
 from ftbench.metrics import KEY, at_largest_size, read_tables, roles_by_strategy, run_metrics, target_rmse
 from ftbench.schematic import draw_schematic

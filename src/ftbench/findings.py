@@ -269,7 +269,7 @@ def replay_keeps_pretraining(m: pd.DataFrame, cfg: dict) -> dict:
     kept = cfg["kept_ratio"]
     untouched = m[m.strategy == UNTOUCHED]
     cells, ev, used = [], [], set()
-    for bench, model, n, b in _cells(m):
+    for bench, model, _n, b in _cells(m):
         b = b[b.role_foundation.astype(bool)]
         col, why = forgetting_metric(b)
         base = untouched[(untouched.benchmark == bench) & (untouched.model == model)][col].mean()
@@ -317,7 +317,7 @@ def replay_keeps_pretraining(m: pd.DataFrame, cfg: dict) -> dict:
 
 def replay_lora_worse(m: pd.DataFrame, cfg: dict) -> dict:
     cells, ev = [], []
-    for bench, model, n, b in _cells(m):
+    for bench, model, _n, b in _cells(m):
         b = b[b.role_foundation.astype(bool)]
         st = _stats(b, "target_force_rmse")
         roles = b.groupby("strategy").first()
@@ -346,7 +346,7 @@ def md_stability_order(m: pd.DataFrame, cfg: dict) -> dict:
     """naive < LoRA/frozen < replay in MD time survived; average-E0 less stable than estimated."""
     cells, ev, saturated = [], [], []
     trained = _trained(m)
-    for bench, model, n, b in _cells(m):
+    for bench, model, _n, b in _cells(m):
         b = b[b.role_foundation.astype(bool) & b.md_time_ps.notna()]
         if b.empty:
             continue

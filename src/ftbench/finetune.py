@@ -17,8 +17,14 @@ from pathlib import Path
 
 from ftbench.errors import FtbenchError
 from ftbench.inference import model_e0s, read_model, resolve_device
-from ftbench.mace_runner import (diverged, failure_status, run_mace_train, set_threads,
-                                 trainable_parameters, training_curve)
+from ftbench.mace_runner import (
+    diverged,
+    failure_status,
+    run_mace_train,
+    set_threads,
+    trainable_parameters,
+    training_curve,
+)
 from ftbench.provenance import Provenance, sha256, write_json
 from ftbench.strategies import to_argv
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ftbench.errors import FtbenchError
 
-
 MODEL_SOURCE_SUFFIX = ".source.json"  # beside a fetched model: its sha256 and lock-file key
 
 

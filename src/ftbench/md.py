@@ -11,7 +11,6 @@ neighbour list per checked step.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import asdict, dataclass

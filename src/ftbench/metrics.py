@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from ftbench.errors import FtbenchError
-
 from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.style import STUDY_ROLES
 

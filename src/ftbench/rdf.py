@@ -10,10 +10,9 @@ a-b pairs, so its integral up to r_max is the fraction of pairs closer than r_ma
 from __future__ import annotations
 
 import argparse
-import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from ase import Atoms

@@ -50,7 +50,7 @@ def _species_column(properties: str) -> tuple[int, bool]:
     """Column of the species (or Z) in an extxyz Properties string; True when it holds Z."""
     parts = properties.split(":")
     col = 0
-    for name, kind, width in zip(parts[0::3], parts[1::3], parts[2::3]):
+    for name, _kind, width in zip(parts[0::3], parts[1::3], parts[2::3]):
         if name in ("species", "Z"):
             return col, name == "Z"
         col += int(width)

@@ -12,7 +12,6 @@ numbers, or when the cell caves in.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 

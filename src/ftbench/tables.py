@@ -15,11 +15,19 @@ import numpy as np
 import pandas as pd
 
 from ftbench.config import add_config_arguments, config_from_args, report_dir
-from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.errors import FtbenchError
 from ftbench.findings import findings
-from ftbench.metrics import METRICS, at_largest_size, cost, read_replay_steps, read_tables, roles_by_strategy, \
-    run_metrics, seed_stats
+from ftbench.grid import NO_MODEL, UNTOUCHED
+from ftbench.metrics import (
+    METRICS,
+    at_largest_size,
+    cost,
+    read_replay_steps,
+    read_tables,
+    roles_by_strategy,
+    run_metrics,
+    seed_stats,
+)
 from ftbench.style import strategy_sort
 
 log = logging.getLogger("ftbench.tables")
