@@ -137,26 +137,26 @@ def _result(n: int, claim: str, v: tuple[str, str], ev: list[str], cfg: dict, ex
 
 # ---- selections --------------------------------------------------------------------------------
 
-def _trained(m: pd.DataFrame) -> pd.DataFrame:
-    return m[(m.strategy != UNTOUCHED) & (m.status == "ok")]
+def _trained(metrics: pd.DataFrame) -> pd.DataFrame:
+    return metrics[(metrics.strategy != UNTOUCHED) & (metrics.status == "ok")]
 
 
-def _plain(m: pd.DataFrame) -> pd.Series:
+def _plain(runs: pd.DataFrame) -> pd.Series:
     """Full fine-tunes of a foundation model (naive): no replay, LoRA or frozen groups."""
-    return (m.role_foundation.astype(bool) & m.role_replay.isna() & ~m.role_lora.astype(bool)
-            & (m.role_frozen.fillna(0) == 0))
+    return (runs.role_foundation.astype(bool) & runs.role_replay.isna() & ~runs.role_lora.astype(bool)
+            & (runs.role_frozen.fillna(0) == 0))
 
 
-def _cells(m: pd.DataFrame, size: str = "max"):
+def _cells(metrics: pd.DataFrame, size: str = "max"):
     """(benchmark, model, size, runs of that model and scratch) at each benchmark's smallest or
     largest size, e0 'estimated' where present (scratch: its own E0 mode)."""
-    for bench, b in _trained(m).groupby("benchmark"):
-        n = b.train_size.min() if size == "min" else b.train_size.max()
-        b = b[b.train_size == n]
-        e0 = "estimated" if (b.e0 == "estimated").any() else b.e0.iloc[0]
-        b = b[(b.e0 == e0) | (b.model == NO_MODEL)]
-        for model in sorted(x for x in b.model.unique() if x != NO_MODEL):
-            yield bench, model, n, b[b.model.isin([model, NO_MODEL])]
+    for bench, runs in _trained(metrics).groupby("benchmark"):
+        n = runs.train_size.min() if size == "min" else runs.train_size.max()
+        runs = runs[runs.train_size == n]
+        e0 = "estimated" if (runs.e0 == "estimated").any() else runs.e0.iloc[0]
+        runs = runs[(runs.e0 == e0) | (runs.model == NO_MODEL)]
+        for model in sorted(x for x in runs.model.unique() if x != NO_MODEL):
+            yield bench, model, n, runs[runs.model.isin([model, NO_MODEL])]
 
 
 def _stats(frame: pd.DataFrame, column: str) -> dict[str, Stat]:
@@ -165,15 +165,15 @@ def _stats(frame: pd.DataFrame, column: str) -> dict[str, Stat]:
 
 # ---- the six findings ------------------------------------------------------------------------
 
-def foundation_quality(m: pd.DataFrame, cfg: dict) -> dict:
+def foundation_quality(metrics: pd.DataFrame, cfg: dict) -> dict:
     """Two-way decomposition of the seed-mean target force RMSE over models and strategies."""
-    t = _trained(m)
-    t = t[(t.model != NO_MODEL) & (t.e0 == "estimated")]
+    trained = _trained(metrics)
+    trained = trained[(trained.model != NO_MODEL) & (trained.e0 == "estimated")]
     cells, ev = [], []
-    for (bench, size), b in t.groupby(["benchmark", "train_size"]):
-        if b.model.nunique() < 2 or b.strategy.nunique() < 2:
+    for (bench, size), runs in trained.groupby(["benchmark", "train_size"]):
+        if runs.model.nunique() < 2 or runs.strategy.nunique() < 2:
             continue
-        grouped = b.groupby(["model", "strategy"]).target_force_rmse
+        grouped = runs.groupby(["model", "strategy"]).target_force_rmse
         p = grouped.mean().unstack().dropna(axis=1)  # strategies every model has
         if p.shape[1] < 2:
             continue
@@ -203,13 +203,13 @@ def foundation_quality(m: pd.DataFrame, cfg: dict) -> dict:
                    verdict(cells, "needs >= 2 foundation models and >= 2 strategies", cfg), ev, cfg)
 
 
-def beats_scratch(m: pd.DataFrame, cfg: dict) -> dict:
+def beats_scratch(metrics: pd.DataFrame, cfg: dict) -> dict:
     """Fine-tunes beat scratch at the smallest size; naive converges best at the largest."""
     cells, ev = [], []
     frac_needed = cfg["beat_scratch_fraction"]
-    for bench, model, n, b in _cells(m, "min"):
-        st = _stats(b[b.status == "ok"], "target_force_rmse")
-        scratch = [s for s in st if not b[b.strategy == s].role_foundation.astype(bool).iloc[0]]
+    for bench, model, n, runs in _cells(metrics, "min"):
+        st = _stats(runs[runs.status == "ok"], "target_force_rmse")
+        scratch = [s for s in st if not runs[runs.strategy == s].role_foundation.astype(bool).iloc[0]]
         if not scratch:
             continue
         ft = {s: v for s, v in st.items() if s not in scratch and v.n}
@@ -225,10 +225,10 @@ def beats_scratch(m: pd.DataFrame, cfg: dict) -> dict:
             cells.append(True if beat > frac_needed else False if worse >= 1 - frac_needed else "tie")
         ev.append(f"{bench}/{model} n{n} (smallest): scratch {ref.text()} meV/A; beat it: "
                   + ", ".join(f"{s} {v.text()}{MARK[outcomes[s]]}" for s, v in ft.items()))
-    for bench, model, n, b in _cells(m, "max"):
-        b = b[b.role_foundation.astype(bool)]
-        st = _stats(b, "target_force_rmse")
-        plain = [s for s in st if _plain(b[b.strategy == s]).iloc[0]]
+    for bench, model, n, runs in _cells(metrics, "max"):
+        runs = runs[runs.role_foundation.astype(bool)]
+        st = _stats(runs, "target_force_rmse")
+        plain = [s for s in st if _plain(runs[runs.strategy == s]).iloc[0]]
         if not plain or len(st) < 2:
             continue
         naive = st[plain[0]]
@@ -256,27 +256,27 @@ def beats_scratch(m: pd.DataFrame, cfg: dict) -> dict:
                    "(findings.naive_tolerance)")
 
 
-def forgetting_metric(b: pd.DataFrame) -> tuple[str, str]:
+def forgetting_metric(runs: pd.DataFrame) -> tuple[str, str]:
     """The pretraining-error column finding 3 uses, and why."""
-    if "pt_relabelled_force_rmse" in b and b.pt_relabelled_force_rmse.notna().any():
+    if "pt_relabelled_force_rmse" in runs and runs.pt_relabelled_force_rmse.notna().any():
         return ("pt_relabelled_force_rmse", "target head on the pretraining slice relabelled at the target level of "
                 "theory: forgetting without the level-of-theory shift")
     return ("pt_force_rmse", "target head on the pretraining slice's original labels (no relabelled slice in "
             "catalog.foundation_models.<model>.pt_eval_relabelled): includes the level-of-theory shift")
 
 
-def replay_keeps_pretraining(m: pd.DataFrame, cfg: dict) -> dict:
+def replay_keeps_pretraining(metrics: pd.DataFrame, cfg: dict) -> dict:
     kept = cfg["kept_ratio"]
-    untouched = m[m.strategy == UNTOUCHED]
+    untouched = metrics[metrics.strategy == UNTOUCHED]
     cells, ev, used = [], [], set()
-    for bench, model, _n, b in _cells(m):
-        b = b[b.role_foundation.astype(bool)]
-        col, why = forgetting_metric(b)
+    for bench, model, _n, runs in _cells(metrics):
+        runs = runs[runs.role_foundation.astype(bool)]
+        col, why = forgetting_metric(runs)
         base = untouched[(untouched.benchmark == bench) & (untouched.model == model)][col].mean()
         if np.isnan(base):
             continue
         used.add(why)
-        ratio = b.assign(ratio=b[col] / base)
+        ratio = runs.assign(ratio=runs[col] / base)
         st = _stats(ratio, "ratio")
         replay = [s for s in st if ratio[ratio.strategy == s].role_replay.notna().iloc[0] and st[s].n]
         single = [s for s in st if ratio[ratio.strategy == s].role_replay.isna().iloc[0] and st[s].n]
@@ -290,8 +290,8 @@ def replay_keeps_pretraining(m: pd.DataFrame, cfg: dict) -> dict:
             gap = abs(p.mean - o.mean) / o.mean
             outcomes.append(1 if gap <= cfg["pseudo_match"] else -1)
             want.append(1)
-        walls = _stats(b, "dimer_wall_failures")
-        plain = [s for s in single if _plain(b[b.strategy == s]).iloc[0]]
+        walls = _stats(runs, "dimer_wall_failures")
+        plain = [s for s in single if _plain(runs[runs.strategy == s]).iloc[0]]
         if plain and walls[plain[0]].n and all(walls[s].n for s in replay):
             # the wall: replay must not have more failures than naive (equal counts are fine)
             for s_ in replay:
@@ -300,8 +300,8 @@ def replay_keeps_pretraining(m: pd.DataFrame, cfg: dict) -> dict:
                 want.append(1)
         cells.append(cell(outcomes, want))
         pt_head = ""
-        if "pt_head_force_rmse" in b and b.pt_head_force_rmse.notna().any():
-            ph = _stats(b, "pt_head_force_rmse")
+        if "pt_head_force_rmse" in runs and runs.pt_head_force_rmse.notna().any():
+            ph = _stats(runs, "pt_head_force_rmse")
             pt_head = "; pretraining head: " + ", ".join(f"{s} {v.text()} meV/A" for s, v in ph.items() if v.n)
         ev.append(f"{bench}/{model}: pretraining F RMSE / untouched ({col}): replay "
                   + ", ".join(f"{s} {st[s].text('.2f')}" for s in replay) + "; single-head "
@@ -315,12 +315,12 @@ def replay_keeps_pretraining(m: pd.DataFrame, cfg: dict) -> dict:
                    + " / ".join(sorted(used)))
 
 
-def replay_lora_worse(m: pd.DataFrame, cfg: dict) -> dict:
+def replay_lora_worse(metrics: pd.DataFrame, cfg: dict) -> dict:
     cells, ev = [], []
-    for bench, model, _n, b in _cells(m):
-        b = b[b.role_foundation.astype(bool)]
-        st = _stats(b, "target_force_rmse")
-        roles = b.groupby("strategy").first()
+    for bench, model, _n, runs in _cells(metrics):
+        runs = runs[runs.role_foundation.astype(bool)]
+        st = _stats(runs, "target_force_rmse")
+        roles = runs.groupby("strategy").first()
         both = [s for s in st if roles.loc[s].role_replay is not None and pd.notna(roles.loc[s].role_replay)
                 and bool(roles.loc[s].role_lora)]
         replay = [s for s in st if pd.notna(roles.loc[s].role_replay) and not bool(roles.loc[s].role_lora)]
@@ -332,7 +332,7 @@ def replay_lora_worse(m: pd.DataFrame, cfg: dict) -> dict:
             cells.append(cell(outcomes, [1] * len(outcomes)))
             ev.append(f"{bench}/{model}: target F RMSE {c} {st[c].text()}, "
                       + ", ".join(f"{s} {st[s].text()}" for s in replay + lora) + " meV/A")
-    ranks = m[m.lora_rank.notna() & (m.status == "ok")] if "lora_rank" in m else m.iloc[0:0]
+    ranks = metrics[metrics.lora_rank.notna() & (metrics.status == "ok")] if "lora_rank" in metrics else metrics.iloc[0:0]
     if ranks.lora_rank.nunique() > 1:
         by_rank = {int(k): Stat.of(g.target_force_rmse, g.seed) for k, g in ranks.groupby("lora_rank")}
         ev.append("LoRA rank sweep: " + ", ".join(f"r{k} {v.text()}" for k, v in by_rank.items()) + " meV/A")
@@ -342,27 +342,27 @@ def replay_lora_worse(m: pd.DataFrame, cfg: dict) -> dict:
                    verdict(cells, "needs replay+LoRA, replay and LoRA runs", cfg), ev, cfg)
 
 
-def md_stability_order(m: pd.DataFrame, cfg: dict) -> dict:
+def md_stability_order(metrics: pd.DataFrame, cfg: dict) -> dict:
     """naive < LoRA/frozen < replay in MD time survived; average-E0 less stable than estimated."""
     cells, ev, saturated = [], [], []
-    trained = _trained(m)
-    for bench, model, _n, b in _cells(m):
-        b = b[b.role_foundation.astype(bool) & b.md_time_ps.notna()]
-        if b.empty:
+    trained = _trained(metrics)
+    for bench, model, _n, runs in _cells(metrics):
+        runs = runs[runs.role_foundation.astype(bool) & runs.md_time_ps.notna()]
+        if runs.empty:
             continue
-        if (b.md_survival >= 1.0).all():
+        if (runs.md_survival >= 1.0).all():
             saturated.append(f"{bench}/{model}")
             cells.append("tie")
             continue
-        groups = {"naive": b[_plain(b)], "LoRA/frozen": b[b.role_replay.isna() & ~_plain(b)],
-                  "replay": b[b.role_replay.notna()]}
-        g = {k: Stat.of(v.md_time_ps, v.seed) for k, v in groups.items() if len(v)}
-        if len(g) < 3:
+        groups = {"naive": runs[_plain(runs)], "LoRA/frozen": runs[runs.role_replay.isna() & ~_plain(runs)],
+                  "replay": runs[runs.role_replay.notna()]}
+        stats = {k: Stat.of(v.md_time_ps, v.seed) for k, v in groups.items() if len(v)}
+        if len(stats) < 3:
             continue
-        cells.append(cell([compare(g["naive"], g["LoRA/frozen"], cfg), compare(g["LoRA/frozen"], g["replay"], cfg)],
+        cells.append(cell([compare(stats["naive"], stats["LoRA/frozen"], cfg), compare(stats["LoRA/frozen"], stats["replay"], cfg)],
                           [-1, -1]))
-        ev.append(f"{bench}/{model}: MD time survived naive {g['naive'].text()}, LoRA/frozen "
-                  f"{g['LoRA/frozen'].text()}, replay {g['replay'].text()} ps")
+        ev.append(f"{bench}/{model}: MD time survived naive {stats['naive'].text()}, LoRA/frozen "
+                  f"{stats['LoRA/frozen'].text()}, replay {stats['replay'].text()} ps")
     if saturated:
         ev.append("no MD failure at all (saturated; a longer ramp, a higher robustness.md.t_end or more replicas "
                   "would make it testable): " + ", ".join(saturated))
@@ -381,16 +381,16 @@ def md_stability_order(m: pd.DataFrame, cfg: dict) -> dict:
                    verdict(cells, "needs naive, LoRA/frozen and replay runs with MD results", cfg), ev, cfg)
 
 
-def replay_cost(m: pd.DataFrame, cfg: dict, replay_steps: pd.DataFrame | None = None) -> dict:
+def replay_cost(metrics: pd.DataFrame, cfg: dict, replay_steps: pd.DataFrame | None = None) -> dict:
     lo, hi = cfg["cost_range"]
-    trained = _trained(m)
+    trained = _trained(metrics)
     if "optimiser_time_s" not in trained or trained.optimiser_time_s.isna().all():
         return _result(6, "Replay costs about 3-15x the training compute of naive",
                        (NOT_TESTABLE, "runs.csv has no optimiser-step times (mace's per-step `opt` rows): rerun "
                         "aggregate on runs with mace_results/*_train.txt"), [], cfg)
     plain = trained[_plain(trained)].groupby(["benchmark", "train_size", "seed", "model"]).optimiser_time_s.median()
     cells, ev = [], []
-    table = cost(m, replay_steps)
+    table = cost(metrics, replay_steps)
     for (model, strategy), g in trained[trained.role_replay.notna()].groupby(["model", "strategy"]):
         ratios = [r.optimiser_time_s / plain.get((r.benchmark, r.train_size, r.seed, model), np.nan)
                   for _, r in g.iterrows()]
