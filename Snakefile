@@ -1,9 +1,13 @@
 # ftbench: fine-tuning strategies x foundation models x benchmarks x training-set sizes x seeds.
 # Default config: the offline demo world (config/config.yaml); full study: --configfile config/paper.yaml
 
+from snakemake.utils import min_version
+
+min_version("9.27")
+
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/world.smk"
+include: "workflow/rules/demo_data.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"

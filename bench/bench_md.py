@@ -20,9 +20,8 @@ from ase import units
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from robustness_support import build_tiny_mace, water_box  # noqa: E402
-
 from ftbench.provenance import write_json  # noqa: E402
+from robustness_support import build_tiny_mace, water_box  # noqa: E402
 
 
 class CountingCalls:
@@ -48,8 +47,9 @@ def bare_loop(atoms, calc, steps, timestep_fs, temperature, friction, seed):
     rng = np.random.default_rng(seed)
     thermalize_momenta(atoms, temperature_K=temperature, rng=rng)  # ASE 3.29 name of MaxwellBoltzmannDistribution
     Stationary(atoms)
-    dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature, friction=friction / units.fs,
-                   fixcm=False, rng=rng)
+    dyn = Langevin(
+        atoms, timestep_fs * units.fs, temperature_K=temperature, friction=friction / units.fs, fixcm=False, rng=rng
+    )
     atoms.get_forces()  # the first evaluation is outside the timed loop, as in the runner
     t = time.perf_counter()
     dyn.run(steps)
@@ -90,9 +90,19 @@ def main() -> None:
         calls["bare"] = counter.calls / args.steps
         counter.calls = 0
         t = time.perf_counter()
-        res = run_replica(atoms, calc, steps=args.steps, t_start=300, t_end=1000, seed=k,
-                          save_every=args.save_every, check_every=1, trajectory=work / f"r{k}.xyz",
-                          criteria=criteria, **settings)
+        res = run_replica(
+            atoms,
+            calc,
+            steps=args.steps,
+            t_start=300,
+            t_end=1000,
+            seed=k,
+            save_every=args.save_every,
+            check_every=1,
+            trajectory=work / f"r{k}.xyz",
+            criteria=criteria,
+            **settings,
+        )
         runner_wall.append(args.steps / (time.perf_counter() - t))
         runner.append(res["steps_per_s"])
         calls["runner"] = counter.calls / max(res["steps_completed"], 1)
@@ -142,22 +152,35 @@ def main() -> None:
         "ratio_per_round": ratios,
         "ratio_median": statistics.median(ratios),
         "calculator_calls_per_step": calls,
-        "runner_extra_ms_per_step": {"checks": 1e3 * t_check, "ramp": 1e3 * t_ramp,
-                                     "frame_write_amortised": 1e3 * t_write / args.save_every},
+        "runner_extra_ms_per_step": {
+            "checks": 1e3 * t_check,
+            "ramp": 1e3 * t_ramp,
+            "frame_write_amortised": 1e3 * t_write / args.save_every,
+        },
         "bare_ms_per_step_median": 1e3 * t_step,
         "ratio_from_isolated_costs": t_step / (t_step + per_step),
         "target": 0.95,
     }
     print(f"{len(atoms)} atoms, {args.steps} steps x {args.rounds} rounds, frame every {args.save_every} steps")
     print("bare Langevin   steps/s: " + ", ".join(f"{x:.1f}" for x in bare))
-    print("ftbench runner  steps/s: " + ", ".join(f"{x:.1f}" for x in runner)
-          + "  (with setup: " + ", ".join(f"{x:.1f}" for x in runner_wall) + ")")
-    print(f"ratio runner/bare: median {result['ratio_median']:.3f} (rounds "
-          + ", ".join(f"{x:.3f}" for x in ratios) + "; target >= 0.95)")
+    print(
+        "ftbench runner  steps/s: "
+        + ", ".join(f"{x:.1f}" for x in runner)
+        + "  (with setup: "
+        + ", ".join(f"{x:.1f}" for x in runner_wall)
+        + ")"
+    )
+    print(
+        f"ratio runner/bare: median {result['ratio_median']:.3f} (rounds "
+        + ", ".join(f"{x:.3f}" for x in ratios)
+        + "; target >= 0.95)"
+    )
     print(f"calculator calls per step: bare {calls['bare']:.3f}, runner {calls['runner']:.3f}")
-    print(f"runner's extra work per step: checks {1e3 * t_check:.3f} ms, ramp {1e3 * t_ramp:.3f} ms, "
-          f"frame writing {1e3 * t_write / args.save_every:.3f} ms (amortised) vs a {1e3 * t_step:.1f} ms step "
-          f"-> expected ratio {result['ratio_from_isolated_costs']:.3f}")
+    print(
+        f"runner's extra work per step: checks {1e3 * t_check:.3f} ms, ramp {1e3 * t_ramp:.3f} ms, "
+        f"frame writing {1e3 * t_write / args.save_every:.3f} ms (amortised) vs a {1e3 * t_step:.1f} ms step "
+        f"-> expected ratio {result['ratio_from_isolated_costs']:.3f}"
+    )
     write_json(args.out, result)
     print(f"wrote {args.out}")
 

@@ -21,9 +21,8 @@ from ase import Atoms
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from robustness_support import build_tiny_mace, water_box  # noqa: E402
-
 from ftbench.provenance import write_json  # noqa: E402
+from robustness_support import build_tiny_mace, water_box  # noqa: E402
 
 
 def sn2_like() -> Atoms:
@@ -57,8 +56,18 @@ def main() -> None:
         speeds = {"batched": [], "sequential": []}
         for _ in range(args.rounds):
             for kind, evaluator in (("batched", MaceBatchEvaluator(calc)), ("sequential", CalculatorEvaluator(calc))):
-                res = run_replicas(atoms, evaluator, replicas=args.replicas, seed=0, steps=args.steps,
-                                   timestep_fs=0.5, t_start=300, t_end=300, friction=0.02, criteria=loose)
+                res = run_replicas(
+                    atoms,
+                    evaluator,
+                    replicas=args.replicas,
+                    seed=0,
+                    steps=args.steps,
+                    timestep_fs=0.5,
+                    t_start=300,
+                    t_end=300,
+                    friction=0.02,
+                    criteria=loose,
+                )
                 assert res["summary"]["survival_fraction"] == 1.0, res["summary"]
                 speeds[kind].append(res["summary"]["steps_per_s"])
         ratios = [b / s for b, s in zip(speeds["batched"], speeds["sequential"])]
@@ -69,9 +78,11 @@ def main() -> None:
             "speedup_median": statistics.median(ratios),
             "speedup_rounds": ratios,
         }
-        print(f"{name}: {args.replicas} replicas, batched {statistics.median(speeds['batched']):.1f} steps/s, "
-              f"sequential {statistics.median(speeds['sequential']):.1f} steps/s, "
-              f"speedup x{statistics.median(ratios):.2f}")
+        print(
+            f"{name}: {args.replicas} replicas, batched {statistics.median(speeds['batched']):.1f} steps/s, "
+            f"sequential {statistics.median(speeds['sequential']):.1f} steps/s, "
+            f"speedup x{statistics.median(ratios):.2f}"
+        )
     write_json(args.out, report)
     print(f"wrote {args.out}")
 

@@ -52,17 +52,38 @@ def molecules(path: Path, n: int, seed: int) -> None:
 
 def epoch_times(log_text: str) -> list[float]:
     """Seconds between consecutive per-epoch evaluation lines of the target head."""
-    stamps = [datetime.strptime(m, "%Y-%m-%d %H:%M:%S.%f")
-              for m in re.findall(r"^(\S+ \S+) INFO: (?:Initial|Epoch \d+): head: Default", log_text, re.M)]
+    stamps = [
+        datetime.strptime(m, "%Y-%m-%d %H:%M:%S.%f")
+        for m in re.findall(r"^(\S+ \S+) INFO: (?:Initial|Epoch \d+): head: Default", log_text, re.M)
+    ]
     return [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
 
 
 def run(work: Path, name: str, flags: dict, extra: list[str], device: str, cueq: bool) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT / 'src'}:{os.environ.get('PYTHONPATH', '')}"}
     out = work / name
-    cmd = [sys.executable, "-m", "ftbench", "finetune", "--flags", json.dumps(flags), "--train", str(work / "train.xyz"),
-           "--valid", str(work / "valid.xyz"), "--e0", str(work / "e0.json"), "--foundation", str(work / "mp0.model"),
-           "--device", device, "--out-dir", str(out), *extra, *(["--enable-cueq"] if cueq else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ftbench",
+        "finetune",
+        "--flags",
+        json.dumps(flags),
+        "--train",
+        str(work / "train.xyz"),
+        "--valid",
+        str(work / "valid.xyz"),
+        "--e0",
+        str(work / "e0.json"),
+        "--foundation",
+        str(work / "mp0.model"),
+        "--device",
+        device,
+        "--out-dir",
+        str(out),
+        *extra,
+        *(["--enable-cueq"] if cueq else []),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -72,8 +93,14 @@ def run(work: Path, name: str, flags: dict, extra: list[str], device: str, cueq:
     rec = json.loads((out / "run.json").read_text())
     log = "\n".join(p.read_text() for p in (out / "logs").glob("*.log"))
     times = epoch_times(log)
-    return {"run": name, "status": rec["status"], "epochs": rec["epochs"], "wall_s": wall,
-            "epoch_s": float(np.median(times)) if times else None, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {
+        "run": name,
+        "status": rec["status"],
+        "epochs": rec["epochs"],
+        "wall_s": wall,
+        "epoch_s": float(np.median(times)) if times else None,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -104,24 +131,66 @@ def main() -> None:
         a.info["REF_energy"], a.arrays["REF_forces"] = a.get_potential_energy(), a.get_forces()
         a.calc = None
     write(work / "pool.xyz", frames)
-    shared = {"loss": "universal", "energy_weight": 10, "forces_weight": 10, "optimizer": "adamw", "amsgrad": True,
-              "scaling": "rms_forces_scaling", "ema": True, "default_dtype": "float64", "error_table": "PerAtomRMSE",
-              "eval_interval": 1, "max_num_epochs": args.epochs, "valid_batch_size": 8,
-              "energy_key": "REF_energy", "forces_key": "REF_forces"}
+    shared = {
+        "loss": "universal",
+        "energy_weight": 10,
+        "forces_weight": 10,
+        "optimizer": "adamw",
+        "amsgrad": True,
+        "scaling": "rms_forces_scaling",
+        "ema": True,
+        "default_dtype": "float64",
+        "error_table": "PerAtomRMSE",
+        "eval_interval": 1,
+        "max_num_epochs": args.epochs,
+        "valid_batch_size": 8,
+        "energy_key": "REF_energy",
+        "forces_key": "REF_forces",
+    }
     rows = [
-        run(work, "naive", {**shared, "multiheads_finetuning": False, "lr": 1e-3, "ema_decay": 0.999,
-                            "clip_grad": 1.0, "batch_size": 2}, [], args.device, args.cueq),
-        run(work, "replay", {**shared, "multiheads_finetuning": True, "force_mh_ft_lr": True, "lr": 1e-4,
-                             "ema_decay": 0.9999, "clip_grad": 1.0, "batch_size": 8},
-            ["--pt-train", str(work / "pool.xyz")], args.device, args.cueq),
+        run(
+            work,
+            "naive",
+            {
+                **shared,
+                "multiheads_finetuning": False,
+                "lr": 1e-3,
+                "ema_decay": 0.999,
+                "clip_grad": 1.0,
+                "batch_size": 2,
+            },
+            [],
+            args.device,
+            args.cueq,
+        ),
+        run(
+            work,
+            "replay",
+            {
+                **shared,
+                "multiheads_finetuning": True,
+                "force_mh_ft_lr": True,
+                "lr": 1e-4,
+                "ema_decay": 0.9999,
+                "clip_grad": 1.0,
+                "batch_size": 8,
+            },
+            ["--pt-train", str(work / "pool.xyz")],
+            args.device,
+            args.cueq,
+        ),
     ]
-    print(f"\nMP-0-medium shape (4.69M parameters), {args.n_train} training configurations of 6 atoms, "
-          f"replay pool {args.n_pool} periodic 6-atom frames, device {args.device}, cueq {args.cueq}, "
-          f"{os.cpu_count()} CPUs, OMP_NUM_THREADS=1")
+    print(
+        f"\nMP-0-medium shape (4.69M parameters), {args.n_train} training configurations of 6 atoms, "
+        f"replay pool {args.n_pool} periodic 6-atom frames, device {args.device}, cueq {args.cueq}, "
+        f"{os.cpu_count()} CPUs, OMP_NUM_THREADS=1"
+    )
     print("| run | status | epochs | median epoch (s) | peak RSS (MB) | wall (s) |")
     print("|---|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['run']} | {r['status']} | {r['epochs']} | {r['epoch_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['wall_s']:.0f} |")
+        print(
+            f"| {r['run']} | {r['status']} | {r['epochs']} | {r['epoch_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['wall_s']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,10 @@ def main() -> None:
     # baseline: get_rdf per frame per pair on a subset, extrapolated
     subset = frames[: args.baseline_frames]
     t = time.perf_counter()
-    base = {f"{a}-{b}": np.mean([get_rdf(f, args.r_max, n_bins, elements=(a, b), no_dists=True) for f in subset], axis=0)
-            for a, b in pairs}
+    base = {
+        f"{a}-{b}": np.mean([get_rdf(f, args.r_max, n_bins, elements=(a, b), no_dists=True) for f in subset], axis=0)
+        for a, b in pairs
+    }
     t_base_subset = time.perf_counter() - t
     t_base_all = t_base_subset * args.frames / len(subset)
 
@@ -102,10 +104,14 @@ def main() -> None:
         "emd_vs_reference_frames": distances,
         "frame_generation_s": t_gen,
     }
-    print(f"{args.frames} frames x {n_atoms} atoms, pairs {', '.join(result['pairs'])}, r_max {args.r_max} A, "
-          f"dr {args.bin_width} A")
+    print(
+        f"{args.frames} frames x {n_atoms} atoms, pairs {', '.join(result['pairs'])}, r_max {args.r_max} A, "
+        f"dr {args.bin_width} A"
+    )
     print(f"ftbench rdf: {t_rdf:.2f} s ({result['ftbench_ms_per_frame']:.2f} ms/frame), emd: {t_emd * 1e3:.2f} ms")
-    extrap = f"timed on {len(subset)} frames ({t_base_subset:.2f} s), extrapolated" if len(subset) < args.frames else "timed"
+    extrap = (
+        f"timed on {len(subset)} frames ({t_base_subset:.2f} s), extrapolated" if len(subset) < args.frames else "timed"
+    )
     print(f"get_rdf loop: {t_base_all:.1f} s for {args.frames} frames ({extrap})")
     print(f"speedup: {result['speedup']:.1f}x (target >= 20x)")
     print(f"max |g_ftbench - g_get_rdf| on the subset: {max_abs_diff:.2e}")

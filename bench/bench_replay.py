@@ -46,27 +46,58 @@ def write_pool(path: Path, n: int, atoms: int = 12, seed: int = 0, templates: in
             if kind == "other":
                 species[0] = "Fe"
             pos, frc = rng.random((atoms, 3)) * cell, rng.normal(0, 0.3, (atoms, 3))
-            blocks.append("".join(f"{s} {p[0]:.6f} {p[1]:.6f} {p[2]:.6f} {q[0]:.6f} {q[1]:.6f} {q[2]:.6f}\n"
-                                  for s, p, q in zip(species, pos, frc)))
+            blocks.append(
+                "".join(
+                    f"{s} {p[0]:.6f} {p[1]:.6f} {p[2]:.6f} {q[0]:.6f} {q[1]:.6f} {q[2]:.6f}\n"
+                    for s, p, q in zip(species, pos, frc)
+                )
+            )
         bodies[kind] = blocks
     energy = rng.normal(-3 * atoms, 1.0, n)
     with open(path, "w") as f:
         for k in range(n):
             material = k // 4  # half the materials hold Fe, which the benchmark lacks
             body = bodies["other" if material % 2 else "bench"][(material * 7 + k % 4) % templates]
-            f.write(f"{atoms}\n{lattice} Properties=species:S:1:pos:R:3:forces:R:3 mp_id=mp-{material} "
-                    f"calc_id=0 ionic_step={k % 4} energy={energy[k]:.8f} "
-                    f'stress="0.01 0.0 0.0 0.0 0.01 0.0 0.0 0.0 0.01" pbc="T T T"\n{body}')
+            f.write(
+                f"{atoms}\n{lattice} Properties=species:S:1:pos:R:3:forces:R:3 mp_id=mp-{material} "
+                f"calc_id=0 ionic_step={k % 4} energy={energy[k]:.8f} "
+                f'stress="0.01 0.0 0.0 0.0 0.01 0.0 0.0 0.0 0.01" pbc="T T T"\n{body}'
+            )
 
 
 def run_replay(pool: Path, model: Path, bench: Path, out: Path, n_samples: int, n_eval: int) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one `ftbench replay` process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT / 'src'}:{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "ftbench", "replay", "--pool", str(pool), "--model", str(model),
-                             "--benchmark-data", str(bench), "--n-samples", str(n_samples), "--n-eval", str(n_eval),
-                             "--energy-key", "energy", "--forces-key", "forces", "--stress-key", "stress",
-                             "--out-dir", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ftbench",
+            "replay",
+            "--pool",
+            str(pool),
+            "--model",
+            str(model),
+            "--benchmark-data",
+            str(bench),
+            "--n-samples",
+            str(n_samples),
+            "--n-eval",
+            str(n_eval),
+            "--energy-key",
+            "energy",
+            "--forces-key",
+            "forces",
+            "--stress-key",
+            "stress",
+            "--out-dir",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if status != 0:
@@ -83,13 +114,16 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_replay"))
     p.add_argument("--keep", action="store_true", help="keep the pool files")
     args = p.parse_args()
-    import model_fixtures as mf
     from ase import Atoms
     from ase.io import write
 
+    import model_fixtures as mf
+
     args.workdir.mkdir(parents=True, exist_ok=True)
-    model = mf.save(mf.build_model([1, 6, 8, 17, 26], channels=8, max_L=0, correlation=2, num_interactions=1,
-                                   radial_mlp=(16,)), args.workdir / "tiny.model")
+    model = mf.save(
+        mf.build_model([1, 6, 8, 17, 26], channels=8, max_L=0, correlation=2, num_interactions=1, radial_mlp=(16,)),
+        args.workdir / "tiny.model",
+    )
     bench = args.workdir / "bench.xyz"
     write(bench, Atoms("CH3Cl" + "O", positions=np.random.default_rng(1).random((6, 3)) * 3))
     rows = []
@@ -104,12 +138,14 @@ def main() -> None:
         print(f"  replay: {wall:.1f} s, peak RSS {rss:.0f} MB", flush=True)
         if not args.keep:
             pool.unlink()
-    print(f"\n| pool configurations | pool file (MB) | peak RSS (MB) | time (s) | configurations/s |")
+    print("\n| pool configurations | pool file (MB) | peak RSS (MB) | time (s) | configurations/s |")
     print("|---:|---:|---:|---:|---:|")
     for n, size_mb, rss, wall, rate in rows:
         print(f"| {n} | {size_mb:.0f} | {rss:.0f} | {wall:.1f} | {rate:.0f} |")
-    print(f"(--n-samples {args.n_samples} --n-eval {args.n_eval}, {args.atoms} atoms a frame, "
-          f"{os.cpu_count()} CPUs, OMP_NUM_THREADS=1)")
+    print(
+        f"(--n-samples {args.n_samples} --n-eval {args.n_eval}, {args.atoms} atoms a frame, "
+        f"{os.cpu_count()} CPUs, OMP_NUM_THREADS=1)"
+    )
 
 
 if __name__ == "__main__":

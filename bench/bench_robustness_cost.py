@@ -23,10 +23,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from robustness_support import build_tiny_mace, water_box  # noqa: E402
-
 from ftbench.config import load_config, robustness_settings  # noqa: E402
 from ftbench.provenance import write_json  # noqa: E402
+from robustness_support import build_tiny_mace, water_box  # noqa: E402
 
 
 def per_step_times(calc, atoms, replicas: int, prod_replicas: int, repeats: int = 20) -> dict:
@@ -93,11 +92,17 @@ def main() -> None:
         settings = robustness_settings(cfg, cfg["benchmarks"][0])
         times = per_step_times(calc, atoms, settings["md"]["replicas"], settings["production"]["replicas"])
         est = estimate(settings, times, n_elements=2)
-        report["configs"][name] = {"per_step": times, "estimate": est,
-                                   "ramp_ps": settings["md"]["steps"] * settings["md"]["timestep_fs"] / 1000,
-                                   "replicas": settings["md"]["replicas"]}
-        print(f"{name}: ramp {report['configs'][name]['ramp_ps']:g} ps x {settings['md']['replicas']} replicas; "
-              + ", ".join(f"{k} {v:.1f}" for k, v in est.items()) + f" (device {args.device})")
+        report["configs"][name] = {
+            "per_step": times,
+            "estimate": est,
+            "ramp_ps": settings["md"]["steps"] * settings["md"]["timestep_fs"] / 1000,
+            "replicas": settings["md"]["replicas"],
+        }
+        print(
+            f"{name}: ramp {report['configs'][name]['ramp_ps']:g} ps x {settings['md']['replicas']} replicas; "
+            + ", ".join(f"{k} {v:.1f}" for k, v in est.items())
+            + f" (device {args.device})"
+        )
     if args.full:
         from ase.io import write
 
@@ -107,11 +112,26 @@ def main() -> None:
         settings = robustness_settings(cfg, cfg["benchmarks"][0])
         write(work / "start.xyz", atoms)
         t = time.perf_counter()
-        cli(["robustness", "--model", str(model), "--structure", str(work / "start.xyz"),
-             "--settings", json.dumps(settings), "--device", args.device, "--out-dir", str(work / "out")])
+        cli(
+            [
+                "robustness",
+                "--model",
+                str(model),
+                "--structure",
+                str(work / "start.xyz"),
+                "--settings",
+                json.dumps(settings),
+                "--device",
+                args.device,
+                "--out-dir",
+                str(work / "out"),
+            ]
+        )
         report["demo_full_run_s"] = time.perf_counter() - t
-        print(f"demo settings, one real robustness run: {report['demo_full_run_s']:.1f} s "
-              f"(estimate {report['configs']['demo']['estimate']['total_s']:.1f} s)")
+        print(
+            f"demo settings, one real robustness run: {report['demo_full_run_s']:.1f} s "
+            f"(estimate {report['configs']['demo']['estimate']['total_s']:.1f} s)"
+        )
     write_json(args.out, report)
     print(f"wrote {args.out}")
 

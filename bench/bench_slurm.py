@@ -53,7 +53,7 @@ def count(text: str, local: set[str]) -> dict:
         if not m:
             continue
         n = runtime = gpu = 0
-        for nxt in lines[i + 1:]:
+        for nxt in lines[i + 1 :]:
             if nxt and not nxt.startswith(" "):
                 break
             if re.match(r"^    rule \w+:$", nxt):
@@ -63,8 +63,11 @@ def count(text: str, local: set[str]) -> dict:
             if g := re.search(r"\bgpu=(\d+)", nxt):
                 gpu = max(gpu, int(g.group(1)))
         groups[m.group(1)].append((n, runtime, gpu))
-    return {"singles": singles, "groups": groups,
-            "sbatch": sum(singles.values()) + sum(len(v) for v in groups.values())}
+    return {
+        "singles": singles,
+        "groups": groups,
+        "sbatch": sum(singles.values()) + sum(len(v) for v in groups.values()),
+    }
 
 
 def report(name: str, res: dict, seconds: float) -> None:
@@ -72,9 +75,11 @@ def report(name: str, res: dict, seconds: float) -> None:
     print(f"   single jobs: {sum(res['singles'].values())} {dict(res['singles'])}")
     for gid, bundles in res["groups"].items():
         sizes = Counter(n for n, _, _ in bundles)
-        print(f"   group {gid}: {len(bundles)} group jobs, {sum(n for n, _, _ in bundles)} jobs, "
-              f"bundle sizes {dict(sizes)}, time limit max {max(r for _, r, _ in bundles)} min "
-              f"(attempt 1), gpu per bundle {max(g for _, _, g in bundles)}")
+        print(
+            f"   group {gid}: {len(bundles)} group jobs, {sum(n for n, _, _ in bundles)} jobs, "
+            f"bundle sizes {dict(sizes)}, time limit max {max(r for _, r, _ in bundles)} min "
+            f"(attempt 1), gpu per bundle {max(g for _, _, g in bundles)}"
+        )
 
 
 def main() -> None:
@@ -95,8 +100,10 @@ def main() -> None:
         text, t = dry_run("--profile", tmp)
     ungrouped = count(text, local)
     report("profiles/slurm without groups", ungrouped, t)
-    print(f"\ngrouping: {ungrouped['sbatch']} -> {grouped['sbatch']} sbatch submissions "
-          f"({ungrouped['sbatch'] / grouped['sbatch']:.1f}x fewer)")
+    print(
+        f"\ngrouping: {ungrouped['sbatch']} -> {grouped['sbatch']} sbatch submissions "
+        f"({ungrouped['sbatch'] / grouped['sbatch']:.1f}x fewer)"
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,19 @@ def timed(cmd, cwd, env, server_pid=None) -> dict:
 
 def grid(workdir: Path, server: bool) -> dict:
     env = dict(ENV) if server else {**ENV, SWITCH_ENV: "0"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "-c", "2", "--configfile", str(ROOT / "tests" / "data" / "micro.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "-c",
+        "2",
+        "--configfile",
+        str(ROOT / "tests" / "data" / "micro.yaml"),
+    ]
     out = timed(cmd, ROOT, env)
     log = workdir / "logs" / "forkserver.log"
     out["jobs_via_server"] = log.read_text().count(" started: ") if log.exists() else 0
@@ -65,8 +76,12 @@ def grid(workdir: Path, server: bool) -> dict:
 
 def start_server(folder: Path) -> subprocess.Popen:
     path = folder / "sock"
-    proc = subprocess.Popen([sys.executable, "-m", "ftbench.forkserver", "--socket", str(path)], env=ENV,
-                            stdout=open(folder / "server.log", "wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ftbench.forkserver", "--socket", str(path)],
+        env=ENV,
+        stdout=open(folder / "server.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     (folder / "pid").write_text(str(proc.pid))
     while not path.exists():
         if proc.poll() is not None:
@@ -77,18 +92,54 @@ def start_server(folder: Path) -> subprocess.Popen:
 
 def jobs(work: Path, repeats: int) -> dict:
     ft = [sys.executable, "-m", "ftbench"]
-    for args in (["demo", "--generator", "sn2", "--n", "24", "--seed", "5", "--charge=-1", "--out", "sn2.xyz"],
-                 ["prepare", "--data", "sn2.xyz", "--n-valid", "6", "--n-test", "2", "--out-dir", "data"]):
+    for args in (
+        ["demo", "--generator", "sn2", "--n", "24", "--seed", "5", "--charge=-1", "--out", "sn2.xyz"],
+        ["prepare", "--data", "sn2.xyz", "--n-valid", "6", "--n-test", "2", "--out-dir", "data"],
+    ):
         timed([*ft, *args], work, ENV)
-    flags = {"model": "MACE", "num_channels": 8, "max_L": 0, "correlation": 2, "r_max": 4.0,
-             "max_num_epochs": 1, "batch_size": 4, "lr": 1e-2, "energy_key": "REF_energy",
-             "forces_key": "REF_forces", "default_dtype": "float64", "eval_interval": 1}
+    flags = {
+        "model": "MACE",
+        "num_channels": 8,
+        "max_L": 0,
+        "correlation": 2,
+        "r_max": 4.0,
+        "max_num_epochs": 1,
+        "batch_size": 4,
+        "lr": 1e-2,
+        "energy_key": "REF_energy",
+        "forces_key": "REF_forces",
+        "default_dtype": "float64",
+        "eval_interval": 1,
+    }
     kinds = {
-        "e0_isolated": lambda i: ["e0", "--mode", "isolated", "--data", "data/train_pool.xyz",
-                                  "--isolated", "data/isolated.xyz", "--out", f"e0_{i}.json"],
-        "finetune_1_epoch": lambda i: ["finetune", "--flags", json.dumps(flags), "--train", "data/train_pool.xyz",
-                                       "--valid", "data/valid.xyz", "--e0", "e0_0.json", "--out-dir", f"ft{i}",
-                                       "--device", "cpu", "--threads", "1"],
+        "e0_isolated": lambda i: [
+            "e0",
+            "--mode",
+            "isolated",
+            "--data",
+            "data/train_pool.xyz",
+            "--isolated",
+            "data/isolated.xyz",
+            "--out",
+            f"e0_{i}.json",
+        ],
+        "finetune_1_epoch": lambda i: [
+            "finetune",
+            "--flags",
+            json.dumps(flags),
+            "--train",
+            "data/train_pool.xyz",
+            "--valid",
+            "data/valid.xyz",
+            "--e0",
+            "e0_0.json",
+            "--out-dir",
+            f"ft{i}",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
     }
     t0 = time.perf_counter()
     server = start_server(Path(tempfile.mkdtemp(prefix="ftbench-fs-")))
@@ -102,7 +153,8 @@ def jobs(work: Path, repeats: int) -> dict:
                 via.append(timed([*ft, *args(i)], work, senv, server.pid))
             result[kind] = {
                 mode: {k: round(statistics.median(r[k] for r in runs), 3) for k in ("wall_s", "cpu_s")}
-                for mode, runs in (("plain", plain), ("forkserver", via))}
+                for mode, runs in (("plain", plain), ("forkserver", via))
+            }
             p, f = result[kind]["plain"], result[kind]["forkserver"]
             result[kind]["saved_cpu_s"] = round(p["cpu_s"] - f["cpu_s"], 3)
             result[kind]["saved_wall_s"] = round(p["wall_s"] - f["wall_s"], 3)
@@ -128,8 +180,10 @@ def main() -> None:
             runs[mode] = grid(Path(tempfile.mkdtemp(prefix=f"ftbench-fsgrid-{mode}-")), mode == "forkserver")
             print(mode, {k: v for k, v in runs[mode].items() if k != "errors_csv"}, flush=True)
         same = runs["forkserver"].pop("errors_csv") == runs["plain"].pop("errors_csv")
-        out["micro_grid"] = {**{m: {k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()}
-                                for m, r in runs.items()}, "identical_errors_csv": same}
+        out["micro_grid"] = {
+            **{m: {k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()} for m, r in runs.items()},
+            "identical_errors_csv": same,
+        }
     out["load_avg_end"] = os.getloadavg()
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "out" / "forkserver.json").write_text(json.dumps(out, indent=2) + "\n")

@@ -38,25 +38,76 @@ def main() -> None:
     ft = [sys.executable, "-m", "ftbench"]
     sh([*ft, "demo", "--generator", "sn2", "--n", "60", "--seed", "5", "--charge=-1", "--out", "sn2.xyz"], work)
     sh([*ft, "prepare", "--data", "sn2.xyz", "--n-valid", "10", "--n-test", "10", "--out-dir", "data"], work)
-    sh([*ft, "e0", "--mode", "isolated", "--data", "data/train_pool.xyz", "--isolated", "data/isolated.xyz",
-        "--out", "e0.json"], work)
-    flags = {"model": "MACE", "num_channels": 8, "max_L": 0, "correlation": 2, "r_max": 4.0,
-             "max_num_epochs": args.epochs, "batch_size": 4, "lr": 1e-2, "energy_key": "REF_energy",
-             "forces_key": "REF_forces", "default_dtype": "float64", "eval_interval": 1}
+    sh(
+        [
+            *ft,
+            "e0",
+            "--mode",
+            "isolated",
+            "--data",
+            "data/train_pool.xyz",
+            "--isolated",
+            "data/isolated.xyz",
+            "--out",
+            "e0.json",
+        ],
+        work,
+    )
+    flags = {
+        "model": "MACE",
+        "num_channels": 8,
+        "max_L": 0,
+        "correlation": 2,
+        "r_max": 4.0,
+        "max_num_epochs": args.epochs,
+        "batch_size": 4,
+        "lr": 1e-2,
+        "energy_key": "REF_energy",
+        "forces_key": "REF_forces",
+        "default_dtype": "float64",
+        "eval_interval": 1,
+    }
     wrapped, bare = [], []
     for i in range(args.repeats):
         out = work / f"wrapped{i}"
-        wrapped.append(sh([*ft, "finetune", "--flags", json.dumps(flags), "--train", "data/train_pool.xyz",
-                           "--valid", "data/valid.xyz", "--e0", "e0.json", "--out-dir", str(out),
-                           "--checkpoints", str(out / "ck"), "--device", "cpu", "--threads", "1"], work))
+        wrapped.append(
+            sh(
+                [
+                    *ft,
+                    "finetune",
+                    "--flags",
+                    json.dumps(flags),
+                    "--train",
+                    "data/train_pool.xyz",
+                    "--valid",
+                    "data/valid.xyz",
+                    "--e0",
+                    "e0.json",
+                    "--out-dir",
+                    str(out),
+                    "--checkpoints",
+                    str(out / "ck"),
+                    "--device",
+                    "cpu",
+                    "--threads",
+                    "1",
+                ],
+                work,
+            )
+        )
         argv = json.loads((out / "run.json").read_text())["argv"][1:]
         argv = [a.replace(str(out), str(work / f"bare{i}")) for a in argv]
         bare.append(sh([str(BIN / "mace_run_train"), *argv], work))
     w, b = statistics.median(wrapped), statistics.median(bare)
-    result = {"wrapped_s": [round(x, 2) for x in wrapped], "bare_s": [round(x, 2) for x in bare],
-              "median_wrapped_s": round(w, 2), "median_bare_s": round(b, 2),
-              "overhead_percent": round(100 * (w - b) / b, 2), "target_percent": 2.0,
-              "epochs": args.epochs}
+    result = {
+        "wrapped_s": [round(x, 2) for x in wrapped],
+        "bare_s": [round(x, 2) for x in bare],
+        "median_wrapped_s": round(w, 2),
+        "median_bare_s": round(b, 2),
+        "overhead_percent": round(100 * (w - b) / b, 2),
+        "target_percent": 2.0,
+        "epochs": args.epochs,
+    }
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "out" / "wrapper_overhead.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))

@@ -15,18 +15,21 @@ MICRO = ROOT / "tests" / "data" / "micro.yaml"
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1500) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
 def ftbench(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "ftbench", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftbench", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"ftbench {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -25,7 +25,7 @@ class FakeHost:
         self.files: dict[str, bytes] = {}
         self.hf: dict[tuple[str, str], dict[str, bytes]] = {}
         self.requests: list[str] = []
-        self.truncate: set[str] = set()      # serve half the body under the full Content-Length
+        self.truncate: set[str] = set()  # serve half the body under the full Content-Length
         self.fail_first: dict[str, int] = {}  # path -> number of 503 answers before serving
         self.redirects: dict[str, str] = {}  # path -> path it answers 302 to (GitHub/HF CDN style)
         self.content_type = "application/octet-stream"
@@ -89,8 +89,9 @@ def _handler(host: FakeHost):
             if path.startswith("/api/datasets/"):
                 return self._tree(path, urllib.parse.parse_qs(parts.query))
             if path in host.redirects:
-                return self._send(302, b"<html>redirect</html>", "text/html",
-                                  headers=[("Location", host.base + host.redirects[path])])
+                return self._send(
+                    302, b"<html>redirect</html>", "text/html", headers=[("Location", host.base + host.redirects[path])]
+                )
             if host.fail_first.get(path, 0) > 0:
                 host.fail_first[path] -= 1
                 return self._send(503, b"busy", "text/plain")
@@ -112,7 +113,7 @@ def _handler(host: FakeHost):
             if entries is None:
                 return self._send(404, b'{"error": "Revision not found"}', "application/json")
             start = int(query.get("cursor", ["0"])[0])
-            page = entries[start: start + host.tree_page_size]
+            page = entries[start : start + host.tree_page_size]
             headers = []
             if start + host.tree_page_size < len(entries):
                 nxt = f"{host.base}{path}?recursive=true&cursor={start + host.tree_page_size}"
@@ -148,10 +149,11 @@ def closed_port() -> int:
 
 # ---------------------------------------------------------------- fixture files
 
+
 def make_sn2_extxyz(path, n_configs: int = 3, seed: int = 0) -> dict:
     """Like sn2/data/train.xyz: mp2_energy / mp2_forces plus isolated atoms. Returns the labels."""
-    from ase import Atoms
     import ase.io
+    from ase import Atoms
 
     rng = np.random.default_rng(seed)
     images, energies, forces = [], [], []
@@ -184,10 +186,15 @@ def make_spice_hdf5(path, seed: int = 1) -> dict:
     rng = np.random.default_rng(seed)
     groups = {
         "water": dict(z=[8, 1, 1], fc=[0, 0, 0], subset=SPICE_SUBSET, smiles="[H:2][O:1][H:3]"),
-        "acetate": dict(z=[6, 6, 8, 8, 1, 1, 1], fc=[0, 0, 0, -1, 0, 0, 0],
-                        subset=SPICE_SUBSET, smiles="[C:1]([C:2](=[O:3])[O-:4])([H:5])([H:6])[H:7]"),
-        "[Na+].[Cl-]": dict(z=[11, 17], fc=None, subset="SPICE Ion Pairs Single Points Dataset v1.2",
-                            smiles="[Na+:1].[Cl-:2]"),
+        "acetate": dict(
+            z=[6, 6, 8, 8, 1, 1, 1],
+            fc=[0, 0, 0, -1, 0, 0, 0],
+            subset=SPICE_SUBSET,
+            smiles="[C:1]([C:2](=[O:3])[O-:4])([H:5])([H:6])[H:7]",
+        ),
+        "[Na+].[Cl-]": dict(
+            z=[11, 17], fc=None, subset="SPICE Ion Pairs Single Points Dataset v1.2", smiles="[Na+:1].[Cl-:2]"
+        ),
     }
     out = {}
     with h5py.File(path, "w") as h5:
@@ -206,8 +213,12 @@ def make_spice_hdf5(path, seed: int = 1) -> dict:
             if spec["fc"] is not None:
                 g["formal_charges"] = np.array(spec["fc"], dtype=np.float32)
             # what the file really holds (float32 where stored as float32)
-            out[name] = dict(spec, conf=conf.astype(np.float32).astype(float), energy=energy,
-                             grad=grad.astype(np.float32).astype(float))
+            out[name] = dict(
+                spec,
+                conf=conf.astype(np.float32).astype(float),
+                energy=energy,
+                grad=grad.astype(np.float32).astype(float),
+            )
     return out
 
 

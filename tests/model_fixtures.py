@@ -35,14 +35,25 @@ def mp_e0s(zs: list[int]) -> dict[int, float]:
     return {z: float(-rng.uniform(0.1, 10.0)) for z in zs}
 
 
-def build_model(zs: list[int], *, heads: list[str] | None = None, channels: int = 128, max_L: int = 1,
-                correlation: int = 3, r_max: float = 6.0, num_interactions: int = 2, max_ell: int = 3,
-                radial_mlp=(64, 64, 64), e0s: dict[str, dict[int, float]] | None = None,
-                avg_num_neighbors: float = 20.0, seed: int = 0):
+def build_model(
+    zs: list[int],
+    *,
+    heads: list[str] | None = None,
+    channels: int = 128,
+    max_L: int = 1,
+    correlation: int = 3,
+    r_max: float = 6.0,
+    num_interactions: int = 2,
+    max_ell: int = 3,
+    radial_mlp=(64, 64, 64),
+    e0s: dict[str, dict[int, float]] | None = None,
+    avg_num_neighbors: float = 20.0,
+    seed: int = 0,
+):
     """A random-weight ScaleShiftMACE (float64). `e0s`: {head: {Z: E0}}; default seeded per head."""
     import torch
-    from mace import modules  # before e3nn: mace makes e3nn's constants loadable under torch 2.6+
     from e3nn import o3
+    from mace import modules  # before e3nn: mace makes e3nn's constants loadable under torch 2.6+
     from mace.tools import torch_tools
 
     torch_tools.set_default_dtype("float64")
@@ -51,15 +62,27 @@ def build_model(zs: list[int], *, heads: list[str] | None = None, channels: int 
     if e0s is None:
         rng = np.random.default_rng(seed)
         e0s = {h: {z: float(-rng.uniform(0.1, 10.0)) for z in zs} for h in heads}
-    irreps = " + ".join(f"{channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(max_L + 1))
+    irreps = " + ".join(f"{channels}x{ell}{'e' if ell % 2 == 0 else 'o'}" for ell in range(max_L + 1))
     block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
     model = modules.ScaleShiftMACE(
-        r_max=r_max, num_bessel=8, num_polynomial_cutoff=5, max_ell=max_ell,
-        interaction_cls=block, interaction_cls_first=block, num_interactions=num_interactions,
-        num_elements=len(zs), hidden_irreps=o3.Irreps(irreps), MLP_irreps=o3.Irreps("16x0e"),
+        r_max=r_max,
+        num_bessel=8,
+        num_polynomial_cutoff=5,
+        max_ell=max_ell,
+        interaction_cls=block,
+        interaction_cls_first=block,
+        num_interactions=num_interactions,
+        num_elements=len(zs),
+        hidden_irreps=o3.Irreps(irreps),
+        MLP_irreps=o3.Irreps("16x0e"),
         atomic_energies=np.array([[e0s[h][z] for z in zs] for h in heads]),
-        avg_num_neighbors=avg_num_neighbors, atomic_numbers=list(zs), correlation=correlation,
-        gate=torch.nn.functional.silu, radial_MLP=list(radial_mlp), radial_type="bessel", heads=heads,
+        avg_num_neighbors=avg_num_neighbors,
+        atomic_numbers=list(zs),
+        correlation=correlation,
+        gate=torch.nn.functional.silu,
+        radial_MLP=list(radial_mlp),
+        radial_type="bessel",
+        heads=heads,
         atomic_inter_scale=[0.8 + 0.3 * i for i in range(len(heads))],
         atomic_inter_shift=[0.1 * i for i in range(len(heads))],
     )
@@ -87,8 +110,16 @@ def save(model, path: Path) -> Path:
     return path
 
 
-def write_mptrj_pool(path: Path, n: int, *, elements=("H", "C", "F", "Cl", "O", "Na"), atoms_per_frame: int = 8,
-                     frames_per_material: int = 4, seed: int = 0, stress_every: int = 1) -> Path:
+def write_mptrj_pool(
+    path: Path,
+    n: int,
+    *,
+    elements=("H", "C", "F", "Cl", "O", "Na"),
+    atoms_per_frame: int = 8,
+    frames_per_material: int = 4,
+    seed: int = 0,
+    stress_every: int = 1,
+) -> Path:
     """An extxyz pool in the MPtrj layout mace's mp_traj_combined.xyz uses: periodic frames with
     `energy`, `forces`, `stress` (ASE's calculator keys), `mp_id` shared by the frames of one
     relaxation trajectory, `calc_id`, `ionic_step`, `config_type`. Frames are written one at a
@@ -107,13 +138,16 @@ def write_mptrj_pool(path: Path, n: int, *, elements=("H", "C", "F", "Cl", "O", 
             cell = np.eye(3) * (2.2 * atoms_per_frame ** (1 / 3) + 1.0)
             atoms = Atoms(symbols, scaled_positions=mrng.random((atoms_per_frame, 3)), cell=cell, pbc=True)
             atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
-            results = {"energy": float(-3.0 * atoms_per_frame + rng.normal()),
-                       "forces": rng.normal(0, 0.3, (atoms_per_frame, 3))}
+            results = {
+                "energy": float(-3.0 * atoms_per_frame + rng.normal()),
+                "forces": rng.normal(0, 0.3, (atoms_per_frame, 3)),
+            }
             if i % stress_every == 0:
                 s = rng.normal(0, 0.01, (3, 3))
                 results["stress"] = (s + s.T) / 2
             atoms.calc = SinglePointCalculator(atoms, **results)
-            atoms.info.update(mp_id=f"mp-{material}", calc_id=0, ionic_step=i % frames_per_material,
-                              config_type="mptrj")
+            atoms.info.update(
+                mp_id=f"mp-{material}", calc_id=0, ionic_step=i % frames_per_material, config_type="mptrj"
+            )
             write(f, atoms, format="extxyz")
     return path

@@ -37,10 +37,22 @@ def _cells(seeds=SEEDS):
             for e0 in e0s:
                 for size in SIZES:
                     for seed in seeds:
-                        yield {"benchmark": "sn2", "model": m, "strategy": strategy, "e0": e0, "train_size": size,
-                               "seed": seed}
-        yield {"benchmark": "sn2", "model": model, "strategy": "untouched", "e0": "foundation", "train_size": 0,
-               "seed": 0}
+                        yield {
+                            "benchmark": "sn2",
+                            "model": m,
+                            "strategy": strategy,
+                            "e0": e0,
+                            "train_size": size,
+                            "seed": seed,
+                        }
+        yield {
+            "benchmark": "sn2",
+            "model": model,
+            "strategy": "untouched",
+            "e0": "foundation",
+            "train_size": 0,
+            "seed": 0,
+        }
 
 
 def write_tables(tables: Path, seeds=SEEDS) -> Path:
@@ -54,36 +66,81 @@ def write_tables(tables: Path, seeds=SEEDS) -> Path:
         scale = (0.7 if m == "gen_b" else 1.0) * (0.5 if c["train_size"] == 100 else 1.0) * jitter
         target = 2000.0 if s == "untouched" else TARGET[s] * scale * (1.3 if c["e0"] == "average" else 1.0)
         pt = UNTOUCHED_PT if s == "untouched" else PT[s] * jitter
-        base = {**c, "status": "ok", "head": "Default", "head_role": "target", "config_type": "all",
-                "statistic": "rmse", "n_configs": 10}
+        base = {
+            **c,
+            "status": "ok",
+            "head": "Default",
+            "head_role": "target",
+            "config_type": "all",
+            "statistic": "rmse",
+            "n_configs": 10,
+        }
         errors.append({**base, "dataset": "test", "quantity": "forces", "value": target, "unit": "meV/A"})
         errors.append({**base, "dataset": "test", "quantity": "energy", "value": target / 10, "unit": "meV/atom"})
-        for dm in ([m] if m != "none" else MODELS):
-            errors.append({**base, "dataset": "pt_eval", "dataset_model": dm, "quantity": "forces", "value": pt,
-                           "unit": "meV/A"})
+        for dm in [m] if m != "none" else MODELS:
+            errors.append(
+                {**base, "dataset": "pt_eval", "dataset_model": dm, "quantity": "forces", "value": pt, "unit": "meV/A"}
+            )
         multihead = s in ("replay", "pseudo_replay")
         cost = 0.0 if s == "untouched" else WALL[s] * jitter
-        runs.append({**c, "status": "ok", "wall_time_s": cost, "optimiser_time_s": cost, "optimiser_steps": 100,
-                     "gpu_hours": 0.0,
-                     "epochs": 20, "lr": 1e-4 if multihead else 1e-3, "multiheads_finetuning": multihead,
-                     "stage_two": False, "lora_rank": 4 if s == "lora" else np.nan})
+        runs.append(
+            {
+                **c,
+                "status": "ok",
+                "wall_time_s": cost,
+                "optimiser_time_s": cost,
+                "optimiser_steps": 100,
+                "gpu_hours": 0.0,
+                "epochs": 20,
+                "lr": 1e-4 if multihead else 1e-3,
+                "multiheads_finetuning": multihead,
+                "stage_two": False,
+                "lora_rank": 4 if s == "lora" else np.nan,
+            }
+        )
         unstable = c["e0"] == "average"
         md_time = 0.2 if unstable else MD_TIME[s] * (jitter if MD_TIME[s] < RAMP_PS else 1.0)
-        for metric, value in (("survival_fraction", 0.0 if unstable else MD_TIME[s] / RAMP_PS),
-                              ("mean_time_ps", md_time)):
+        for metric, value in (
+            ("survival_fraction", 0.0 if unstable else MD_TIME[s] / RAMP_PS),
+            ("mean_time_ps", md_time),
+        ):
             rob.append({**c, "status": "ok", "evaluation": "md", "metric": metric, "value": value})
         survival_fraction = 0.0 if unstable else MD_TIME[s] / RAMP_PS
         for k in range(5):  # 5 replicas: the first (1 - survival) x 5 fail at md_time, the others run to the end
             fails = k < round(5 * (1 - survival_fraction))
-            surv.append({**c, "segment": "ramp", "replica": k, "time_ps": md_time if fails else RAMP_PS,
-                         "failed": fails, "reason": "close_contact" if fails else "stable", "phase": "ramp",
-                         "temperature_target_K": 1000.0})
+            surv.append(
+                {
+                    **c,
+                    "segment": "ramp",
+                    "replica": k,
+                    "time_ps": md_time if fails else RAMP_PS,
+                    "failed": fails,
+                    "reason": "close_contact" if fails else "stable",
+                    "phase": "ramp",
+                    "temperature_target_K": 1000.0,
+                }
+            )
         rob.append({**c, "status": "ok", "evaluation": "emd", "pair": "H-H", "metric": "emd", "value": 0.1})
-        rob.append({**c, "status": "ok", "evaluation": "rss", "metric": "collapse_fraction",
-                    "value": 0.5 if s in ("naive", "scratch") else 0.0})
+        rob.append(
+            {
+                **c,
+                "status": "ok",
+                "evaluation": "rss",
+                "metric": "collapse_fraction",
+                "value": 0.5 if s in ("naive", "scratch") else 0.0,
+            }
+        )
         for pair in ("H-H", "F-F", "Cl-Cl"):
-            rob.append({**c, "status": "ok", "evaluation": "dimers", "pair": pair, "metric": "wall_failures",
-                        "value": 2.0 if s == "naive" else 0.0})
+            rob.append(
+                {
+                    **c,
+                    "status": "ok",
+                    "evaluation": "dimers",
+                    "pair": pair,
+                    "metric": "wall_failures",
+                    "value": 2.0 if s == "naive" else 0.0,
+                }
+            )
             depth = 1.0 if c["e0"] == "average" else 3.0
             e = depth * ((1.2 / r) ** 12 - 2 * (1.2 / r) ** 6)
             dimers += [{**c, "pair": pair, "r": x, "value": v} for x, v in zip(r, e)]
@@ -91,11 +148,31 @@ def write_tables(tables: Path, seeds=SEEDS) -> Path:
         if multihead:
             for epoch in range(20):
                 for head, start in (("Default", 1000.0), ("pt_head", 100.0)):
-                    training.append({**c, "epoch": epoch, "head": head, "loss": 1.0 / (epoch + 1),
-                                     "rmse_e_per_atom_mev": 10.0, "rmse_f_mev_per_a": start / (1 + 0.1 * epoch)})
+                    training.append(
+                        {
+                            **c,
+                            "epoch": epoch,
+                            "head": head,
+                            "loss": 1.0 / (epoch + 1),
+                            "rmse_e_per_atom_mev": 10.0,
+                            "rmse_f_mev_per_a": start / (1 + 0.1 * epoch),
+                        }
+                    )
     for pair in ("H-H", "F-F", "Cl-Cl"):
-        rdf += [{"benchmark": "sn2", "model": "", "strategy": "reference", "e0": "", "train_size": 0, "seed": 0,
-                 "pair": pair, "r": x, "value": float(np.exp(-((x - 1.5) ** 2) / 0.02))} for x in r]
+        rdf += [
+            {
+                "benchmark": "sn2",
+                "model": "",
+                "strategy": "reference",
+                "e0": "",
+                "train_size": 0,
+                "seed": 0,
+                "pair": pair,
+                "r": x,
+                "value": float(np.exp(-((x - 1.5) ** 2) / 0.02)),
+            }
+            for x in r
+        ]
     pd.DataFrame(errors, columns=ERROR_COLUMNS).to_csv(tables / "errors.csv", index=False)
     pd.DataFrame(runs).to_csv(tables / "runs.csv", index=False)
     pd.DataFrame(rob, columns=ROBUSTNESS_COLUMNS).to_csv(tables / "robustness.csv", index=False)

@@ -66,8 +66,9 @@ def attractive_only(depth=1.0, width=1.5):
     return pair
 
 
-def build_tiny_mace(path: Path, elements=("H", "O"), heads=None, r_max: float = 4.0, seed: int = 0,
-                    pair_repulsion: bool = False) -> Path:
+def build_tiny_mace(
+    path: Path, elements=("H", "O"), heads=None, r_max: float = 4.0, seed: int = 0, pair_repulsion: bool = False
+) -> Path:
     """An untrained, very small ScaleShiftMACE saved as a whole-model file MACECalculator can load.
 
     pair_repulsion adds mace's ZBL wall, which keeps MD with the random model from collapsing.
@@ -85,14 +86,24 @@ def build_tiny_mace(path: Path, elements=("H", "O"), heads=None, r_max: float = 
     try:
         torch.manual_seed(seed)
         model = modules.ScaleShiftMACE(
-            r_max=r_max, num_bessel=4, num_polynomial_cutoff=5, max_ell=1,
+            r_max=r_max,
+            num_bessel=4,
+            num_polynomial_cutoff=5,
+            max_ell=1,
             interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
             interaction_cls_first=modules.interaction_classes["RealAgnosticInteractionBlock"],
-            num_interactions=1, num_elements=len(zs),
-            hidden_irreps=o3.Irreps("8x0e"), MLP_irreps=o3.Irreps("8x0e"),
-            atomic_energies=np.zeros((len(heads), len(zs))), avg_num_neighbors=8.0,
-            atomic_numbers=zs, correlation=2, gate=torch.nn.functional.silu,
-            atomic_inter_scale=[1.0] * len(heads), atomic_inter_shift=[0.0] * len(heads), heads=heads,
+            num_interactions=1,
+            num_elements=len(zs),
+            hidden_irreps=o3.Irreps("8x0e"),
+            MLP_irreps=o3.Irreps("8x0e"),
+            atomic_energies=np.zeros((len(heads), len(zs))),
+            avg_num_neighbors=8.0,
+            atomic_numbers=zs,
+            correlation=2,
+            gate=torch.nn.functional.silu,
+            atomic_inter_scale=[1.0] * len(heads),
+            atomic_inter_shift=[0.0] * len(heads),
+            heads=heads,
             pair_repulsion=pair_repulsion,
         )
         torch.save(model, path)

@@ -19,10 +19,14 @@ pytestmark = pytest.mark.pipeline
 @pytest.fixture(scope="module")
 def paths(micro_run):
     r = micro_run / "results"
-    return {"foundation": r / "pretrain" / "micro" / "run" / "model.model",
-            "train": r / "data" / "sn2" / "train_n8.xyz", "valid": r / "data" / "sn2" / "valid.xyz",
-            "test": r / "data" / "sn2" / "test.xyz", "isolated": r / "data" / "sn2" / "isolated.xyz",
-            "e0": r / "e0" / "sn2" / "micro" / "estimated" / "n8.json"}
+    return {
+        "foundation": r / "pretrain" / "micro" / "run" / "model.model",
+        "train": r / "data" / "sn2" / "train_n8.xyz",
+        "valid": r / "data" / "sn2" / "valid.xyz",
+        "test": r / "data" / "sn2" / "test.xyz",
+        "isolated": r / "data" / "sn2" / "isolated.xyz",
+        "e0": r / "e0" / "sn2" / "micro" / "estimated" / "n8.json",
+    }
 
 
 def test_missing_energy_key_names_file_record_and_fix(tmp_path, paths):
@@ -53,8 +57,19 @@ def test_element_unknown_to_foundation_stops_before_training(tmp_path, paths):
     water.arrays["REF_forces"] = np.zeros((3, 3))
     data = tmp_path / "water.xyz"
     write(data, [water], format="extxyz")
-    proc = ftbench("e0", "--mode", "estimated", "--data", str(data), "--model", str(paths["foundation"]),
-                   "--model-name", "micro", "--out", str(tmp_path / "e0.json"))
+    proc = ftbench(
+        "e0",
+        "--mode",
+        "estimated",
+        "--data",
+        str(data),
+        "--model",
+        str(paths["foundation"]),
+        "--model-name",
+        "micro",
+        "--out",
+        str(tmp_path / "e0.json"),
+    )
     assert proc.returncode == 2
     assert "contains O" in proc.stderr and "'micro' does not know" in proc.stderr and "benchmarks" in proc.stderr
     assert not (tmp_path / "e0.json").exists()
@@ -71,27 +86,75 @@ def test_e0_mismatch_warns_or_errors(tmp_path, paths):
     err = ftbench(*args, "--on-mismatch", "error", "--out", str(tmp_path / "err.json"))
     assert err.returncode == 2 and "e0: [estimated]" in err.stderr
     # estimated E0s on the same data pass the check
-    ok = ftbench("e0", "--mode", "estimated", "--data", str(paths["train"]), "--model", str(paths["foundation"]),
-                 "--on-mismatch", "error", "--out", str(tmp_path / "ok.json"))
+    ok = ftbench(
+        "e0",
+        "--mode",
+        "estimated",
+        "--data",
+        str(paths["train"]),
+        "--model",
+        str(paths["foundation"]),
+        "--on-mismatch",
+        "error",
+        "--out",
+        str(tmp_path / "ok.json"),
+    )
     assert ok.returncode == 0, ok.stderr
 
 
 def test_diverged_run_is_a_result_in_the_tables(tmp_path, paths):
     run_dir = tmp_path / "runs" / "sn2" / "micro" / "naive" / "estimated" / "n8" / "seed1"
-    flags = {"multiheads_finetuning": False, "max_num_epochs": 1, "batch_size": 2, "lr": 1e-3,
-             "energy_key": "REF_energy", "forces_key": "REF_forces", "default_dtype": "float64"}
-    proc = ftbench("finetune", "--flags", json.dumps(flags), "--train", str(paths["train"]),
-                   "--valid", str(paths["valid"]), "--e0", str(paths["e0"]), "--foundation", str(paths["foundation"]),
-                   "--out-dir", str(run_dir), "--device", "cpu", "--max-force-rmse", "1e-9")
+    flags = {
+        "multiheads_finetuning": False,
+        "max_num_epochs": 1,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "energy_key": "REF_energy",
+        "forces_key": "REF_forces",
+        "default_dtype": "float64",
+    }
+    proc = ftbench(
+        "finetune",
+        "--flags",
+        json.dumps(flags),
+        "--train",
+        str(paths["train"]),
+        "--valid",
+        str(paths["valid"]),
+        "--e0",
+        str(paths["e0"]),
+        "--foundation",
+        str(paths["foundation"]),
+        "--out-dir",
+        str(run_dir),
+        "--device",
+        "cpu",
+        "--max-force-rmse",
+        "1e-9",
+    )
     assert proc.returncode == 0, proc.stderr
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "diverged" and "above 1e-09" in run["reason"] and run["model"] is None
     assert not (run_dir / "model.model").exists()
-    ev = ftbench("evaluate", "--run", str(run_dir / "run.json"), "--data", f"test={paths['test']}",
-                 "--out", str(run_dir / "errors.json"))
+    ev = ftbench(
+        "evaluate",
+        "--run",
+        str(run_dir / "run.json"),
+        "--data",
+        f"test={paths['test']}",
+        "--out",
+        str(run_dir / "errors.json"),
+    )
     assert ev.returncode == 0, ev.stderr
-    agg = ftbench("aggregate", "--errors", str(run_dir / "errors.json"), "--runs-root", str(tmp_path / "runs"),
-                  "--tables", str(tmp_path / "tables"))
+    agg = ftbench(
+        "aggregate",
+        "--errors",
+        str(run_dir / "errors.json"),
+        "--runs-root",
+        str(tmp_path / "runs"),
+        "--tables",
+        str(tmp_path / "tables"),
+    )
     assert agg.returncode == 0, agg.stderr
     errors = pd.read_csv(tmp_path / "tables" / "errors.csv")
     assert errors.status.tolist() == ["diverged"] and errors.value.isna().all()
@@ -99,7 +162,18 @@ def test_diverged_run_is_a_result_in_the_tables(tmp_path, paths):
 
 
 def test_unknown_mace_flag_fails_before_training(tmp_path, paths):
-    proc = ftbench("finetune", "--flags", json.dumps({"lora_rnak": 4}), "--train", str(paths["train"]),
-                   "--valid", str(paths["valid"]), "--e0", str(paths["e0"]), "--out-dir", str(tmp_path / "r"))
+    proc = ftbench(
+        "finetune",
+        "--flags",
+        json.dumps({"lora_rnak": 4}),
+        "--train",
+        str(paths["train"]),
+        "--valid",
+        str(paths["valid"]),
+        "--e0",
+        str(paths["e0"]),
+        "--out-dir",
+        str(tmp_path / "r"),
+    )
     assert proc.returncode == 2 and "no option --lora_rnak" in proc.stderr
     assert not (tmp_path / "r" / "run.json").exists()

@@ -22,8 +22,13 @@ ZS = [1, 6, 17]
 def test_epochs_for_budget_by_hand():
     budget = {"steps": 150, "patience_fraction": 0.3}
     # 10 configs, batch 2: 5 steps an epoch -> 30 epochs, patience ceil(9.0) = 9
-    assert epochs_for_budget(budget, 10, 2) == {"steps": 150, "train_configs": 10, "steps_per_epoch": 5,
-                                                "max_num_epochs": 30, "patience": 9}
+    assert epochs_for_budget(budget, 10, 2) == {
+        "steps": 150,
+        "train_configs": 10,
+        "steps_per_epoch": 5,
+        "max_num_epochs": 30,
+        "patience": 9,
+    }
     # 31 configs, batch 4: 7 full batches (the last 3 configs are dropped) -> ceil(150/7) = 22 epochs
     assert epochs_for_budget(budget, 31, 4)["steps_per_epoch"] == 7
     assert epochs_for_budget(budget, 31, 4)["max_num_epochs"] == 22
@@ -77,17 +82,43 @@ def test_real_mace_takes_the_budgeted_steps(tmp_path, replay):
     write(tmp_path / "pool.xyz", _frames(12, 3))
     e0 = model.atomic_energies_fn.atomic_energies.detach().numpy().reshape(-1)
     (tmp_path / "e0.json").write_text(json.dumps({str(z): float(e) for z, e in zip(ZS, e0)}))
-    flags = {"multiheads_finetuning": replay, "lr": 1e-3, "ema": True, "ema_decay": 0.99, "batch_size": 3,
-             "valid_batch_size": 4, "loss": "universal", "default_dtype": "float64",
-             "energy_key": "REF_energy", "forces_key": "REF_forces", "eval_interval": 1}
+    flags = {
+        "multiheads_finetuning": replay,
+        "lr": 1e-3,
+        "ema": True,
+        "ema_decay": 0.99,
+        "batch_size": 3,
+        "valid_batch_size": 4,
+        "loss": "universal",
+        "default_dtype": "float64",
+        "energy_key": "REF_energy",
+        "forces_key": "REF_forces",
+        "eval_interval": 1,
+    }
     if replay:
         flags["force_mh_ft_lr"] = True
     extra = ["--pt-train", str(tmp_path / "pool.xyz")] if replay else []
     out = tmp_path / "run"
-    proc = ftbench("finetune", "--flags", json.dumps(flags), "--budget", json.dumps({"steps": 10, "patience_fraction": 0.5}),
-                   "--train", str(tmp_path / "train.xyz"), "--valid", str(tmp_path / "valid.xyz"),
-                   "--e0", str(tmp_path / "e0.json"), "--foundation", str(tmp_path / "foundation.model"),
-                   *extra, "--device", "cpu", "--out-dir", str(out))
+    proc = ftbench(
+        "finetune",
+        "--flags",
+        json.dumps(flags),
+        "--budget",
+        json.dumps({"steps": 10, "patience_fraction": 0.5}),
+        "--train",
+        str(tmp_path / "train.xyz"),
+        "--valid",
+        str(tmp_path / "valid.xyz"),
+        "--e0",
+        str(tmp_path / "e0.json"),
+        "--foundation",
+        str(tmp_path / "foundation.model"),
+        *extra,
+        "--device",
+        "cpu",
+        "--out-dir",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "ok", run["reason"]

@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 from conftest import ROOT, ftbench
-from ftbench.config import Run, expand_grid, load_config, parse_run_path, sizes_for, untouched_runs
+from ftbench.config import load_config
 from ftbench.errors import FtbenchError
+from ftbench.grid import Run, expand_grid, parse_run_path, sizes_for, untouched_runs
 from ftbench.strategies import mace_flags
 
 PAPER = ROOT / "config" / "paper.yaml"
@@ -15,14 +16,23 @@ DEFAULT = ROOT / "config" / "config.yaml"
 
 
 def test_default_grid_counts():
-    cfg = load_config()
+    cfg = load_config(
+        overrides={
+            "benchmarks": ["sn2", "water"],
+            "foundation_models": ["demo_gen1", "demo_gen2"],
+            "train_sizes": [10, 20],
+            "seeds": [1, 2],
+            "e0": ["estimated"],
+            "strategies": ["naive", "freeze5", "freeze6", "lora", "replay", "pseudo_replay", "replay_lora", "scratch"],
+        }
+    )
     runs = expand_grid(cfg)
-    n_fm = len(cfg["foundation_models"]) * (len(cfg["strategies"]) - 1) + 1  # scratch once
-    assert len(runs) == len(cfg["benchmarks"]) * len(cfg["train_sizes"]) * len(cfg["seeds"]) * n_fm
+    # 2 benchmarks x 2 sizes x 2 seeds x (2 models x 7 foundation strategies + scratch once) = 120
+    assert len(runs) == 120
     assert {r.strategy for r in runs} == set(cfg["strategies"])
     scratch = [r for r in runs if r.strategy == "scratch"]
     assert all(r.model == "none" and r.e0 == cfg["e0_without_foundation"] for r in scratch)
-    assert len(untouched_runs(cfg)) == len(cfg["benchmarks"]) * len(cfg["foundation_models"])
+    assert len(untouched_runs(cfg)) == 4  # 2 benchmarks x 2 models
 
 
 def test_paper_grid_is_the_full_study():
@@ -31,20 +41,24 @@ def test_paper_grid_is_the_full_study():
     runs = expand_grid(cfg)
     sizes = {b: sizes_for(cfg, b) for b in cfg["benchmarks"]}
     assert sizes["sn2"] == [10, 30, 60]  # capped by the 60 training structures, whole pool included
-    expected = sum(len(s) for s in sizes.values()) * len(cfg["seeds"]) * (3 * 7 + 1)
-    assert len(runs) == expected
+    assert [len(s) for s in sizes.values()] == [3, 5, 5, 9, 5] and cfg["seeds"] == [1, 2, 3]
+    # 27 sizes x 3 seeds x (3 models x 7 foundation strategies + scratch once) = 1782
+    assert len(runs) == 1782
     # study presets survive the merge with the demo config
     assert mace_flags(cfg, "replay", "mace_mp0_medium")["lr"] == 1e-4
     assert mace_flags(cfg, "replay_lora", "mace_mh1")["foundation_head"] == "omat_pbe"
 
 
-@pytest.mark.parametrize("override,match", [
-    ({"strategies": ["naive", "frozen"]}, r"unknown strategy 'frozen'.*catalog\.strategies"),
-    ({"benchmarks": ["sn3"]}, r"unknown benchmark 'sn3'.*catalog\.benchmarks"),
-    ({"foundation_models": ["mace_mp1"]}, r"unknown foundation model 'mace_mp1'"),
-    ({"e0": ["guess"]}, r"config does not match"),
-    ({"train_sizes": [500]}, r"train_sizes \[500\] exceed the \d+ training configurations of benchmark 'sn2'"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ({"strategies": ["naive", "frozen"]}, r"unknown strategy 'frozen'.*catalog\.strategies"),
+        ({"benchmarks": ["sn3"]}, r"unknown benchmark 'sn3'.*catalog\.benchmarks"),
+        ({"foundation_models": ["mace_mp1"]}, r"unknown foundation model 'mace_mp1'"),
+        ({"e0": ["guess"]}, r"config does not match"),
+        ({"train_sizes": [500]}, r"train_sizes \[500\] exceed the \d+ training configurations of benchmark 'sn2'"),
+    ],
+)
 def test_bad_config_names_the_key_and_fix(override, match):
     with pytest.raises(FtbenchError, match=match):
         cfg = load_config(None, override)
@@ -76,10 +90,20 @@ def test_strategy_presets_follow_the_study():
 
 def test_new_strategy_is_a_config_entry(tmp_path):
     extra = tmp_path / "lora16.yaml"
-    extra.write_text(yaml.safe_dump({
-        "strategies": ["lora_r16"],
-        "catalog": {"strategies": {"lora_r16": {"mace_flags": {"multiheads_finetuning": False, "lora": True,
-                                                               "lora_rank": 16, "lr": 1e-2}}}}}))
+    extra.write_text(
+        yaml.safe_dump(
+            {
+                "strategies": ["lora_r16"],
+                "catalog": {
+                    "strategies": {
+                        "lora_r16": {
+                            "mace_flags": {"multiheads_finetuning": False, "lora": True, "lora_rank": 16, "lr": 1e-2}
+                        }
+                    }
+                },
+            }
+        )
+    )
     cfg = load_config([DEFAULT, extra])
     assert {r.strategy for r in expand_grid(cfg)} == {"lora_r16"}
     assert mace_flags(cfg, "lora_r16", "demo_gen1")["lora_rank"] == 16
@@ -112,8 +136,9 @@ def test_cueq_only_on_cuda_and_paper_runtimes():
 
     from ftbench.finetune import build_argv
 
-    kw = dict(train=Path("t.xyz"), valid=Path("v.xyz"), e0=Path("e0.json"), out_dir=Path("o"),
-              checkpoints=Path("c"), seed=1)
+    kw = dict(
+        train=Path("t.xyz"), valid=Path("v.xyz"), e0=Path("e0.json"), out_dir=Path("o"), checkpoints=Path("c"), seed=1
+    )
     flags = mace_flags(load_config(), "naive", "demo_gen1")
     assert "--enable_cueq=True" in build_argv(flags, device="cuda", enable_cueq=True, **kw)
     assert not any("cueq" in a for a in build_argv(flags, device="cpu", enable_cueq=True, **kw))
@@ -141,33 +166,63 @@ def test_mace_option_aliases_are_accepted():
         to_argv({"stage_tow": True})
 
 
-@pytest.mark.parametrize("override,match", [
-    ({"strategy": ["naive"]}, r"unknown config key `strategy`; did you mean `strategies`\?"),
-    ({"training": {"max_num_epoch": 40}},
-     r"unknown config key `training.max_num_epoch`; did you mean `training.max_num_epochs`\?"),
-    ({"e0_mismatch": {"treshold": 1.0}}, r"did you mean `e0_mismatch.threshold_ev_per_atom`\?"),
-    ({"catalog": {"benchmarks": {"sn2": {"energy_kye": "E"}}}}, r"`catalog.benchmarks.sn2.energy_kye`.*`catalog.benchmarks.sn2.energy_key`"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ({"strategy": ["naive"]}, r"unknown config key `strategy`; did you mean `strategies`\?"),
+        (
+            {"training": {"max_num_epoch": 40}},
+            r"unknown config key `training.max_num_epoch`; did you mean `training.max_num_epochs`\?",
+        ),
+        ({"e0_mismatch": {"treshold": 1.0}}, r"did you mean `e0_mismatch.threshold_ev_per_atom`\?"),
+        (
+            {"catalog": {"benchmarks": {"sn2": {"energy_kye": "E"}}}},
+            r"`catalog.benchmarks.sn2.energy_kye`.*`catalog.benchmarks.sn2.energy_key`",
+        ),
+    ],
+)
 def test_unknown_config_keys_are_refused_with_the_nearest_key(override, match):
     with pytest.raises(FtbenchError, match=match):
         load_config(None, override)
 
 
-@pytest.mark.parametrize("path", [PAPER, *sorted((ROOT / "config" / "ablations").glob("*.yaml")),
-                                  ROOT / "tests" / "data" / "micro.yaml",
-                                  *sorted((ROOT / ".ci" / "slurm").glob("*.yaml"))])
+@pytest.mark.parametrize(
+    "path",
+    [
+        PAPER,
+        *sorted((ROOT / "config" / "ablations").glob("*.yaml")),
+        ROOT / "tests" / "data" / "micro.yaml",
+        *sorted((ROOT / ".ci" / "slurm").glob("*.yaml")),
+    ],
+)
 def test_shipped_configs_use_only_known_keys(path):
     load_config([DEFAULT, path])
 
 
 def test_command_line_strings_become_the_numbers_the_schema_asks_for():
     # what Snakemake's --config hands over: YAML BaseLoader strings, nested ones included
-    cfg = load_config(None, {"seeds": ["1", "2"], "train_sizes": ["20"], "split_seed": "7",
-                             "training": {"max_num_epochs": "40"}, "enable_cueq": "false",
-                             "e0_mismatch": {"threshold_ev_per_atom": "0.5"}})
+    cfg = load_config(
+        None,
+        {
+            "seeds": ["1", "2"],
+            "train_sizes": ["20"],
+            "split_seed": "7",
+            "training": {"max_num_epochs": "40"},
+            "enable_cueq": "false",
+            "e0_mismatch": {"threshold_ev_per_atom": "0.5"},
+        },
+    )
     assert cfg["seeds"] == [1, 2] and cfg["train_sizes"] == [20] and cfg["split_seed"] == 7
     assert cfg["training"]["max_num_epochs"] == 40 and cfg["enable_cueq"] is False
     assert cfg["e0_mismatch"]["threshold_ev_per_atom"] == 0.5
     assert load_config(None, {"train_sizes": "auto"})["train_sizes"] == "auto"
     with pytest.raises(FtbenchError, match="config does not match"):
         load_config(None, {"seeds": ["one"]})
+
+
+def test_auto_sizes_without_a_split_leave_the_default_valid_and_test_out():
+    # sn2 generates 120 configurations; with no `split:` prepare holds out 20 + 30 of them
+    cfg = load_config(overrides={"benchmarks": ["sn2"], "train_sizes": "auto"})
+    del cfg["catalog"]["benchmarks"]["sn2"]["split"]
+    assert cfg["catalog"]["benchmarks"]["sn2"]["generator"]["n"] == 120
+    assert sizes_for(cfg, "sn2") == [10, 30, 70]

@@ -66,12 +66,15 @@ def test_spice_energies_forces_charges(tmp_path):
         assert all("total_charge" not in a.info for a in groups["[Na+].[Cl-]"])  # no formal_charges
 
 
-@pytest.mark.parametrize("kwargs, groups", [
-    (dict(subsets=[SPICE_SUBSET]), {"water", "acetate"}),
-    (dict(elements={"H", "O"}), {"water"}),
-    (dict(elements={"H", "C", "N", "O"}, charge=-1), {"acetate"}),
-    (dict(charge=0), {"water"}),  # NaCl has no formal_charges: unknown charge is dropped
-])
+@pytest.mark.parametrize(
+    "kwargs, groups",
+    [
+        (dict(subsets=[SPICE_SUBSET]), {"water", "acetate"}),
+        (dict(elements={"H", "O"}), {"water"}),
+        (dict(elements={"H", "C", "N", "O"}, charge=-1), {"acetate"}),
+        (dict(charge=0), {"water"}),  # NaCl has no formal_charges: unknown charge is dropped
+    ],
+)
 def test_spice_filters(tmp_path, kwargs, groups):
     make_spice_hdf5(tmp_path / "s.hdf5")
     got = convert.read_spice_hdf5(tmp_path / "s.hdf5", **kwargs)
@@ -141,19 +144,31 @@ def test_sn2_npz_free_atom_energies_added_back(tmp_path):
     e_free = {"H": -13.6, "C": -1029.1, "F": -2715.7, "Cl": -12466.5, "Br": -70020.25, "I": -193000.5}
     (tmp_path / "free.json").write_text(json.dumps(e_free))
     out = tmp_path / "sn2.xyz"
-    assert main(["convert", "--format", "sn2-npz", str(tmp_path / "sn2.npz"), str(out),
-                 "--free-atom-energies", str(tmp_path / "free.json")]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "--format",
+                "sn2-npz",
+                str(tmp_path / "sn2.npz"),
+                str(out),
+                "--free-atom-energies",
+                str(tmp_path / "free.json"),
+            ]
+        )
+        == 0
+    )
     got = ase.io.read(out, index=":")
-    iso = {a.get_chemical_symbols()[0]: a.info["REF_energy"] for a in got
-           if a.info["config_type"] == "IsolatedAtom"}
+    iso = {a.get_chemical_symbols()[0]: a.info["REF_energy"] for a in got if a.info["config_type"] == "IsolatedAtom"}
     assert iso == e_free
     rest = [a for a in got if a.info["config_type"] != "IsolatedAtom"]
     for i, a in enumerate(rest):
         # by hand: CH3-F-Cl for record 0
         expect = raw["E"][i] + sum(e_free[s] for s in a.get_chemical_symbols())
         np.testing.assert_allclose(a.info["REF_energy"], expect, **TIGHT)
-    np.testing.assert_allclose(rest[0].info["REF_energy"],
-                               raw["E"][0] + (-1029.1) + 3 * (-13.6) + (-2715.7) + (-12466.5), **TIGHT)
+    np.testing.assert_allclose(
+        rest[0].info["REF_energy"], raw["E"][0] + (-1029.1) + 3 * (-13.6) + (-2715.7) + (-12466.5), **TIGHT
+    )
 
     (tmp_path / "free.json").write_text(json.dumps({"H": -13.6, "C": -1029.1}))
     with pytest.raises(FtbenchError, match=r"sn2\.npz: record 0: --free-atom-energies has no energy for \['Cl', 'F'\]"):
@@ -183,15 +198,41 @@ def test_sn2_npz_bad_inputs_named(tmp_path):
     with pytest.raises(FtbenchError, match=r"shape\.npz: F has shape \(4, 5, 3\)"):
         convert.read_sn2_npz(tmp_path / "shape.npz")
 
-    assert main(["convert", "--format", "sn2-npz", str(tmp_path / "ok.npz"), str(tmp_path / "o.xyz"),
-                 "--allowed-elements", "H,C,F,Cl,Br"]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "--format",
+                "sn2-npz",
+                str(tmp_path / "ok.npz"),
+                str(tmp_path / "o.xyz"),
+                "--allowed-elements",
+                "H,C,F,Cl,Br",
+            ]
+        )
+        == 2
+    )
 
 
 def test_extxyz_key_mapping_and_isolated_atoms(tmp_path):
     raw = make_sn2_extxyz(tmp_path / "train.xyz")
     out = tmp_path / "out.xyz"
-    assert main(["convert", "--format", "extxyz", str(tmp_path / "train.xyz"), str(out),
-                 "--energy-key", "mp2_energy", "--forces-key", "mp2_forces"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "--format",
+                "extxyz",
+                str(tmp_path / "train.xyz"),
+                str(out),
+                "--energy-key",
+                "mp2_energy",
+                "--forces-key",
+                "mp2_forces",
+            ]
+        )
+        == 0
+    )
     got = ase.io.read(out, index=":")
     assert len(got) == len(raw["images"])
     for a, e, f in zip(got, raw["energies"], raw["forces"]):
@@ -238,12 +279,14 @@ def test_fetch_then_convert_over_http(tmp_path, monkeypatch):
     """The SN2 npz as served at its Zenodo URL shape, fetched and converted."""
     raw = make_sn2_npz(tmp_path / "sn2_reactions.npz")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    sources = {"sn2": {"kind": "zenodo", "record": "2605341",
-                       "files": {"npz": {"path": "sn2_reactions.npz", "sha256": None}}}}
+    sources = {
+        "sn2": {"kind": "zenodo", "record": "2605341", "files": {"npz": {"path": "sn2_reactions.npz", "sha256": None}}}
+    }
     with serve() as host:
         monkeypatch.setenv("FTBENCH_BASE_URL", host.base)
         host.add_zenodo("2605341", "sn2_reactions.npz", (tmp_path / "sn2_reactions.npz").read_bytes())
-        path = fetch.fetch_file(sources, "sn2", "npz", data_dir=tmp_path / "cache",
-                                lock_path=tmp_path / "lock", progress=False, retries=0)
+        path = fetch.fetch_file(
+            sources, "sn2", "npz", data_dir=tmp_path / "cache", lock_path=tmp_path / "lock", progress=False, retries=0
+        )
     got = convert.read_sn2_npz(path)
     assert len(got) == 6 + len(raw["N"])

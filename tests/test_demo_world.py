@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import yaml
 from ase import Atoms
-from ase.io import read
 
 from ftbench import demo_world, fetch
 from ftbench.errors import FtbenchError
@@ -35,8 +34,9 @@ def test_trajectory_frames_carry_the_labels_of_their_own_positions():
 
 
 def test_relabelling_changes_level_of_theory_not_geometry():
-    frames = demo_world.trajectory("water_cluster", 0, "GFN1-xTB",
-                                   {"steps": 4, "every": 4, "n_min": 2, "n_max": 2}, seed=1)
+    frames = demo_world.trajectory(
+        "water_cluster", 0, "GFN1-xTB", {"steps": 4, "every": 4, "n_min": 2, "n_max": 2}, seed=1
+    )
     gfn2 = demo_world.relabel(frames, "GFN2-xTB")
     assert len(gfn2) == len(frames)
     np.testing.assert_array_equal(gfn2[0].positions, frames[0].positions)
@@ -45,8 +45,7 @@ def test_relabelling_changes_level_of_theory_not_geometry():
 
 
 def test_periodic_frames_have_stress_and_pack_at_water_density():
-    frames = demo_world.trajectory("water_box", 0, "GFN1-xTB",
-                                   {"steps": 1, "every": 1, "n_water": 8}, seed=1)
+    frames = demo_world.trajectory("water_box", 0, "GFN1-xTB", {"steps": 1, "every": 1, "n_water": 8}, seed=1)
     a = frames[0]
     assert a.pbc.all() and a.info["REF_stress"].shape == (9,)
     assert len(a) / 3 / a.get_volume() == pytest.approx(demo_world.WATER_DENSITY, rel=1e-6)
@@ -79,8 +78,10 @@ def test_unknown_family_is_named():
 
 
 def test_gates_compare_generations_on_every_dataset():
-    good = {"demo_gen1": {"heldout": {"forces_rmse": 200.0}, "sn2": {"forces_rmse": 300.0}},
-            "demo_gen2": {"heldout": {"forces_rmse": 90.0}, "sn2": {"forces_rmse": 250.0}}}
+    good = {
+        "demo_gen1": {"heldout": {"forces_rmse": 200.0}, "sn2": {"forces_rmse": 300.0}},
+        "demo_gen2": {"heldout": {"forces_rmse": 90.0}, "sn2": {"forces_rmse": 250.0}},
+    }
     assert demo_world.check_gates(good, {"gen2_heldout_force_rmse_mev_per_a": 150}) == []
     bad = json.loads(json.dumps(good))
     bad["demo_gen2"]["sn2"]["forces_rmse"] = 310.0
@@ -94,8 +95,7 @@ def test_local_source_is_hash_checked(tmp_path):
     folder.mkdir()
     (folder / "m.model").write_bytes(b"weights" * 10)
     good = hashlib.sha256(b"weights" * 10).hexdigest()
-    sources = {"demo": {"kind": "local", "path": str(folder),
-                        "files": {"m": {"path": "m.model", "sha256": good}}}}
+    sources = {"demo": {"kind": "local", "path": str(folder), "files": {"m": {"path": "m.model", "sha256": good}}}}
     fetch.validate_sources(sources)
     got = fetch.fetch_file(sources, "demo", "m", data_dir=tmp_path / "cache", lock_path=None)
     assert got.read_bytes() == b"weights" * 10
@@ -106,18 +106,25 @@ def test_local_source_is_hash_checked(tmp_path):
 
 def _fake_build(root: Path, gates: dict) -> dict:
     """A build folder as the demo_build rules leave it, with random-weight models and tiny files."""
-    import model_fixtures as mf
     from ase.build import molecule
 
-    recipe = {"corpus_method": "GFN1-xTB", "benchmark_method": "GFN2-xTB", "benchmarks": {"sn2": {}},
-              "generations": {"demo_gen1": {"pretrain": {}}, "demo_gen2": {"pretrain": {}}},
-              "gates": {"gen2_heldout_force_rmse_mev_per_a": 150}}
+    import model_fixtures as mf
+
+    recipe = {
+        "corpus_method": "GFN1-xTB",
+        "benchmark_method": "GFN2-xTB",
+        "benchmarks": {"sn2": {}},
+        "generations": {"demo_gen1": {"pretrain": {}}, "demo_gen2": {"pretrain": {}}},
+        "gates": {"gen2_heldout_force_rmse_mev_per_a": 150},
+    }
     frame = molecule("H2O")
     frame.info["REF_energy"] = -1.0
     for gen in recipe["generations"]:
         g = root / "pretrain" / gen
-        mf.save(mf.build_model([1, 8], channels=8, max_L=0, correlation=2, num_interactions=1, radial_mlp=(8,)),
-                g / "work" / "model.model")
+        mf.save(
+            mf.build_model([1, 8], channels=8, max_L=0, correlation=2, num_interactions=1, radial_mlp=(8,)),
+            g / "work" / "model.model",
+        )
         (g / "stage1.json").write_text(json.dumps({"stage": 1, "max_num_epochs": 10}))
         (g / "gate.json").write_text(json.dumps(gates[gen]))
         (g / "data").mkdir()
@@ -125,8 +132,12 @@ def _fake_build(root: Path, gates: dict) -> dict:
         demo_world.write_gz(g / "data" / "train.xyz", [frame])
     (root / "corpus").mkdir()
     (root / "corpus" / "summary.json").write_text(json.dumps({"train": 1}))
-    for name in ("corpus/heldout.xyz.gz", "corpus/heldout_GFN2-xTB.xyz.gz", "corpus/isolated.xyz.gz",
-                 "benchmarks/sn2.xyz.gz"):
+    for name in (
+        "corpus/heldout.xyz.gz",
+        "corpus/heldout_GFN2-xTB.xyz.gz",
+        "corpus/isolated.xyz.gz",
+        "benchmarks/sn2.xyz.gz",
+    ):
         demo_world.write_gz(root / name, [frame])
     return recipe
 
@@ -176,15 +187,34 @@ def test_pretrain_stages_resume_skip_and_start_over_on_new_data(tmp_path):
     demo_world.write_gz(tmp_path / "train.xyz", frames(8))
     demo_world.write_gz(tmp_path / "valid.xyz", frames(3))
     (tmp_path / "e0.json").write_text(json.dumps({"1": -1.0, "8": -5.0}))
-    flags = {"model": "MACE", "num_channels": 4, "max_L": 0, "correlation": 1, "r_max": 3.0,
-             "num_interactions": 1, "lr": 1e-2, "batch_size": 4, "valid_batch_size": 4,
-             "default_dtype": "float32", "save_all_checkpoints": True, "eval_interval": 1}
+    flags = {
+        "model": "MACE",
+        "num_channels": 4,
+        "max_L": 0,
+        "correlation": 1,
+        "r_max": 3.0,
+        "num_interactions": 1,
+        "lr": 1e-2,
+        "batch_size": 4,
+        "valid_batch_size": 4,
+        "default_dtype": "float32",
+        "save_all_checkpoints": True,
+        "eval_interval": 1,
+    }
     work = tmp_path / "work"
 
     def stage(n, epochs=2):
-        return demo_world.pretrain_stage(flags, train=tmp_path / "train.xyz", valid=tmp_path / "valid.xyz",
-                                         e0=tmp_path / "e0.json", work=work, stage=n, epochs_per_stage=epochs,
-                                         seed=1, threads=1)
+        return demo_world.pretrain_stage(
+            flags,
+            train=tmp_path / "train.xyz",
+            valid=tmp_path / "valid.xyz",
+            e0=tmp_path / "e0.json",
+            work=work,
+            stage=n,
+            epochs_per_stage=epochs,
+            seed=1,
+            threads=1,
+        )
 
     first = stage(1)
     assert first["last_valid"]["epoch"] == 1 and "already_trained_to_epoch" not in first
@@ -192,8 +222,12 @@ def test_pretrain_stages_resume_skip_and_start_over_on_new_data(tmp_path):
     second = stage(2)
     assert second["last_valid"]["epoch"] == 3
     runs = demo_world.training_runs(work)
-    assert [(r["event"], r["from_epoch"]) for r in runs] == [("start", 0), ("finished", 0), ("start", 2),
-                                                             ("finished", 2)]
+    assert [(r["event"], r["from_epoch"]) for r in runs] == [
+        ("start", 0),
+        ("finished", 0),
+        ("start", 2),
+        ("finished", 2),
+    ]
     again = stage(1)  # a stage the run already went past: recorded from the curve, no training
     assert again["already_trained_to_epoch"] == 4 and again["last_valid"]["epoch"] == 1
     assert len(demo_world.training_runs(work)) == 4

@@ -11,7 +11,8 @@ import pytest
 from ase.calculators.lj import LennardJones
 from ase.calculators.morse import MorsePotential
 
-from ftbench.dimers import dimer_curves, element_pairs, wall_metrics
+from ftbench.dimers import dimer_curves, wall_metrics
+from ftbench.geometry import element_pairs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from robustness_support import PairPotential, attractive_only, build_tiny_mace, morse, with_hole  # noqa: E402
@@ -99,14 +100,23 @@ def test_metrics_on_analytic_curves():
 
 
 def test_pairs():
-    assert element_pairs(["H", "F", "Cl"]) == [("Cl", "Cl"), ("Cl", "F"), ("Cl", "H"), ("F", "F"), ("F", "H"), ("H", "H")]
+    assert element_pairs(["H", "F", "Cl"]) == [
+        ("Cl", "Cl"),
+        ("Cl", "F"),
+        ("Cl", "H"),
+        ("F", "F"),
+        ("F", "H"),
+        ("H", "H"),
+    ]
 
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
-    return (build_tiny_mace(folder / "tiny.model", elements=("H", "O")),
-            build_tiny_mace(folder / "multi.model", elements=("H", "O"), heads=["pt_head", "target"]))
+    return (
+        build_tiny_mace(folder / "tiny.model", elements=("H", "O")),
+        build_tiny_mace(folder / "multi.model", elements=("H", "O"), heads=["pt_head", "target"]),
+    )
 
 
 def test_cli_end_to_end_with_mace(tmp_path, tiny_models, capsys):
@@ -114,8 +124,21 @@ def test_cli_end_to_end_with_mace(tmp_path, tiny_models, capsys):
 
     single, multi = tiny_models
     out = tmp_path / "dimers.csv"
-    argv = ["dimers", "--model", str(single), "--elements", "O,H", "--r-min", "0.4", "--r-max", "5.0",
-            "--n-points", "12", "--out", str(out)]
+    argv = [
+        "dimers",
+        "--model",
+        str(single),
+        "--elements",
+        "O,H",
+        "--r-min",
+        "0.4",
+        "--r-max",
+        "5.0",
+        "--n-points",
+        "12",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     lines = out.read_text().splitlines()
     assert lines[0] == "r,H-H,H-O,O-O" and len(lines) == 13

@@ -10,7 +10,7 @@ import pytest
 from ftbench.cli import main
 from ftbench.emd import emd, emd_tables
 from ftbench.errors import FtbenchError
-from ftbench.rdf import RDF, write_csv
+from ftbench.rdf import write_curves
 
 R = np.arange(0.01, 8.0, 0.02)
 
@@ -59,7 +59,7 @@ def test_empty_pair_gives_none():
 
 
 def _table(path, g_by_pair, kind="rdf"):
-    write_csv(RDF(r=R, g=g_by_pair, kind=kind, r_max=8.0, bin_width=0.02, n_frames=1), path)
+    write_curves(path, R, g_by_pair)
     path.with_suffix(".meta.json").write_text(json.dumps({"kind": kind}))
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-import re
 
 import numpy as np
 import pytest
@@ -33,9 +33,19 @@ def _files_benchmark(workdir, name: str, keys: dict, atoms) -> str:
     """A `source: files` benchmark whose data file was placed by hand under data/benchmarks/."""
     (workdir / "data" / "benchmarks" / name).mkdir(parents=True)
     write(workdir / "data" / "benchmarks" / name / "data.xyz", atoms, format="extxyz")
-    cfg = {"catalog": {"benchmarks": {name: {"source": "files", "fetch_source": "local",
-                                             "files": {"data": "data.xyz"}, "split": {"valid": 2, "test": 2},
-                                             **keys}}}}
+    cfg = {
+        "catalog": {
+            "benchmarks": {
+                name: {
+                    "source": "files",
+                    "fetch_source": "local",
+                    "files": {"data": "data.xyz"},
+                    "split": {"valid": 2, "test": 2},
+                    **keys,
+                }
+            }
+        }
+    }
     path = workdir / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
@@ -62,8 +72,17 @@ def test_failed_job_prints_its_log_through_the_profile(tmp_path):
     keys = {"energy_key": "mp2_energy", "forces_key": "mp2_forces"}
     cfg = _files_benchmark(tmp_path, "mp2", keys, _molecules(10, **keys))
     (tmp_path / "data" / "benchmarks" / "mp2" / "data.xyz").write_text("")
-    proc = snakemake(tmp_path, "--profile", str(ROOT / "profiles" / "local"), "-c", "1",
-                     "results/data/mp2/summary.json", "--configfile", cfg, check=False)
+    proc = snakemake(
+        tmp_path,
+        "--profile",
+        str(ROOT / "profiles" / "local"),
+        "-c",
+        "1",
+        "results/data/mp2/summary.json",
+        "--configfile",
+        cfg,
+        check=False,
+    )
     assert proc.returncode != 0
     # the log's error line reaches the console, not only "check log file(s)"
     assert "benchmark file data/benchmarks/mp2/data.xyz is empty" in proc.stdout + proc.stderr
@@ -87,12 +106,13 @@ def test_corrupt_or_foreign_model_is_named(tmp_path, content):
         torch.save({"state": 1}, model)
     data = tmp_path / "test.xyz"
     write(data, _molecules(2, "REF_energy", "REF_forces"), format="extxyz")
-    for args in (["evaluate", "--model", str(model), "--data", f"test={data}", "--out", str(tmp_path / "e.json")],
-                 ["e0", "--mode", "estimated", "--data", str(data), "--model", str(model),
-                  "--out", str(tmp_path / "e0.json")],
-                 ["dimers", "--model", str(model), "--elements", "H", "--out", str(tmp_path / "d.csv")],
-                 # the untouched rule: a corrupt foundation model is not recorded as an ok run
-                 ["finetune", "--untouched", str(model), "--out-dir", str(tmp_path / "run")]):
+    for args in (
+        ["evaluate", "--model", str(model), "--data", f"test={data}", "--out", str(tmp_path / "e.json")],
+        ["e0", "--mode", "estimated", "--data", str(data), "--model", str(model), "--out", str(tmp_path / "e0.json")],
+        ["dimers", "--model", str(model), "--elements", "H", "--out", str(tmp_path / "d.csv")],
+        # the untouched rule: a corrupt foundation model is not recorded as an ok run
+        ["untouched", "--model", str(model), "--out-dir", str(tmp_path / "run")],
+    ):
         proc = ftbench(*args)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert f"model file {model} is corrupt or not a MACE model" in proc.stderr, proc.stderr[-2000:]
@@ -118,8 +138,17 @@ def test_test_only_element_stops_at_prepare(tmp_path):
     write(bench / "data.xyz", _halomethanes("Cl", 10, 1), format="extxyz")
     write(bench / "valid.xyz", _halomethanes("Cl", 2, 2), format="extxyz")
     write(bench / "test.xyz", _halomethanes("Cl", 2, 3) + _halomethanes("Br", 1, 4), format="extxyz")
-    proc = ftbench("prepare", "--data", str(bench / "data.xyz"), "--valid-data", str(bench / "valid.xyz"),
-                   "--test-data", str(bench / "test.xyz"), "--out-dir", str(tmp_path / "out"))
+    proc = ftbench(
+        "prepare",
+        "--data",
+        str(bench / "data.xyz"),
+        "--valid-data",
+        str(bench / "valid.xyz"),
+        "--test-data",
+        str(bench / "test.xyz"),
+        "--out-dir",
+        str(tmp_path / "out"),
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"the test split of {bench / 'test.xyz'} contains Br, which no training configuration has" in proc.stderr
     assert not (tmp_path / "out" / "test.xyz").exists()
@@ -139,9 +168,18 @@ def test_element_unknown_to_a_foundation_model_stops_every_model_job(micro_run, 
     cfg = yaml.safe_load(open(path).read())
     cfg.update(benchmarks=["brbench"], strategies=["naive", "replay"])
     (work / "bench.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(work, "-c", "1", "results/benchmarks/brbench.done", "--configfile",
-                     str(ROOT / "tests" / "data" / "micro.yaml"), str(work / "bench.yaml"),
-                     "--rerun-triggers", "mtime", check=False)
+    proc = snakemake(
+        work,
+        "-c",
+        "1",
+        "results/benchmarks/brbench.done",
+        "--configfile",
+        str(ROOT / "tests" / "data" / "micro.yaml"),
+        str(work / "bench.yaml"),
+        "--rerun-triggers",
+        "mtime",
+        check=False,
+    )
     assert proc.returncode != 0
     log = (work / "logs" / "check_elements" / "brbench" / "micro.log").read_text()
     assert "the training split results/data/brbench/train_pool.xyz contains Br" in log, log[-2000:]
@@ -167,8 +205,10 @@ def test_command_line_slice_writes_its_own_tables(tmp_path):
 def test_another_foundation_model_does_not_reevaluate_finished_scratch(micro_run, tmp_path):
     # the micro grid plus a second foundation model (not trained here: a dry run)
     micro = yaml.safe_load((ROOT / "tests" / "data" / "micro.yaml").read_text())
-    extra = {"foundation_models": ["micro", "micro2"],
-             "catalog": {"foundation_models": {"micro2": micro["catalog"]["foundation_models"]["micro"]}}}
+    extra = {
+        "foundation_models": ["micro", "micro2"],
+        "catalog": {"foundation_models": {"micro2": micro["catalog"]["foundation_models"]["micro"]}},
+    }
     cfg = tmp_path / "two_models.yaml"
     cfg.write_text(yaml.safe_dump(extra))
     proc = snakemake(micro_run, "-n", "--configfile", str(ROOT / "tests" / "data" / "micro.yaml"), str(cfg))
@@ -189,9 +229,12 @@ def test_yaml_error_in_the_config_names_file_and_line(tmp_path):
     text = (repo / "config" / "config.yaml").read_text().replace("benchmarks: [sn2, water]", "benchmarks: [sn2, water")
     (repo / "config" / "config.yaml").write_text(text)
     line = text.splitlines().index("benchmarks: [sn2, water") + 2  # the parser stops on the next line
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-n",
-                           "--directory", str(tmp_path)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-n", "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     assert proc.returncode != 0
     assert f"config file {repo / 'config' / 'config.yaml'}, line {line}" in proc.stdout + proc.stderr
     # a broken --configfile fails inside Snakemake first; ftbench grid locates it
@@ -221,16 +264,26 @@ def test_figures_only_on_partial_results_keeps_every_table(micro_run, tmp_path):
     before = {p.name: p.read_bytes() for p in tables.iterdir()}
     micro = str(ROOT / "tests" / "data" / "micro.yaml")
     # a grid whose water cells never ran, drawn into the finished tables folder
-    proc = snakemake(work, "-c", "1", *FIGURES_ONLY, "--configfile", micro, "--config",
-                     "benchmarks=[sn2,water]", "report_dir=results")
+    proc = snakemake(
+        work,
+        "-c",
+        "1",
+        *FIGURES_ONLY,
+        "--configfile",
+        micro,
+        "--config",
+        "benchmarks=[sn2,water]",
+        "report_dir=results",
+    )
     out = proc.stdout + proc.stderr
     assert "missing: water: " in (work / "logs" / "tables" / "results.log").read_text()
     assert set(before) <= {p.name for p in tables.iterdir()}  # nothing deleted
     assert before["summary_sn2.csv"] == (tables / "summary_sn2.csv").read_bytes()
     assert "no finished runs" in (tables / "summary_water.md").read_text()
     # the same slice without report_dir: its own folder, stopped before any job for lack of inputs
-    sliced = snakemake(work, "-c", "1", *FIGURES_ONLY, "--configfile", micro, "--config",
-                       "benchmarks=[sn2,water]", check=False)
+    sliced = snakemake(
+        work, "-c", "1", *FIGURES_ONLY, "--configfile", micro, "--config", "benchmarks=[sn2,water]", check=False
+    )
     out = sliced.stdout + sliced.stderr
     assert sliced.returncode != 0 and "Missing input files for rule aggregate" in out
     assert "results/runs/water/micro/naive/estimated/n8/seed1/errors.json" in out
@@ -242,8 +295,16 @@ def test_figures_only_on_partial_results_keeps_every_table(micro_run, tmp_path):
 def test_e0_mismatch_warning_is_printed_at_the_end_of_the_run(micro_run, tmp_path):
     work = _copy_run(micro_run, tmp_path / "work")
     # foundation E0s (GFN1 isolated atoms) on GFN2 data: the classic mismatch, in warn mode
-    proc = snakemake(work, "-c", "1", "results/e0/sn2/micro/foundation/n8.json", "--configfile",
-                     str(ROOT / "tests" / "data" / "micro.yaml"), "--config", "e0=[foundation]")
+    proc = snakemake(
+        work,
+        "-c",
+        "1",
+        "results/e0/sn2/micro/foundation/n8.json",
+        "--configfile",
+        str(ROOT / "tests" / "data" / "micro.yaml"),
+        "--config",
+        "e0=[foundation]",
+    )
     out = proc.stdout + proc.stderr
     assert "ftbench warning: E0 mismatch: with e0 mode 'foundation'" in out, out[-3000:]
     assert "use `e0: [estimated]`" in out and "so the runs train anyway" in out

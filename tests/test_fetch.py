@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -42,21 +42,32 @@ def world(host, tmp_path):
     host.add_zenodo("2605341", "sn2_reactions.npz", data["npz"])
     host.add("/ACEsuit/mace-mp/releases/download/mace_mp_0/m.model", data["model"])
     sources = {
-        "supp": {"kind": "hf_dataset", "repo": REPO, "revision": REV, "files": {
-            "sn2_train": {"path": "sn2/data/train.xyz", "sha256": None, "confirmed": True},
-            "water_train": {"path": "water/Ih/100/train.xyz", "sha256": None, "confirmed": False}}},
-        "sn2": {"kind": "zenodo", "record": "2605341", "files": {
-            "npz": {"path": "sn2_reactions.npz", "sha256": hashlib.sha256(data["npz"]).hexdigest()}}},
-        "models": {"kind": "url", "url": "https://github.com/ACEsuit/mace-mp/releases/download",
-                   "files": {"mp0": {"path": "mace_mp_0/m.model", "sha256": None}}},
+        "supp": {
+            "kind": "hf_dataset",
+            "repo": REPO,
+            "revision": REV,
+            "files": {
+                "sn2_train": {"path": "sn2/data/train.xyz", "sha256": None, "confirmed": True},
+                "water_train": {"path": "water/Ih/100/train.xyz", "sha256": None, "confirmed": False},
+            },
+        },
+        "sn2": {
+            "kind": "zenodo",
+            "record": "2605341",
+            "files": {"npz": {"path": "sn2_reactions.npz", "sha256": hashlib.sha256(data["npz"]).hexdigest()}},
+        },
+        "models": {
+            "kind": "url",
+            "url": "https://github.com/ACEsuit/mace-mp/releases/download",
+            "files": {"mp0": {"path": "mace_mp_0/m.model", "sha256": None}},
+        },
     }
     fetch.validate_sources(sources)
     return sources, data, tmp_path
 
 
 def _kw(tmp_path, **kw):
-    return dict(data_dir=tmp_path / "cache", lock_path=tmp_path / "checksums.lock", retries=0,
-                progress=False) | kw
+    return dict(data_dir=tmp_path / "cache", lock_path=tmp_path / "checksums.lock", retries=0, progress=False) | kw
 
 
 TRAIN_URL = f"/datasets/{REPO}/resolve/{REV}/sn2/data/train.xyz"
@@ -65,15 +76,21 @@ TRAIN_URL = f"/datasets/{REPO}/resolve/{REV}/sn2/data/train.xyz"
 def test_url_shapes(monkeypatch):
     monkeypatch.delenv("FTBENCH_BASE_URL", raising=False)
     hf = {"kind": "hf_dataset", "repo": REPO, "revision": REV}
-    assert fetch.file_url(hf, "water/Ih/100/a b.xyz") == \
-        f"https://huggingface.co/datasets/{REPO}/resolve/{REV}/water/Ih/100/a%20b.xyz"
+    assert (
+        fetch.file_url(hf, "water/Ih/100/a b.xyz")
+        == f"https://huggingface.co/datasets/{REPO}/resolve/{REV}/water/Ih/100/a%20b.xyz"
+    )
     zen = {"kind": "zenodo", "record": "10975225"}
-    assert fetch.file_url(zen, "SPICE-2.0.1.hdf5") == \
-        "https://zenodo.org/records/10975225/files/SPICE-2.0.1.hdf5?download=1"
+    assert (
+        fetch.file_url(zen, "SPICE-2.0.1.hdf5")
+        == "https://zenodo.org/records/10975225/files/SPICE-2.0.1.hdf5?download=1"
+    )
     url = {"kind": "url", "url": "https://github.com/o/r/releases/download/"}
     assert fetch.file_url(url, "t/m.model") == "https://github.com/o/r/releases/download/t/m.model"
-    assert fetch.file_url(dict(url, base_url="http://mirror:8000/x"), "t/m.model") == \
-        "http://mirror:8000/x/o/r/releases/download/t/m.model"
+    assert (
+        fetch.file_url(dict(url, base_url="http://mirror:8000/x"), "t/m.model")
+        == "http://mirror:8000/x/o/r/releases/download/t/m.model"
+    )
     monkeypatch.setenv("FTBENCH_BASE_URL", "http://127.0.0.1:1")
     assert fetch.file_url(dict(hf, base_url="http://other"), "p").startswith("http://127.0.0.1:1/datasets/")
 
@@ -196,7 +213,8 @@ def test_prestaged_unpinned_file_is_recorded(world, host):
     fetch.fetch_file(sources, "supp", "sn2_train", **_kw(tmp))
     assert host.requests == []
     assert fetch.read_lock(tmp / "checksums.lock") == {
-        "supp/sn2/data/train.xyz": hashlib.sha256(data["train"]).hexdigest()}
+        "supp/sn2/data/train.xyz": hashlib.sha256(data["train"]).hexdigest()
+    }
 
 
 def test_config_and_lock_disagree(world, host):
@@ -228,8 +246,22 @@ def test_cli_fetch_with_out(world, host, capsys):
     cfg = tmp / "sources.yaml"
     cfg.write_text(yaml.safe_dump({"sources": sources}))
     out = tmp / "raw" / "train.xyz"
-    argv = ["fetch", "--sources", str(cfg), "--source", "supp", "--file", "sn2_train", "--data-dir",
-            str(tmp / "cache"), "--lock", str(tmp / "c.lock"), "--out", str(out), "--no-progress"]
+    argv = [
+        "fetch",
+        "--sources",
+        str(cfg),
+        "--source",
+        "supp",
+        "--file",
+        "sn2_train",
+        "--data-dir",
+        str(tmp / "cache"),
+        "--lock",
+        str(tmp / "c.lock"),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert out.read_bytes() == data["train"]
     assert (tmp / "c.lock").exists()
@@ -261,11 +293,13 @@ def test_progress_logging_without_tqdm(world, host, monkeypatch, caplog):
 def test_bad_catalogue_entries():
     good = {"kind": "hf_dataset", "repo": REPO, "revision": REV, "files": {"a": {"path": "x/y"}}}
     fetch.validate_sources({"s": good})
-    for bad, match in (({**good, "revision": "main"}, "pin a full 40-hex"),
-                       ({**good, "kind": "ftp"}, "not one of"),
-                       ({**good, "files": {"a": {"path": "../etc"}}}, "plain relative path"),
-                       ({**good, "files": {"a": {"path": "x", "sha256": "abc"}}}, "64 hex"),
-                       ({**good, "files": {"a": {"path": "x", "sha": None}}}, "unknown keys")):
+    for bad, match in (
+        ({**good, "revision": "main"}, "pin a full 40-hex"),
+        ({**good, "kind": "ftp"}, "not one of"),
+        ({**good, "files": {"a": {"path": "../etc"}}}, "plain relative path"),
+        ({**good, "files": {"a": {"path": "x", "sha256": "abc"}}}, "64 hex"),
+        ({**good, "files": {"a": {"path": "x", "sha": None}}}, "unknown keys"),
+    ):
         with pytest.raises(FtbenchError, match=match):
             fetch.validate_sources({"s": bad})
 
@@ -276,15 +310,21 @@ def test_shipped_catalogue_matches_mace_urls(monkeypatch):
     supp = sources["mace_ft_supplementary"]
     assert supp["revision"] == REV
     paths = {v["path"]: v.get("confirmed", True) for v in supp["files"].values()}
-    confirmed = ("sn2/data/train.xyz", "sn2/data/valid.xyz", "sn2/data/test.xyz",
-                 "foundation-utils/omat24_filtered_sn2.extxyz", "li/data/LPSC_600.extxyz")
+    confirmed = (
+        "sn2/data/train.xyz",
+        "sn2/data/valid.xyz",
+        "sn2/data/test.xyz",
+        "foundation-utils/omat24_filtered_sn2.extxyz",
+        "li/data/LPSC_600.extxyz",
+    )
     for p in confirmed:
         assert paths[p] is True
     assert all(not ok for p, ok in paths.items() if p not in confirmed)
     # Model and replay URLs are the ones mace-torch itself downloads (read as text: no torch import).
     mace_dir = Path(importlib.util.find_spec("mace").origin).parent
-    mace_text = ((mace_dir / "calculators" / "foundations_models.py").read_text()
-                 + (mace_dir / "tools" / "multihead_tools.py").read_text())
+    mace_text = (mace_dir / "calculators" / "foundations_models.py").read_text() + (
+        mace_dir / "tools" / "multihead_tools.py"
+    ).read_text()
     for name in ("mace_mp_releases", "mace_foundations_releases"):
         for entry in sources[name]["files"].values():
             assert fetch.file_url(sources[name], entry["path"]) in mace_text
@@ -295,8 +335,27 @@ def test_fetched_model_corrupted_later_is_named_with_its_pinned_sha256(world, ho
     cfg = tmp / "sources.yaml"
     cfg.write_text(yaml.safe_dump({"sources": sources}))
     model = tmp / "models" / "mp0.model"
-    assert main(["fetch", "--sources", str(cfg), "--source", "models", "--file", "mp0", "--data-dir",
-                 str(tmp / "cache"), "--lock", str(tmp / "c.lock"), "--out", str(model), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "fetch",
+                "--sources",
+                str(cfg),
+                "--source",
+                "models",
+                "--file",
+                "mp0",
+                "--data-dir",
+                str(tmp / "cache"),
+                "--lock",
+                str(tmp / "c.lock"),
+                "--out",
+                str(model),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     test = tmp / "test.xyz"
     make_sn2_extxyz(test)
     evaluate = ["evaluate", "--model", str(model), "--data", f"test={test}", "--out", str(tmp / "e.json")]

@@ -85,11 +85,14 @@ def test_e0_dimers_one_line_per_e0_mode_and_the_foundation(tables, tmp_path):
     assert _units(axes[0]) == ("r (Å)", "E(r) - E(r_max) (eV)")
 
 
-@pytest.mark.parametrize("name,ylabel,expected", [
-    ("md_stability", "mean MD time survived (ps)", {"naive": 1.0, "replay": 5.0, "untouched foundation": 5.0}),
-    ("emd", "RDF EMD, mean over pairs (Å)", {"naive": 0.1}),
-    ("rss_collapse", "collapsed fraction of RSS structures", {"naive": 0.5, "replay": 0.0}),
-])
+@pytest.mark.parametrize(
+    "name,ylabel,expected",
+    [
+        ("md_stability", "mean MD time survived (ps)", {"naive": 1.0, "replay": 5.0, "untouched foundation": 5.0}),
+        ("emd", "RDF EMD, mean over pairs (Å)", {"naive": 0.1}),
+        ("rss_collapse", "collapsed fraction of RSS structures", {"naive": 0.5, "replay": 0.0}),
+    ],
+)
 def test_bar_figures_one_bar_per_strategy_and_model(tables, tmp_path, name, ylabel, expected):
     fig = _draw(tables, name, tmp_path)
     ax = fig.axes[0]

@@ -24,8 +24,15 @@ PLAIN_ENV.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
 
 
 def ftbench(*args, env, cwd, timeout=900, **kw):
-    return subprocess.run([sys.executable, "-m", "ftbench", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "ftbench", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def server_jobs(log: Path) -> list[int]:
@@ -40,8 +47,13 @@ def server(tmp_path_factory):
     with open(log, "wb") as out:
         # as the workflow starts it: without thread-count variables (OpenBLAS would start threads)
         env = {k: v for k, v in PLAIN_ENV.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-        proc = subprocess.Popen([sys.executable, "-m", "ftbench.forkserver", "--socket", str(path)],
-                                env=env, stdout=out, stderr=out, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ftbench.forkserver", "--socket", str(path)],
+            env=env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
     (folder / "pid").write_text(str(proc.pid))
     deadline = time.monotonic() + 600
     while not path.exists():
@@ -66,8 +78,10 @@ def same_run(server, tmp_path, *args, **kw):
 
 
 def test_client_and_server_modules_import_only_the_standard_library():
-    code = ("import sys, ftbench.forkclient, ftbench.forkserver, ftbench.__init__; "
-            "print(sorted(m for m in ('torch', 'numpy', 'ase', 'mace', 'snakemake') if m in sys.modules))")
+    code = (
+        "import sys, ftbench.forkclient, ftbench.forkserver, ftbench.__init__; "
+        "print(sorted(m for m in ('torch', 'numpy', 'ase', 'mace', 'snakemake') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=PLAIN_ENV, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -105,10 +119,21 @@ def test_usage_error_and_stdin_reach_the_job(server, tmp_path):
 
 
 def _tiny_world(work: Path, env) -> None:
-    for args in (["demo", "--generator", "sn2", "--n", "16", "--seed", "5", "--charge=-1", "--out", "sn2.xyz"],
-                 ["prepare", "--data", "sn2.xyz", "--n-valid", "4", "--n-test", "2", "--out-dir", "data"],
-                 ["e0", "--mode", "isolated", "--data", "data/train_pool.xyz", "--isolated", "data/isolated.xyz",
-                  "--out", "e0.json"]):
+    for args in (
+        ["demo", "--generator", "sn2", "--n", "16", "--seed", "5", "--charge=-1", "--out", "sn2.xyz"],
+        ["prepare", "--data", "sn2.xyz", "--n-valid", "4", "--n-test", "2", "--out-dir", "data"],
+        [
+            "e0",
+            "--mode",
+            "isolated",
+            "--data",
+            "data/train_pool.xyz",
+            "--isolated",
+            "data/isolated.xyz",
+            "--out",
+            "e0.json",
+        ],
+    ):
         proc = ftbench(*args, env=env, cwd=work)
         assert proc.returncode == 0, proc.stderr
 
@@ -128,12 +153,38 @@ def test_real_jobs_write_the_same_files_and_train_with_two_threads(server, tmp_p
     e0s = [json.loads((tmp_path / n / "e0.json").read_text()) for n in ("fs", "plain")]
     assert e0s[0] == e0s[1]
 
-    flags = {"model": "MACE", "num_channels": 8, "max_L": 0, "correlation": 2, "r_max": 4.0,
-             "num_interactions": 2, "max_num_epochs": 2, "batch_size": 4, "lr": 1e-2,
-             "energy_key": "REF_energy", "forces_key": "REF_forces", "default_dtype": "float64",
-             "eval_interval": 1}
-    args = ["finetune", "--flags", json.dumps(flags), "--train", "data/train_pool.xyz", "--valid",
-            "data/valid.xyz", "--e0", "e0.json", "--out-dir", "run", "--device", "cpu", "--threads", "2"]
+    flags = {
+        "model": "MACE",
+        "num_channels": 8,
+        "max_L": 0,
+        "correlation": 2,
+        "r_max": 4.0,
+        "num_interactions": 2,
+        "max_num_epochs": 2,
+        "batch_size": 4,
+        "lr": 1e-2,
+        "energy_key": "REF_energy",
+        "forces_key": "REF_forces",
+        "default_dtype": "float64",
+        "eval_interval": 1,
+    }
+    args = [
+        "finetune",
+        "--flags",
+        json.dumps(flags),
+        "--train",
+        "data/train_pool.xyz",
+        "--valid",
+        "data/valid.xyz",
+        "--e0",
+        "e0.json",
+        "--out-dir",
+        "run",
+        "--device",
+        "cpu",
+        "--threads",
+        "2",
+    ]
     env2 = {**server["env"], "OMP_NUM_THREADS": "2"}
     via = ftbench(*args, env=env2, cwd=tmp_path / "fs", timeout=1200)
     assert via.returncode == 0, via.stderr[-3000:]
@@ -141,8 +192,14 @@ def test_real_jobs_write_the_same_files_and_train_with_two_threads(server, tmp_p
     assert plain.returncode == 0, plain.stderr[-3000:]
     for name in ("fs", "plain"):
         assert json.loads((tmp_path / name / "run" / "run.json").read_text())["status"] == "ok"
-    rows = [[json.loads(line) for line in next((tmp_path / n / "run").rglob("*_train.txt")).read_text().splitlines()
-             if '"eval"' in line] for n in ("fs", "plain")]
+    rows = [
+        [
+            json.loads(line)
+            for line in next((tmp_path / n / "run").rglob("*_train.txt")).read_text().splitlines()
+            if '"eval"' in line
+        ]
+        for n in ("fs", "plain")
+    ]
     assert len(rows[0]) == len(rows[1]) > 0
     for a, b in zip(*rows):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
@@ -153,9 +210,25 @@ def test_real_jobs_write_the_same_files_and_train_with_two_threads(server, tmp_p
 def _start_long_job(server, tmp_path):
     """A job that runs for minutes (labelling many structures), through the server; its pid."""
     before = len(server_jobs(server["log"]))
-    client = subprocess.Popen([sys.executable, "-m", "ftbench", "demo", "--generator", "sn2", "--n", "5000",
-                               "--charge=-1", "--out", "big.xyz"], env=server["env"], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ftbench",
+            "demo",
+            "--generator",
+            "sn2",
+            "--n",
+            "5000",
+            "--charge=-1",
+            "--out",
+            "big.xyz",
+        ],
+        env=server["env"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while len(server_jobs(server["log"])) == before:
         assert client.poll() is None and time.monotonic() < deadline
@@ -192,9 +265,11 @@ def test_no_server_stale_socket_or_other_interpreter_falls_back(server, tmp_path
     s.bind(str(stale))  # a socket file nobody listens on (a killed run's)
     s.close()
     before = len(server_jobs(server["log"]))
-    for env in ({**PLAIN_ENV, forkserver.SOCKET_ENV: str(tmp_path / "missing" / "sock")},
-                {**PLAIN_ENV, forkserver.SOCKET_ENV: str(stale)},
-                {**server["env"], "PYTHONNOUSERSITE": "1"}):  # interpreter set-up differs: refused
+    for env in (
+        {**PLAIN_ENV, forkserver.SOCKET_ENV: str(tmp_path / "missing" / "sock")},
+        {**PLAIN_ENV, forkserver.SOCKET_ENV: str(stale)},
+        {**server["env"], "PYTHONNOUSERSITE": "1"},
+    ):  # interpreter set-up differs: refused
         t0 = time.monotonic()
         proc = ftbench(*args, env=env, cwd=tmp_path)
         assert (proc.returncode, proc.stdout, proc.stderr) == (plain.returncode, plain.stdout, plain.stderr)
@@ -203,8 +278,18 @@ def test_no_server_stale_socket_or_other_interpreter_falls_back(server, tmp_path
 
 
 def _snakemake(workdir: Path, *args, env) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(ROOT / "tests" / "data" / "micro.yaml"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(ROOT / "tests" / "data" / "micro.yaml"),
+        *args,
+    ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -219,8 +304,11 @@ def test_cluster_executor_and_switches_keep_the_server_off(tmp_path, case):
     else:
         env[forkserver.SWITCH_ENV] = "0"
     proc = _snakemake(tmp_path, *args, env=env)
-    reason = {"slurm": "cluster executor", "config": "config fork_server is false",
-              "env": f"{forkserver.SWITCH_ENV}=0"}[case]
+    reason = {
+        "slurm": "cluster executor",
+        "config": "config fork_server is false",
+        "env": f"{forkserver.SWITCH_ENV}=0",
+    }[case]
     assert f"ftbench: fork server off ({reason}" in proc.stderr, proc.stderr[-3000:]
     assert "fork server starting" not in proc.stderr
 

@@ -4,7 +4,6 @@ last: every step must use that head, and an unknown head must be an error that l
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,13 +94,26 @@ def test_multihead_without_head_or_with_unknown_head_is_an_error(world, capsys):
     assert "no head 'no_such_head'; its heads are: mp_pbe, omat_pbe, spice_wb97m" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model,heads", [("mh.model", "mp_pbe, omat_pbe, spice_wb97m"),
-                                         ("single.model", "Default"), ("replay.model", "Default, pt_head")])
+@pytest.mark.parametrize(
+    "model,heads",
+    [("mh.model", "mp_pbe, omat_pbe, spice_wb97m"), ("single.model", "Default"), ("replay.model", "Default, pt_head")],
+)
 def test_evaluate_unknown_head_fails_and_lists_heads(world, model, heads):
     d = world["dir"]
     out = d / f"errors_{model}.json"
-    proc = ftbench("evaluate", "--model", str(d / model), "--head", "no_such_head", "--data",
-                   f"test={d / 'train.xyz'}", "--device", "cpu", "--out", str(out))
+    proc = ftbench(
+        "evaluate",
+        "--model",
+        str(d / model),
+        "--head",
+        "no_such_head",
+        "--data",
+        f"test={d / 'train.xyz'}",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 2, proc.stderr
     assert f"its heads are: {heads}" in proc.stderr
     assert not out.exists()
@@ -110,10 +122,34 @@ def test_evaluate_unknown_head_fails_and_lists_heads(world, model, heads):
 def test_head_artefact_predicts_like_the_head_it_keeps(world):
     d = world["dir"]
     assert main(["head", "--model", str(d / "mh.model"), "--head", HEAD, "--out", str(d / "omat.model")]) == 0
-    a = main(["evaluate", "--model", str(d / "omat.model"), "--data", f"t={d / 'train.xyz'}",
-              "--device", "cpu", "--out", str(d / "ev_single.json")])
-    b = main(["evaluate", "--model", str(d / "mh.model"), "--head", HEAD, "--data", f"t={d / 'train.xyz'}",
-              "--device", "cpu", "--out", str(d / "ev_multi.json")])
+    a = main(
+        [
+            "evaluate",
+            "--model",
+            str(d / "omat.model"),
+            "--data",
+            f"t={d / 'train.xyz'}",
+            "--device",
+            "cpu",
+            "--out",
+            str(d / "ev_single.json"),
+        ]
+    )
+    b = main(
+        [
+            "evaluate",
+            "--model",
+            str(d / "mh.model"),
+            "--head",
+            HEAD,
+            "--data",
+            f"t={d / 'train.xyz'}",
+            "--device",
+            "cpu",
+            "--out",
+            str(d / "ev_multi.json"),
+        ]
+    )
     assert a == b == 0
     single = json.loads((d / "ev_single.json").read_text())["rows"]
     multi = json.loads((d / "ev_multi.json").read_text())["rows"]
@@ -124,12 +160,34 @@ def test_head_artefact_predicts_like_the_head_it_keeps(world):
 
 def test_replay_pseudolabels_with_that_head(world, tmp_path):
     d = world["dir"]
-    pool = mf.write_mptrj_pool(tmp_path / "pool.xyz", 24, elements=("H", "C", "O", "Cl"), atoms_per_frame=4,
-                               stress_every=2)
-    rc = main(["replay", "--pool", str(pool), "--model", str(d / "mh.model"), "--head", HEAD,
-               "--benchmark-data", str(d / "train.xyz"), "--n-samples", "6", "--n-eval", "4",
-               "--energy-key", "energy", "--forces-key", "forces", "--stress-key", "stress",
-               "--out-dir", str(tmp_path / "out")])
+    pool = mf.write_mptrj_pool(
+        tmp_path / "pool.xyz", 24, elements=("H", "C", "O", "Cl"), atoms_per_frame=4, stress_every=2
+    )
+    rc = main(
+        [
+            "replay",
+            "--pool",
+            str(pool),
+            "--model",
+            str(d / "mh.model"),
+            "--head",
+            HEAD,
+            "--benchmark-data",
+            str(d / "train.xyz"),
+            "--n-samples",
+            "6",
+            "--n-eval",
+            "4",
+            "--energy-key",
+            "energy",
+            "--forces-key",
+            "forces",
+            "--stress-key",
+            "stress",
+            "--out-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 0
     pseudo = read(tmp_path / "out" / "replay_pseudo.xyz", ":")
     original = read(tmp_path / "out" / "replay.xyz", ":")

@@ -12,7 +12,8 @@ import yaml
 from ase.io import read
 
 from conftest import MICRO, snakemake
-from ftbench.config import expand_grid, load_config, untouched_runs
+from ftbench.config import load_config
+from ftbench.grid import expand_grid, untouched_runs
 
 pytestmark = pytest.mark.pipeline
 
@@ -52,7 +53,9 @@ def test_tables_cover_every_cell(micro_run):
     cfg = load_config(None, yaml.safe_load(MICRO.read_text()))
     errors = pd.read_csv(micro_run / "results" / "tables" / "errors.csv")
     runs = pd.read_csv(micro_run / "results" / "tables" / "runs.csv")
-    expected = {(r.benchmark, r.model, r.strategy, r.e0, r.size, r.seed) for r in expand_grid(cfg) + untouched_runs(cfg)}
+    expected = {
+        (r.benchmark, r.model, r.strategy, r.e0, r.size, r.seed) for r in expand_grid(cfg) + untouched_runs(cfg)
+    }
     key = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]
     assert set(map(tuple, errors[key].drop_duplicates().itertuples(index=False))) == expected
     assert set(map(tuple, runs[key].itertuples(index=False))) == expected
@@ -72,11 +75,14 @@ def test_frozen_groups_are_not_trained_parameters(micro_run):
     assert full["trained"] > f5["trained"] > f6["trained"] > 0
 
 
-@pytest.mark.parametrize("strategy,frozen,trained", [
-    ("freeze5", ["node_embedding", "interactions"], ["products", "readouts"]),
-    ("freeze6", ["node_embedding", "interactions", "products"], ["readouts"]),
-    ("naive", [], ["node_embedding", "interactions", "products", "readouts"]),
-])
+@pytest.mark.parametrize(
+    "strategy,frozen,trained",
+    [
+        ("freeze5", ["node_embedding", "interactions"], ["products", "readouts"]),
+        ("freeze6", ["node_embedding", "interactions", "products"], ["readouts"]),
+        ("naive", [], ["node_embedding", "interactions", "products", "readouts"]),
+    ],
+)
 def test_freezing_keeps_frozen_groups(micro_run, foundation, strategy, frozen, trained):
     model, _ = finetuned(micro_run, strategy)
     # Same elements in foundation and benchmark: parameters map one to one.
@@ -109,8 +115,9 @@ def test_replay_models_carry_two_heads(micro_run, strategy):
     assert f"--pt_train_file=results/replay/{BENCH}/{MODEL}/{replay}" in argv
 
 
-@pytest.mark.parametrize("strategy", ["naive", "freeze5", "freeze6", "lora", "replay", "pseudo_replay",
-                                      "replay_lora", "scratch"])
+@pytest.mark.parametrize(
+    "strategy", ["naive", "freeze5", "freeze6", "lora", "replay", "pseudo_replay", "replay_lora", "scratch"]
+)
 def test_e0s_used_equal_e0_json(micro_run, strategy):
     model_key = "none" if strategy == "scratch" else MODEL
     e0_mode = "isolated" if strategy == "scratch" else "estimated"
@@ -123,14 +130,18 @@ def test_e0s_used_equal_e0_json(micro_run, strategy):
     got = dict(zip(model.atomic_numbers.tolist(), row.tolist()))
     assert got == pytest.approx(expected, abs=1e-10)
     assert not [w for w in info["warnings"] if "E0s in the saved model" in w]
-    assert str(e0_file) .endswith(info["argv"][[a.startswith("--E0s=") for a in info["argv"]].index(True)].split("results/", 1)[1])
+    assert str(e0_file).endswith(
+        info["argv"][[a.startswith("--E0s=") for a in info["argv"]].index(True)].split("results/", 1)[1]
+    )
 
 
 def test_estimated_e0s_differ_from_foundation_and_fit_the_data(micro_run, foundation):
-    prov = json.loads((micro_run / "results" / "e0" / BENCH / MODEL / "estimated" / f"n{SIZE}.provenance.json").read_text())
-    from ftbench.inference import foundation_e0s
+    prov = json.loads(
+        (micro_run / "results" / "e0" / BENCH / MODEL / "estimated" / f"n{SIZE}.provenance.json").read_text()
+    )
+    from ftbench.inference import model_e0s
 
-    fm = foundation_e0s(foundation)
+    fm = model_e0s(foundation)
     est = {int(z): e for z, e in prov["e0s"].items()}
     # GFN1 (corpus) vs GFN2 (benchmark) isolated-atom energies differ by eV per element
     assert max(abs(est[z] - fm[z]) for z in est) > 0.1
@@ -148,7 +159,10 @@ def test_pseudolabels_are_foundation_predictions(micro_run, foundation):
     assert np.abs(np.array([a.info["REF_energy"] for a in original]) - [p["energy"] for p in preds]).max() > 1e-3
     # the held-out slice is disjoint from the replay set
     held = read(replay_dir / "pt_eval.xyz", ":")
-    key = lambda a: a.positions.round(6).tobytes()
+
+    def key(a):
+        return a.positions.round(6).tobytes()
+
     assert not {key(a) for a in held} & {key(a) for a in original}
 
 
@@ -173,7 +187,9 @@ def test_robustness_rows_for_every_run(micro_run):
     cfg = load_config(None, yaml.safe_load(MICRO.read_text()))
     rob = pd.read_csv(micro_run / "results" / "tables" / "robustness.csv")
     key = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]
-    expected = {(r.benchmark, r.model, r.strategy, r.e0, r.size, r.seed) for r in expand_grid(cfg) + untouched_runs(cfg)}
+    expected = {
+        (r.benchmark, r.model, r.strategy, r.e0, r.size, r.seed) for r in expand_grid(cfg) + untouched_runs(cfg)
+    }
     assert set(map(tuple, rob[key].drop_duplicates().itertuples(index=False))) == expected
     for _, grp in rob.groupby(key):
         metrics = set(zip(grp.evaluation, grp.metric))

@@ -51,8 +51,7 @@ def test_ideal_gas_tends_to_one():
     rng = np.random.default_rng(1)
     length, n = 15.0, 200
     frames = [
-        Atoms(["Ar"] * (n // 2) + ["Ne"] * (n // 2), scaled_positions=rng.random((n, 3)),
-              cell=[length] * 3, pbc=True)
+        Atoms(["Ar"] * (n // 2) + ["Ne"] * (n // 2), scaled_positions=rng.random((n, 3)), cell=[length] * 3, pbc=True)
         for _ in range(40)
     ]
     res = partial_rdf(frames, r_max=7.0, bin_width=0.25)
@@ -95,9 +94,13 @@ def test_matches_brute_force_minimum_image_triclinic():
     for _ in range(3):
         symbols = rng.choice(["H", "O", "Na"], size=60, p=[0.5, 0.3, 0.2])
         frames.append(Atoms(symbols, scaled_positions=rng.random((60, 3)), cell=cell, pbc=True))
-    r_max = 0.99 * min(
-        abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)
-    ) / 2
+    r_max = (
+        0.99
+        * min(
+            abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)
+        )
+        / 2
+    )
     n_bins = 40
     res = partial_rdf(frames, r_max=r_max, bin_width=r_max / n_bins)
     assert len(res.g) == 6

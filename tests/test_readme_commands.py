@@ -25,8 +25,11 @@ def readme_commands() -> list[str]:
         for line in block.splitlines():
             for part in line.split(" #")[0].split("&&"):  # the install line ends by running the grid
                 part = part.strip()
-                if (re.match(r"^(\.venv/bin/)?(snakemake|ftbench)\b", part) and not any(s in part for s in SKIP)
-                        and part not in commands):
+                if (
+                    re.match(r"^(\.venv/bin/)?(snakemake|ftbench)\b", part)
+                    and not any(s in part for s in SKIP)
+                    and part not in commands
+                ):
                     commands.append(part)
     # runnable commands of the prose (`snakemake -c 2 ...`; ftbench ones there show placeholders)
     for cmd in re.findall(r"`(snakemake [^`\n]+)`", text):
@@ -48,14 +51,31 @@ def test_readme_command_runs(command, tmp_path):
     argv = shlex.split(command)
     tool = argv[0].rsplit("/", 1)[-1]
     if tool == "ftbench":
-        proc = subprocess.run([sys.executable, "-m", "ftbench", *argv[1:]], capture_output=True, text=True,
-                              cwd=ROOT, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "ftbench", *argv[1:]], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
     else:
         args = [a for a in argv[1:] if a != "slurm"]  # bare `--profile slurm` needs ~/.config: not here
         args = [str(ROOT / a) if a.startswith(("profiles/", "config/")) else a for a in args]
-        proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-                               "--directory", str(tmp_path), "-n", "--quiet", "rules", *args],
-                              capture_output=True, text=True, cwd=ROOT, timeout=600)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "-s",
+                str(ROOT / "Snakefile"),
+                "--directory",
+                str(tmp_path),
+                "-n",
+                "--quiet",
+                "rules",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=600,
+        )
     if "--allowed-rules" in argv:
         # "from finished results": in an empty directory it refuses to train instead of planning it
         assert proc.returncode != 0 and "Missing input files for rule aggregate" in proc.stdout + proc.stderr
@@ -68,11 +88,27 @@ def test_readme_command_runs(command, tmp_path):
 @pytest.mark.parametrize("tool", ["tables", "figures"])
 def test_tables_and_figures_read_config_as_snakemake_does(tool, tmp_path):
     """An ablation's report_dir comes from its config file merged on config/config.yaml."""
-    proc = subprocess.run([sys.executable, "-m", "ftbench", tool, "--configfile",
-                           str(ROOT / "config" / "ablations" / "multihead_lr.yaml")],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ftbench",
+            tool,
+            "--configfile",
+            str(ROOT / "config" / "ablations" / "multihead_lr.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "results/ablations/multihead_lr/tables/errors.csv does not exist" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "ftbench", tool, "--config", "report_dir=results/sn2_only"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftbench", tool, "--config", "report_dir=results/sn2_only"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert "results/sn2_only/tables/errors.csv does not exist" in proc.stderr

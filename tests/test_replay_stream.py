@@ -16,8 +16,13 @@ ELEMENTS = {1, 6, 8, 17}  # H C O Cl
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     # materials of 4 frames; Na appears in some materials, so the subset filter drops them
-    return mf.write_mptrj_pool(tmp_path_factory.mktemp("pool") / "pool.xyz", 400,
-                               elements=("H", "C", "O", "Cl", "Na"), atoms_per_frame=3, stress_every=3)
+    return mf.write_mptrj_pool(
+        tmp_path_factory.mktemp("pool") / "pool.xyz",
+        400,
+        elements=("H", "C", "O", "Cl", "Na"),
+        atoms_per_frame=3,
+        stress_every=3,
+    )
 
 
 def _groups(frames):
@@ -57,8 +62,9 @@ def test_without_group_ids_frames_are_their_own_group(pool):
 
 
 def test_large_groups_fall_back_to_a_second_pass(tmp_path):
-    path = mf.write_mptrj_pool(tmp_path / "big_groups.xyz", 300, elements=("H", "C"), atoms_per_frame=3,
-                               frames_per_material=100)
+    path = mf.write_mptrj_pool(
+        tmp_path / "big_groups.xyz", 300, elements=("H", "C"), atoms_per_frame=3, frames_per_material=100
+    )
     # held out: one whole group and 20 frames of a second (whose other 80 are not replayed);
     # the first pass's spare replay candidates are mostly in those groups
     replay, held, stats = select_stream(path, {1, 6}, 80, 120, seed=3)
@@ -113,8 +119,15 @@ def test_separate_held_out_slice_and_its_relabelled_twin(pool, tmp_path):
 
     _slice(tmp_path / "held.xyz", 30, 0)
     _slice(tmp_path / "held_gfn2.xyz", 30, 0, shift=100.0)
-    frames, twins = held_out_slice(tmp_path / "held.xyz", tmp_path / "held_gfn2.xyz", ELEMENTS, "subset",
-                                   n_eval=100, seed=3, exclude=("short_range",))
+    frames, twins = held_out_slice(
+        tmp_path / "held.xyz",
+        tmp_path / "held_gfn2.xyz",
+        ELEMENTS,
+        "subset",
+        n_eval=100,
+        seed=3,
+        exclude=("short_range",),
+    )
     # 30 frames: 10 hold Na (i % 3 == 0), 6 are short_range (i % 5 == 4), 2 of those overlap (i = 9, 24)
     assert len(frames) == 30 - 10 - 6 + 2
     assert [a.info["REF_energy"] + 100.0 for a in frames] == [b.info["REF_energy"] for b in twins]

@@ -43,8 +43,7 @@ def setup(tmp_path_factory):
     e0 = model.atomic_energies_fn.atomic_energies.detach().numpy().reshape(-1)
     (d / "e0.json").write_text(json.dumps({str(z): float(e) for z, e in zip(ZS, e0)}))
     pool = _frames(20, 3)
-    variants = {"plain": {}, "config_weight": {"config_weight": 0.5},
-                "energy_weight": {"config_energy_weight": 0.1}}
+    variants = {"plain": {}, "config_weight": {"config_weight": 0.5}, "energy_weight": {"config_energy_weight": 0.1}}
     for name, info in variants.items():
         frames = [a.copy() for a in pool]
         for a, src in zip(frames, pool):
@@ -55,15 +54,44 @@ def setup(tmp_path_factory):
 
 
 def _initial_pt_loss(d, name):
-    flags = {"multiheads_finetuning": True, "force_mh_ft_lr": True, "lr": 1e-4, "ema": True, "ema_decay": 0.99,
-             "batch_size": 2, "valid_batch_size": 4, "max_num_epochs": 1, "loss": "universal",
-             "energy_weight": 10, "forces_weight": 10, "default_dtype": "float64", "error_table": "PerAtomRMSE",
-             "energy_key": "REF_energy", "forces_key": "REF_forces", "eval_interval": 1}
+    flags = {
+        "multiheads_finetuning": True,
+        "force_mh_ft_lr": True,
+        "lr": 1e-4,
+        "ema": True,
+        "ema_decay": 0.99,
+        "batch_size": 2,
+        "valid_batch_size": 4,
+        "max_num_epochs": 1,
+        "loss": "universal",
+        "energy_weight": 10,
+        "forces_weight": 10,
+        "default_dtype": "float64",
+        "error_table": "PerAtomRMSE",
+        "energy_key": "REF_energy",
+        "forces_key": "REF_forces",
+        "eval_interval": 1,
+    }
     out = d / f"run_{name}"
-    proc = ftbench("finetune", "--flags", json.dumps(flags), "--train", str(d / "train.xyz"),
-                   "--valid", str(d / "valid.xyz"), "--e0", str(d / "e0.json"),
-                   "--foundation", str(d / "foundation.model"), "--pt-train", str(d / f"pool_{name}.xyz"),
-                   "--device", "cpu", "--out-dir", str(out))
+    proc = ftbench(
+        "finetune",
+        "--flags",
+        json.dumps(flags),
+        "--train",
+        str(d / "train.xyz"),
+        "--valid",
+        str(d / "valid.xyz"),
+        "--e0",
+        str(d / "e0.json"),
+        "--foundation",
+        str(d / "foundation.model"),
+        "--pt-train",
+        str(d / f"pool_{name}.xyz"),
+        "--device",
+        "cpu",
+        "--out-dir",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "run.json").read_text())["status"] == "ok"
     log = "\n".join(p.read_text() for p in (out / "logs").glob("*.log"))

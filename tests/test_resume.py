@@ -36,8 +36,14 @@ def resume_dir(micro_run, tmp_path) -> tuple[Path, Path]:
     work.mkdir()
     for part in ("data", "results", ".snakemake"):
         shutil.copytree(micro_run / part, work / part, symlinks=True)
-    for part in ("results/runs", "results/checkpoints", "results/tables", "results/figures",
-                 ".snakemake/incomplete", ".snakemake/locks"):
+    for part in (
+        "results/runs",
+        "results/checkpoints",
+        "results/tables",
+        "results/figures",
+        ".snakemake/incomplete",
+        ".snakemake/locks",
+    ):
         shutil.rmtree(work / part, ignore_errors=True)
     config = yaml.safe_load(MICRO.read_text())
     config["strategies"] = ["naive"]
@@ -67,8 +73,13 @@ def test_killed_finetune_resumes_from_checkpoint(resume_dir):
     assert re.search(r"^total\s+1$", out, re.M), out  # nothing upstream reruns
 
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         deadline = time.monotonic() + 240
         while not list(ckpt_dir.glob("*.pt")):

@@ -21,11 +21,28 @@ from robustness_support import build_tiny_mace, water_box  # noqa: E402
 
 SETTINGS = {
     "structure_index": 0,
-    "md": {"replicas": 2, "steps": 10, "timestep_fs": 0.5, "t_start": 300, "t_end": 600, "friction": 0.5,
-           "thermalise_steps": 2, "save_every": 5, "min_distance": 0.1, "max_force": 1e4,
-           "max_temperature_factor": 100.0, "seed": 0},
-    "production": {"temperature": 300, "steps": 8, "thermalise_steps": 2, "replicas": 1, "save_every": 2,
-                   "min_survival": 0.0},
+    "md": {
+        "replicas": 2,
+        "steps": 10,
+        "timestep_fs": 0.5,
+        "t_start": 300,
+        "t_end": 600,
+        "friction": 0.5,
+        "thermalise_steps": 2,
+        "save_every": 5,
+        "min_distance": 0.1,
+        "max_force": 1e4,
+        "max_temperature_factor": 100.0,
+        "seed": 0,
+    },
+    "production": {
+        "temperature": 300,
+        "steps": 8,
+        "thermalise_steps": 2,
+        "replicas": 1,
+        "save_every": 2,
+        "min_survival": 0.0,
+    },
     "rdf": {"bin_width": 0.1, "skip_frames": 1},
     "rss": {"n_structures": 1, "density_range": [0.9, 1.1], "fmax": 0.5, "max_steps": 3, "collapse_fraction": 0.5},
     "dimers": {"r_min": 0.5, "r_max": 4.0, "n_points": 6, "core_fraction": 0.5},
@@ -41,14 +58,46 @@ def model(tmp_path_factory):
 def evaluated(model, tmp_path_factory):
     work = tmp_path_factory.mktemp("rob")
     write(work / "test.xyz", [water_box(2), water_box(2, seed=1)])
-    assert main(["md-start", "--structures", str(work / "test.xyz"), "--index", "1",
-                 "--out", str(work / "md_start.xyz")]) == 0
-    assert main(["rdf", str(work / "test.xyz"), "--bin-width", "0.1", "--label", "test set",
-                 "--out", str(work / "reference_rdf.csv")]) == 0
+    assert (
+        main(["md-start", "--structures", str(work / "test.xyz"), "--index", "1", "--out", str(work / "md_start.xyz")])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "rdf",
+                str(work / "test.xyz"),
+                "--bin-width",
+                "0.1",
+                "--label",
+                "test set",
+                "--out",
+                str(work / "reference_rdf.csv"),
+            ]
+        )
+        == 0
+    )
     out = work / "out"
-    assert main(["robustness", "--model", str(model), "--structure", str(work / "md_start.xyz"),
-                 "--reference-rdf", str(work / "reference_rdf.csv"), "--settings", json.dumps(SETTINGS),
-                 "--device", "cpu", "--out-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "robustness",
+                "--model",
+                str(model),
+                "--structure",
+                str(work / "md_start.xyz"),
+                "--reference-rdf",
+                str(work / "reference_rdf.csv"),
+                "--settings",
+                json.dumps(SETTINGS),
+                "--device",
+                "cpu",
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return work, json.loads((out / "robustness.json").read_text())
 
 
@@ -59,8 +108,20 @@ def test_common_start_is_the_test_structure_as_is_without_a_reference_calculator
     assert "as is" in json.loads((work / "md_start.json").read_text())["rule"]
     # a shipped reference frame wins over the test structure
     write(work / "frame.xyz", water_box(2, seed=7))
-    assert main(["md-start", "--structures", str(work / "test.xyz"), "--from-file", str(work / "frame.xyz"),
-                 "--out", str(work / "start2.xyz")]) == 0
+    assert (
+        main(
+            [
+                "md-start",
+                "--structures",
+                str(work / "test.xyz"),
+                "--from-file",
+                str(work / "frame.xyz"),
+                "--out",
+                str(work / "start2.xyz"),
+            ]
+        )
+        == 0
+    )
     np.testing.assert_allclose(read(work / "start2.xyz").positions, water_box(2, seed=7).positions)
 
 
@@ -87,8 +148,24 @@ def test_ramp_then_separate_nvt_production_for_the_rdf(evaluated):
 def test_unknown_element_is_a_failed_evaluation_not_an_ok_result(model, tmp_path):
     write(tmp_path / "cu.xyz", bulk("Cu", "fcc", a=3.6) * (2, 2, 2))
     out = tmp_path / "out"
-    assert main(["robustness", "--model", str(model), "--structure", str(tmp_path / "cu.xyz"),
-                 "--settings", json.dumps(SETTINGS), "--device", "cpu", "--out-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "robustness",
+                "--model",
+                str(model),
+                "--structure",
+                str(tmp_path / "cu.xyz"),
+                "--settings",
+                json.dumps(SETTINGS),
+                "--device",
+                "cpu",
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rec = json.loads((out / "robustness.json").read_text())
     assert rec["status"] == "failed" and "Cu" in rec["reason"]
     # aggregate keeps it as a status row, no metric rows

@@ -67,8 +67,16 @@ def test_random_structure_has_the_requested_density(periodic):
 @pytest.mark.parametrize("periodic", [False, True])
 def test_hole_collapses_and_sound_wall_does_not(periodic):
     # periodic runs are slow (FrechetCellFilter's matrix functions), so fewer and shorter
-    kwargs = dict(n_structures=2 if periodic else 4, density_range=(1.0, 2.0), periodic=periodic, fmax=0.05,
-                  max_steps=25 if periodic else 80, collapse_fraction=0.6 / ARAR, close_contact_fraction=0.5, seed=0)
+    kwargs = dict(
+        n_structures=2 if periodic else 4,
+        density_range=(1.0, 2.0),
+        periodic=periodic,
+        fmax=0.05,
+        max_steps=25 if periodic else 80,
+        collapse_fraction=0.6 / ARAR,
+        close_contact_fraction=0.5,
+        seed=0,
+    )
     holed, relaxed_holed = run_rss(PairPotential(HOLE, cutoff=5.0), "Ar8", **kwargs)
     sound, relaxed_sound = run_rss(PairPotential(WALL, cutoff=5.0), "Ar8", **kwargs)
     assert holed["summary"]["collapse_fraction"] > 0
@@ -96,14 +104,32 @@ def test_cli_end_to_end_with_mace(tmp_path, tiny_model, periodic):
     from ftbench.cli import main
 
     out = tmp_path / "rss"
-    argv = ["rss", "--model", str(tiny_model), "--composition", "H4O2", "--n-structures", "2",
-            "--density-range", "0.8,1.2", periodic, "--max-steps", "3", "--seed", "1", "--out", str(out)]
+    argv = [
+        "rss",
+        "--model",
+        str(tiny_model),
+        "--composition",
+        "H4O2",
+        "--n-structures",
+        "2",
+        "--density-range",
+        "0.8,1.2",
+        periodic,
+        "--max-steps",
+        "3",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     result = json.loads((out / "result.json").read_text())
     relaxed = read(out / "relaxed.xyz", ":")
     assert len(relaxed) == len(result["structures"]) == 2
     assert relaxed[0].get_potential_energy() == pytest.approx(result["structures"][0]["energy"])
     assert result["options"]["periodic"] is (periodic == "--periodic")
-    assert 0.0 <= result["summary"]["collapse_fraction"] <= 1.0
+    collapsed = sum(s["collapsed"] for s in result["structures"])
+    assert result["summary"]["n_collapsed"] == collapsed
+    assert result["summary"]["collapse_fraction"] == collapsed / 2
     assert all(a.pbc.all() == (periodic == "--periodic") for a in relaxed)
     assert main(argv[:4] + ["NaCl"] + argv[5:]) == 2  # elements the model does not know

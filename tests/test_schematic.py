@@ -72,15 +72,17 @@ def _assert_no_overlaps(fig):
         if gid.endswith(":label"):
             patch = patches[gid.removesuffix(":label")]
             pb, tb = patch.get_window_extent(renderer), t.get_window_extent(renderer)
-            assert pb.x0 <= tb.x0 and tb.x1 <= pb.x1 and pb.y0 <= tb.y0 and tb.y1 <= pb.y1, \
+            assert pb.x0 <= tb.x0 and tb.x1 <= pb.x1 and pb.y0 <= tb.y0 and tb.y1 <= pb.y1, (
                 f"label {t.get_text()!r} spills out of its box {gid}"
+            )
             labelled += 1
     assert labelled >= 5 * len(fig.axes)
     # Everything stays on the canvas.
     canvas = fig.bbox
     for t, b in boxes:
-        assert canvas.x0 <= b.x0 and b.x1 <= canvas.x1 and canvas.y0 <= b.y0 and b.y1 <= canvas.y1, \
+        assert canvas.x0 <= b.x0 and b.x1 <= canvas.x1 and canvas.y0 <= b.y0 and b.y1 <= canvas.y1, (
             f"text {t.get_text()!r} leaves the figure"
+        )
 
 
 def test_default_schematic(drawn):
@@ -90,11 +92,26 @@ def test_default_schematic(drawn):
     _assert_column_labels(fig, DEFAULT_STRATEGIES)
     assert fig.get_suptitle() == TITLE
     all_text = "\n".join(t.get_text() for t in _texts(fig))
-    for needle in ["embedding", "interaction 1", "interaction 2", "products", "(target head)",
-                   "(pt head)", "LoRA", "--freeze 5", "--freeze 6", "--lora True",
-                   "--pseudolabel_replay True", "no foundation", "(original labels)",
-                   "(pseudolabels from", "frozen", "randomly initialised", "LoRA adapter",
-                   "replay head"]:
+    for needle in [
+        "embedding",
+        "interaction 1",
+        "interaction 2",
+        "products",
+        "(target head)",
+        "(pt head)",
+        "LoRA",
+        "--freeze 5",
+        "--freeze 6",
+        "--lora True",
+        "--pseudolabel_replay True",
+        "no foundation",
+        "(original labels)",
+        "(pseudolabels from",
+        "frozen",
+        "randomly initialised",
+        "LoRA adapter",
+        "replay head",
+    ]:
         assert needle in all_text, needle
     # Replay columns have a pt head and a data box; the others do not.
     gids = {p.get_gid() for ax in fig.axes for p in ax.patches}
@@ -117,8 +134,10 @@ def test_custom_list_with_unknown_strategy(drawn):
 
 
 def test_import_has_no_pyplot_side_effect():
-    code = ("import sys, ftbench.schematic; "
-            "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported at module import'")
+    code = (
+        "import sys, ftbench.schematic; "
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported at module import'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -39,18 +39,24 @@ def _url_path(source: str, file: str) -> str:
 
 def overlay(tmp: Path) -> Path:
     cfg = {
-        "benchmarks": ["sn2"], "foundation_models": MODELS, "strategies": STRATEGIES,
-        "train_sizes": [6], "seeds": [1], "e0": ["estimated"], "device": "cpu",
+        "benchmarks": ["sn2"],
+        "foundation_models": MODELS,
+        "strategies": STRATEGIES,
+        "train_sizes": [6],
+        "seeds": [1],
+        "e0": ["estimated"],
+        "device": "cpu",
         "sources_file": str(ROOT / "config" / "paper.yaml"),
         "training": {"max_num_epochs": 2, "patience": 5},
         "replay": {"n_samples": 8, "n_eval": 4},
         "evaluation": {"batch_size": 8},
-        "robustness": {"md": {"replicas": 1, "steps": 8, "save_every": 2, "thermalise_steps": 2,
-                              "friction": 1.0},
-                       "production": {"steps": 6, "thermalise_steps": 1, "replicas": 1, "save_every": 2,
-                                      "min_survival": 0.5},
-                       "rdf": {"skip_frames": 1}, "rss": {"n_structures": 1, "max_steps": 3},
-                       "dimers": {"n_points": 6}},
+        "robustness": {
+            "md": {"replicas": 1, "steps": 8, "save_every": 2, "thermalise_steps": 2, "friction": 1.0},
+            "production": {"steps": 6, "thermalise_steps": 1, "replicas": 1, "save_every": 2, "min_survival": 0.5},
+            "rdf": {"skip_frames": 1},
+            "rss": {"n_structures": 1, "max_steps": 3},
+            "dimers": {"n_points": 6},
+        },
     }
     path = tmp / "smoke.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -70,8 +76,9 @@ def smoke(tmp_path_factory, monkeypatch_module):
             write(files / f"{part}.xyz", frames, format="extxyz")
     # MPtrj layout (energy/forces/stress, mp_id per trajectory) with the SN2 elements, plus the
     # study pool's per-configuration energy weight
-    pool = mf.write_mptrj_pool(files / "pool.xyz", 40, elements=("H", "C", "F", "Cl"), atoms_per_frame=6,
-                               frames_per_material=4, seed=5)
+    pool = mf.write_mptrj_pool(
+        files / "pool.xyz", 40, elements=("H", "C", "F", "Cl"), atoms_per_frame=6, frames_per_material=4, seed=5
+    )
     text = pool.read_text().replace("config_type=mptrj", "config_type=mptrj config_energy_weight=0.1")
     pool.write_text(text)
     served = {
@@ -90,14 +97,26 @@ def smoke(tmp_path_factory, monkeypatch_module):
         monkeypatch_module.setenv("FTBENCH_BASE_URL", host.base)
         monkeypatch_module.setenv("NO_PROXY", "127.0.0.1,localhost")
         monkeypatch_module.delenv("FTBENCH_DATA_DIR", raising=False)
-        args = ["results/benchmarks/sn2.done", "-c", "2", "--printshellcmds", "--configfile",
-                str(ROOT / "config" / "paper.yaml"), str(overlay(tmp))]
+        args = [
+            "results/benchmarks/sn2.done",
+            "-c",
+            "2",
+            "--printshellcmds",
+            "--configfile",
+            str(ROOT / "config" / "paper.yaml"),
+            str(overlay(tmp)),
+        ]
         proc = snakemake(work, *args, timeout=1500)
         requests = list(host.requests)
         rerun = snakemake(work, "-n", *args)
     (tmp / "snakemake.log").write_text(proc.stdout + proc.stderr)
-    return {"work": work, "log": proc.stdout + proc.stderr, "requests": requests, "rerun": rerun.stdout,
-            "served": served}
+    return {
+        "work": work,
+        "log": proc.stdout + proc.stderr,
+        "requests": requests,
+        "rerun": rerun.stdout,
+        "served": served,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +134,22 @@ def _run(work, model, strategy):
 @pytest.mark.slow
 def test_every_rule_ran_and_downloads_were_locked(smoke):
     log = smoke["log"]
-    for rule in ("fetch_model", "fetch_benchmark", "fetch_replay_pool", "foundation_head", "prepare_benchmark",
-                 "subset", "e0", "replay", "finetune", "untouched", "evaluate", "reference_rdf", "robustness",
-                 "benchmark_done"):
+    for rule in (
+        "fetch_model",
+        "fetch_benchmark",
+        "fetch_replay_pool",
+        "foundation_head",
+        "prepare_benchmark",
+        "subset",
+        "e0",
+        "replay",
+        "finetune",
+        "untouched",
+        "evaluate",
+        "reference_rdf",
+        "robustness",
+        "benchmark_done",
+    ):
         assert re.search(rf"^(local)?rule {rule}:", log, re.M), rule
     lock = yaml.safe_load((smoke["work"] / "config" / "checksums.lock").read_text())
     assert len(lock) == len(smoke["served"])  # every download's sha256 recorded

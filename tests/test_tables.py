@@ -28,7 +28,7 @@ def test_summary_at_the_largest_size_with_pretraining_error_relative_to_untouche
     assert naive.loc["average", "md_survival"] == 0.0 and naive.loc["estimated", "md_survival"] == 0.2
     assert "untouched" in set(table.strategy)
     # seed mean and spread: two seeds at -/+ 0.5 % of 65 meV/A
-    assert replay.n_seeds == 2 and replay.target_force_rmse_sd == pytest.approx(65.0 * 0.01 / 2 ** 0.5)
+    assert replay.n_seeds == 2 and replay.target_force_rmse_sd == pytest.approx(65.0 * 0.01 / 2**0.5)
 
 
 def test_recommendation_separates_accuracy_from_deployment(metrics):
@@ -60,8 +60,9 @@ def test_findings_verdicts_follow_the_numbers(metrics):
     forgetful = metrics.assign(pt_force_rmse=metrics.pt_force_rmse.where(metrics.strategy != "naive", 101.0))
     assert findings(forgetful).set_index("finding").loc[3, "verdict"] in ("mixed", "not supported")
     # ... and with equal foundation models, the strategy matters more than the model
-    same = metrics.assign(target_force_rmse=metrics.target_force_rmse.where(
-        metrics.model != "gen_b", metrics.target_force_rmse / 0.7))
+    same = metrics.assign(
+        target_force_rmse=metrics.target_force_rmse.where(metrics.model != "gen_b", metrics.target_force_rmse / 0.7)
+    )
     assert findings(same).set_index("finding").loc[1, "verdict"] == "not supported"
 
 
@@ -83,8 +84,21 @@ def test_e0_warnings_and_missing_benchmarks_reach_the_summary(tmp_path):
     warning = "E0 mismatch: with e0 mode 'foundation' the foundation model's energy RMSE is 3.1 eV/atom"
     runs["e0_warnings"] = [warning if s == "naive" else None for s in runs.strategy]
     runs.to_csv(tables / "runs.csv", index=False)
-    proc = ftbench("tables", "--tables", str(tables), "--benchmarks", "sn2", "water", "--models", "gen_a",
-                   "--strategies", "naive", "scratch", "--no-foundation", "scratch")
+    proc = ftbench(
+        "tables",
+        "--tables",
+        str(tables),
+        "--benchmarks",
+        "sn2",
+        "water",
+        "--models",
+        "gen_a",
+        "--strategies",
+        "naive",
+        "scratch",
+        "--no-foundation",
+        "scratch",
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"warning: sn2: {warning}" in proc.stdout
     assert f"Warning: {warning}" in (tables / "summary_sn2.md").read_text()

@@ -106,8 +106,19 @@ def test_forgetting_uses_the_relabelled_slice_when_present(metrics):
 
 
 def test_custom_strategies_get_distinct_styles():
-    names = ["naive", "freeze5", "freeze6", "lora", "replay", "pseudo_replay", "replay_lora", "scratch",
-             "lora_r16", "lora_r64", "naive_lr2"]
+    names = [
+        "naive",
+        "freeze5",
+        "freeze6",
+        "lora",
+        "replay",
+        "pseudo_replay",
+        "replay_lora",
+        "scratch",
+        "lora_r16",
+        "lora_r64",
+        "naive_lr2",
+    ]
     styles = strategy_styles(names)
     pairs = {(s["color"].lower(), s["marker"]) for s in styles.values()}
     colours = {s["color"].lower() for s in styles.values()}

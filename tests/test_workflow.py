@@ -25,8 +25,7 @@ def test_paper_dry_run_lists_the_full_grid_offline(tmp_path):
 
 
 def test_one_benchmark_target_schedules_only_that_benchmark(tmp_path):
-    proc = snakemake(tmp_path, "results/benchmarks/sn2.done", "-n", "--configfile",
-                     str(ROOT / "config" / "paper.yaml"))
+    proc = snakemake(tmp_path, "results/benchmarks/sn2.done", "-n", "--configfile", str(ROOT / "config" / "paper.yaml"))
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert int(counts["finetune"]) == 3 * 3 * (3 * 7 + 1)  # sn2: sizes 10, 30, 60 x 3 seeds
     assert int(counts["untouched"]) == 3
@@ -42,16 +41,20 @@ def test_bad_axis_on_command_line_stops_the_dry_run(tmp_path):
 
 
 def test_lint_is_clean():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(ROOT / "Snakefile"),
-                           "--directory", str(ROOT)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
 
 
 def test_snakefmt_clean():
     files = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
-    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *map(str, files)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *map(str, files)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -94,9 +97,17 @@ def test_figure_names_in_the_rules_match_the_figure_registry():
 
 def test_command_line_numbers_and_unknown_keys(tmp_path):
     # Snakemake hands --config values over as strings; they are numbers once validated
-    proc = snakemake(tmp_path, "-n", "--config", "seeds=[1,2]", "train_sizes=[10]",
-                     "training={max_num_epochs: 40}", "strategies=[naive]",
-                     "benchmarks=[sn2]", "foundation_models=[demo_gen1]")
+    proc = snakemake(
+        tmp_path,
+        "-n",
+        "--config",
+        "seeds=[1,2]",
+        "train_sizes=[10]",
+        "training={max_num_epochs: 40}",
+        "strategies=[naive]",
+        "benchmarks=[sn2]",
+        "foundation_models=[demo_gen1]",
+    )
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert int(counts["finetune"]) == 2
     bad = snakemake(tmp_path, "-n", "--config", "strategy=[naive]", check=False)
@@ -105,8 +116,13 @@ def test_command_line_numbers_and_unknown_keys(tmp_path):
 
 
 def test_robustness_at_the_largest_size_only(tmp_path):
-    grid = ["benchmarks=[sn2]", "strategies=[naive,scratch]", "foundation_models=[demo_gen2]",
-            "train_sizes=[10,20]", "seeds=[1,2]"]
+    grid = [
+        "benchmarks=[sn2]",
+        "strategies=[naive,scratch]",
+        "foundation_models=[demo_gen2]",
+        "train_sizes=[10,20]",
+        "seeds=[1,2]",
+    ]
     every = snakemake(tmp_path, "-n", "--config", *grid)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", every.stdout, re.M))
     # 2 strategies x 2 sizes x 2 seeds, plus the untouched model

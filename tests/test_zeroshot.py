@@ -32,10 +32,24 @@ def test_e0_only_run_shifts_energies_and_keeps_forces(tmp_path):
     write(tmp_path / "train.xyz", frames)
     write(tmp_path / "valid.xyz", frames[:1])
     out = tmp_path / "run"
-    proc = ftbench("finetune", "--e0-only", "--flags", "{}", "--roles", json.dumps({"trained": False}),
-                   "--train", str(tmp_path / "train.xyz"), "--valid", str(tmp_path / "valid.xyz"),
-                   "--e0", str(tmp_path / "e0.json"), "--foundation", str(tmp_path / "foundation.model"),
-                   "--out-dir", str(out))
+    proc = ftbench(
+        "finetune",
+        "--e0-only",
+        "--flags",
+        "{}",
+        "--roles",
+        json.dumps({"trained": False}),
+        "--train",
+        str(tmp_path / "train.xyz"),
+        "--valid",
+        str(tmp_path / "valid.xyz"),
+        "--e0",
+        str(tmp_path / "e0.json"),
+        "--foundation",
+        str(tmp_path / "foundation.model"),
+        "--out-dir",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "ok" and run["epochs"] == 0 and run["trainable_parameters"]["trained"] == 0
@@ -49,8 +63,17 @@ def test_e0_only_run_shifts_energies_and_keeps_forces(tmp_path):
 
 
 def test_zero_shot_runs_get_no_robustness_jobs(tmp_path):
-    proc = snakemake(tmp_path, "-n", "-p", "--config", "benchmarks=[sn2]", "strategies=[zeroshot,naive]",
-                     "foundation_models=[demo_gen2]", "train_sizes=[10,20]", "seeds=[1]")
+    proc = snakemake(
+        tmp_path,
+        "-n",
+        "-p",
+        "--config",
+        "benchmarks=[sn2]",
+        "strategies=[zeroshot,naive]",
+        "foundation_models=[demo_gen2]",
+        "train_sizes=[10,20]",
+        "seeds=[1]",
+    )
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert int(counts["finetune"]) == 4
     # naive at the largest size and the untouched model only (robustness.sizes: largest)

@@ -73,8 +73,10 @@ def main() -> int:
             problems.append(f"{rule}: DAG {n} jobs, ran {ran_remote[rule]} via sbatch + {local[rule]} local")
     expected_submissions = sum(remote.values()) + len(groups)
     if len(submitted) != expected_submissions or len(calls) != expected_submissions:
-        problems.append(f"{len(submitted)} submissions / {len(calls)} sbatch calls, expected "
-                        f"{expected_submissions} ({sum(remote.values())} single + {len(groups)} group jobs)")
+        problems.append(
+            f"{len(submitted)} submissions / {len(calls)} sbatch calls, expected "
+            f"{expected_submissions} ({sum(remote.values())} single + {len(groups)} group jobs)"
+        )
     if f"{sum(dag.values())} of {sum(dag.values())} steps (100%) done" not in text:
         problems.append("the run did not report all steps done")
     # GPU requests
@@ -83,7 +85,7 @@ def main() -> int:
         comment = re.search(r"--comment (\S+)", call).group(1)
         name = comment.removeprefix("rule_").split("_wildcards_")[0]
         if "/group_" in re.search(r"--output (\S+)", call).group(1):
-            kind = name.split("_")[0]           # group id (evaluate, robustness, prep)
+            kind = name.split("_")[0]  # group id (evaluate, robustness, prep)
             is_gpu = kind in GPU_GROUPS
         else:
             kind = name
@@ -96,9 +98,11 @@ def main() -> int:
         elif gpus:
             problems.append(f"CPU job {comment} asks for GPUs: {call[:300]}")
     print(f"DAG: {sum(dag.values())} jobs; local: {sum(local.values())} ({dict(local)})")
-    print(f"sbatch: {len(submitted)} submissions = {sum(remote.values())} single jobs "
-          f"({dict(remote)}) + {len(groups)} group jobs "
-          f"({[(g, dict(m)) for g, m in groups]})")
+    print(
+        f"sbatch: {len(submitted)} submissions = {sum(remote.values())} single jobs "
+        f"({dict(remote)}) + {len(groups)} group jobs "
+        f"({[(g, dict(m)) for g, m in groups]})"
+    )
     print(f"sbatch calls with --gpus=1: {dict(gpu_calls)}")
 
     # timing: slurmctld log (ms resolution) and the inner snakemake's rule timestamps
@@ -119,24 +123,32 @@ def main() -> int:
         if logs:
             inner = logs[0].read_text()
             starts = re.findall(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]\nlocalrule \w+:", inner)
-            ends = re.findall(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]\nFinished jobid: \d+ \(Rule: \w+\)\n1 of 1 steps", inner)
+            ends = re.findall(
+                r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]\nFinished jobid: \d+ \(Rule: \w+\)\n1 of 1 steps", inner
+            )
             fmt = "%a %b %d %H:%M:%S %Y"
             for s, e in zip(starts, ends):
                 rule_time.append(datetime.strptime(e, fmt).timestamp() - datetime.strptime(s, fmt).timestamp())
     if lat:
         n = len(lat)
-        print(f"SLURM: {n} jobs; submit->allocation mean {sum(lat)/n:.2f} s (max {max(lat):.2f}); "
-              f"allocation wall mean {sum(wall)/n:.1f} s, sum {sum(wall):.0f} s")
+        print(
+            f"SLURM: {n} jobs; submit->allocation mean {sum(lat) / n:.2f} s (max {max(lat):.2f}); "
+            f"allocation wall mean {sum(wall) / n:.1f} s, sum {sum(wall):.0f} s"
+        )
     if rule_time:
-        print(f"rules inside those jobs: {len(rule_time)} rule runs, sum {sum(rule_time):.0f} s "
-              f"(1 s resolution); per-job overhead (SLURM wall - rule time) "
-              f"~{(sum(wall) - sum(rule_time)) / max(1, len(wall)):.1f} s")
+        print(
+            f"rules inside those jobs: {len(rule_time)} rule runs, sum {sum(rule_time):.0f} s "
+            f"(1 s resolution); per-job overhead (SLURM wall - rule time) "
+            f"~{(sum(wall) - sum(rule_time)) / max(1, len(wall)):.1f} s"
+        )
     print(f"grid wall time through SLURM: {grid_wall} s")
     if problems:
         print("PROBLEMS:\n  " + "\n  ".join(problems))
         return 1
-    print(f"grid through SLURM: {sum(ran_remote.values())} jobs via sbatch "
-          f"({len(submitted)} sbatch calls), {sum(local.values())} local jobs")
+    print(
+        f"grid through SLURM: {sum(ran_remote.values())} jobs via sbatch "
+        f"({len(submitted)} sbatch calls), {sum(local.values())} local jobs"
+    )
     return 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 work, run, ckpt, epochs, killed_at, rerun_log = sys.argv[1:7]
 work, epochs, killed_at = Path(work), int(epochs), int(killed_at)
 rel = run.removeprefix("results/runs/")
-rule_log = (work / "logs" / "finetune" / rel).with_suffix(".log")   # rewritten by the rerun
+rule_log = (work / "logs" / "finetune" / rel).with_suffix(".log")  # rewritten by the rerun
 text = rule_log.read_text()
 smk = Path(rerun_log).read_text()
 
@@ -36,6 +36,8 @@ if not re.search(r"has been submitted with SLURM jobid", smk):
 if problems:
     print("resume FAILED:\n  " + "\n  ".join(problems))
     sys.exit(1)
-print(f"resume: scancel at checkpoint epoch {killed_at}; rerun {m.group(0)}; rerun trained epochs "
-      f"{min(resumed)}..{max(resumed)}; run.json epochs={info['epochs']} (max_num_epochs {epochs}), "
-      f"status {info['status']}")
+print(
+    f"resume: scancel at checkpoint epoch {killed_at}; rerun {m.group(0)}; rerun trained epochs "
+    f"{min(resumed)}..{max(resumed)}; run.json epochs={info['epochs']} (max_num_epochs {epochs}), "
+    f"status {info['status']}"
+)

@@ -20,10 +20,18 @@ for rule, res in profile.get("set-resources", {}).items():
         args.append(f"{rule}:{key}={value}")
 # small bundles, so the micro grid (9 evaluate, 9 robustness) still makes several group jobs
 args += ["--group-components", "evaluate=4", "robustness=4", "prep=2"]
-args += ["--jobs", "6", "--latency-wait", "5",
-         # no slurmdbd here: sacct would fail and snakemake would wait forever (MinJobAge=300)
-         "--slurm-status-command", "squeue",
-         "--slurm-init-seconds-before-status-checks", "1",
-         "--seconds-between-status-checks", "2",
-         "--slurm-keep-successful-logs"]
+args += [
+    "--jobs",
+    "6",
+    "--latency-wait",
+    "5",
+    # no slurmdbd here: sacct would fail and snakemake would wait forever (MinJobAge=300)
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "2",
+    "--slurm-keep-successful-logs",
+]
 print("\n".join(args))

@@ -21,30 +21,57 @@ from pathlib import Path
 
 import pandas as pd
 
-from ftbench.config import parse_run_path
+from ftbench.grid import parse_run_path
 from ftbench.mace_runner import optimiser_steps, training_curve
 from ftbench.metrics import KEY, ROBUSTNESS_METRICS, ROLE_COLUMNS, read_path
 
 log = logging.getLogger("ftbench.aggregate")
-ERROR_COLUMNS = KEY + ["status", "dataset", "dataset_model", "head", "head_role", "config_type", "quantity",
-                       "statistic", "value", "unit", "n_configs"]
+ERROR_COLUMNS = KEY + [
+    "status",
+    "dataset",
+    "dataset_model",
+    "head",
+    "head_role",
+    "config_type",
+    "quantity",
+    "statistic",
+    "value",
+    "unit",
+    "n_configs",
+]
 ROBUSTNESS_COLUMNS = KEY + ["status", "evaluation", "pair", "metric", "value", "unit"]
 CURVE_COLUMNS = KEY + ["pair", "r", "value"]
 TRAINING_COLUMNS = KEY + ["epoch", "head", "loss", "rmse_e_per_atom_mev", "rmse_f_mev_per_a"]
 # Strategy flags worth a column of their own (ablations sweep them).
-FLAG_COLUMNS = ["lr", "lora", "lora_rank", "multiheads_finetuning", "pseudolabel_replay", "freeze", "stage_two",
-                "energy_weight", "forces_weight"]
+FLAG_COLUMNS = [
+    "lr",
+    "lora",
+    "lora_rank",
+    "multiheads_finetuning",
+    "pseudolabel_replay",
+    "freeze",
+    "stage_two",
+    "energy_weight",
+    "forces_weight",
+]
 REFERENCE = "reference"  # strategy name of a benchmark's reference RDF rows
 
 
 def run_key(run_dir: Path, runs_root: Path) -> dict:
     r = parse_run_path(str(run_dir.relative_to(runs_root)))
-    return {"benchmark": r.benchmark, "model": r.model, "strategy": r.strategy, "e0": r.e0,
-            "train_size": r.size, "seed": r.seed}
+    return {
+        "benchmark": r.benchmark,
+        "model": r.model,
+        "strategy": r.strategy,
+        "e0": r.e0,
+        "train_size": r.size,
+        "seed": r.seed,
+    }
 
 
-def collect(errors_files: list[Path], runs_root: Path, pt_eval_files: list[Path] = ()
-            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def collect(
+    errors_files: list[Path], runs_root: Path, pt_eval_files: list[Path] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     error_rows, run_rows = [], []
     extra: dict[Path, list[dict]] = {}  # run dir -> rows of its pt_eval/<model>.json files
     for path in pt_eval_files:
@@ -61,24 +88,41 @@ def collect(errors_files: list[Path], runs_root: Path, pt_eval_files: list[Path]
             flags = {**flags, "stage_two": flags["swa"]}
         roles = run.get("roles") or {}
         steps, step_time = optimiser_steps(path.parent / "mace_results")
-        run_rows.append({**key, "status": run["status"], "reason": run.get("reason"),
-                         "wall_time_s": run.get("wall_time_s"), "gpu_hours": run.get("gpu_hours"),
-                         "epochs": run.get("epochs"), "device": run.get("device"),
-                         "foundation_head": run.get("foundation_head"),
-                         "parameters": params.get("total"), "trained_parameters": params.get("trained"),
-                         "valid_force_rmse_mev_per_a": _mev(last.get("rmse_f")),
-                         "optimiser_steps": steps, "optimiser_time_s": step_time,
-                         **{f: flags.get(f) for f in FLAG_COLUMNS},
-                         **{c: roles.get(c.removeprefix("role_")) for c in ROLE_COLUMNS},
-                         "e0_warnings": " | ".join(run.get("warnings") or [])})
+        run_rows.append(
+            {
+                **key,
+                "status": run["status"],
+                "reason": run.get("reason"),
+                "wall_time_s": run.get("wall_time_s"),
+                "gpu_hours": run.get("gpu_hours"),
+                "epochs": run.get("epochs"),
+                "device": run.get("device"),
+                "foundation_head": run.get("foundation_head"),
+                "parameters": params.get("total"),
+                "trained_parameters": params.get("trained"),
+                "valid_force_rmse_mev_per_a": _mev(last.get("rmse_f")),
+                "optimiser_steps": steps,
+                "optimiser_time_s": step_time,
+                **{f: flags.get(f) for f in FLAG_COLUMNS},
+                **{c: roles.get(c.removeprefix("role_")) for c in ROLE_COLUMNS},
+                "e0_warnings": " | ".join(run.get("warnings") or []),
+            }
+        )
         if errors["status"] != "ok" or not errors["rows"]:
             error_rows.append({**key, "status": errors["status"], "dataset": None, "value": None})
             continue
         for row in errors["rows"] + extra.get(path.parent, []):
             dataset, _, dataset_model = row["dataset"].partition("__")
-            error_rows.append({**key, "status": "ok", **row, "dataset": dataset,
-                               "dataset_model": dataset_model or None,
-                               "head_role": "pretraining" if row["head"] == "pt_head" else "target"})
+            error_rows.append(
+                {
+                    **key,
+                    "status": "ok",
+                    **row,
+                    "dataset": dataset,
+                    "dataset_model": dataset_model or None,
+                    "head_role": "pretraining" if row["head"] == "pt_head" else "target",
+                }
+            )
     return pd.DataFrame(error_rows, columns=ERROR_COLUMNS), pd.DataFrame(run_rows)
 
 
@@ -92,8 +136,17 @@ def robustness_rows(path: Path, runs_root: Path) -> list[dict]:
 
     def add(evaluation, metric, value, unit="", pair=None):
         if value is not None:
-            rows.append({**key, "status": "ok", "evaluation": evaluation, "pair": pair, "metric": metric,
-                         "value": float(value), "unit": unit})
+            rows.append(
+                {
+                    **key,
+                    "status": "ok",
+                    "evaluation": evaluation,
+                    "pair": pair,
+                    "metric": metric,
+                    "value": float(value),
+                    "unit": unit,
+                }
+            )
 
     for m in ROBUSTNESS_METRICS:
         for pair, value in read_path(rec, m.select):
@@ -117,9 +170,18 @@ def survival_rows(path: Path, runs_root: Path) -> list[dict]:
     rows = []
     for segment in ("md", "production"):
         for r in (rec.get(segment) or {}).get("replicas", []):
-            rows.append({**key, "segment": "ramp" if segment == "md" else "production", "replica": r["replica"],
-                         "time_ps": r["time_ps"], "failed": r["reason"] != "stable", "reason": r["reason"],
-                         "phase": r.get("phase"), "temperature_target_K": r.get("temperature_target_K")})
+            rows.append(
+                {
+                    **key,
+                    "segment": "ramp" if segment == "md" else "production",
+                    "replica": r["replica"],
+                    "time_ps": r["time_ps"],
+                    "failed": r["reason"] != "stable",
+                    "reason": r["reason"],
+                    "phase": r.get("phase"),
+                    "temperature_target_K": r.get("temperature_target_K"),
+                }
+            )
     return rows
 
 
@@ -129,8 +191,9 @@ def reference_rows(references: list[Path]) -> pd.DataFrame:
     for path in references:
         meta = path.with_suffix(".meta.json")
         info = json.loads(meta.read_text()) if meta.is_file() else {}
-        rows.append({"benchmark": path.parent.name, "label": info.get("label") or "test set",
-                     "n_frames": info.get("n_frames")})
+        rows.append(
+            {"benchmark": path.parent.name, "label": info.get("label") or "test set", "n_frames": info.get("n_frames")}
+        )
     return pd.DataFrame(rows, columns=["benchmark", "label", "n_frames"])
 
 
@@ -149,9 +212,16 @@ def training_rows(run_dir: Path, key: dict) -> list[dict]:
     for rec in training_curve(run_dir / "mace_results"):
         if rec.get("mode") != "eval" or rec.get("epoch") is None:
             continue
-        rows.append({**key, "epoch": int(rec["epoch"]), "head": rec.get("head", "Default"),
-                     "loss": rec.get("loss"), "rmse_e_per_atom_mev": _mev(rec.get("rmse_e_per_atom")),
-                     "rmse_f_mev_per_a": _mev(rec.get("rmse_f"))})
+        rows.append(
+            {
+                **key,
+                "epoch": int(rec["epoch"]),
+                "head": rec.get("head", "Default"),
+                "loss": rec.get("loss"),
+                "rmse_e_per_atom_mev": _mev(rec.get("rmse_e_per_atom")),
+                "rmse_f_mev_per_a": _mev(rec.get("rmse_f")),
+            }
+        )
     return rows
 
 
@@ -164,8 +234,9 @@ def _frame(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
-def collect_curves(errors_files: list[Path], robustness_files: list[Path], references: list[Path],
-                   runs_root: Path) -> dict[str, pd.DataFrame]:
+def collect_curves(
+    errors_files: list[Path], robustness_files: list[Path], references: list[Path], runs_root: Path
+) -> dict[str, pd.DataFrame]:
     rdf, dimers, training = [], [], []
     for path in errors_files:
         training += training_rows(path.parent, run_key(path.parent, runs_root))
@@ -174,48 +245,72 @@ def collect_curves(errors_files: list[Path], robustness_files: list[Path], refer
         rdf.append(curve_rows(path.parent / "rdf.csv", key))
         dimers.append(curve_rows(path.parent / "dimers.csv", key))
     for path in references:  # results/data/<benchmark>/reference_rdf.csv
-        key = {"benchmark": path.parent.name, "model": "", "strategy": REFERENCE, "e0": "", "train_size": 0,
-               "seed": 0}
+        key = {"benchmark": path.parent.name, "model": "", "strategy": REFERENCE, "e0": "", "train_size": 0, "seed": 0}
         rdf.append(curve_rows(path, key))
-    return {"rdf": _frame(rdf, CURVE_COLUMNS), "dimers": _frame(dimers, CURVE_COLUMNS),
-            "training_curves": pd.DataFrame(training, columns=TRAINING_COLUMNS)}
+    return {
+        "rdf": _frame(rdf, CURVE_COLUMNS),
+        "dimers": _frame(dimers, CURVE_COLUMNS),
+        "training_curves": pd.DataFrame(training, columns=TRAINING_COLUMNS),
+    }
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--errors", nargs="+", required=True, type=Path, help="errors.json files of the runs")
-    p.add_argument("--pt-eval", nargs="*", default=[], type=Path,
-                   help="pt_eval/<model>.json files of runs without a foundation model (scratch)")
+    p.add_argument(
+        "--pt-eval",
+        nargs="*",
+        default=[],
+        type=Path,
+        help="pt_eval/<model>.json files of runs without a foundation model (scratch)",
+    )
     p.add_argument("--robustness", nargs="*", default=[], type=Path, help="robustness.json files of the runs")
-    p.add_argument("--reference-rdf", nargs="*", default=[], type=Path,
-                   help="reference_rdf.csv of each benchmark (results/data/<benchmark>/)")
-    p.add_argument("--replay-summaries", nargs="*", default=[], type=Path,
-                   help="summary.json of each replay step (results/replay/<benchmark>/<model>/): its cost")
+    p.add_argument(
+        "--reference-rdf",
+        nargs="*",
+        default=[],
+        type=Path,
+        help="reference_rdf.csv of each benchmark (results/data/<benchmark>/)",
+    )
+    p.add_argument(
+        "--replay-summaries",
+        nargs="*",
+        default=[],
+        type=Path,
+        help="summary.json of each replay step (results/replay/<benchmark>/<model>/): its cost",
+    )
     p.add_argument("--runs-root", type=Path, default=Path("results/runs"))
     p.add_argument("--tables", type=Path, default=Path("results/tables"))
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     errors, runs = collect(args.errors, args.runs_root, args.pt_eval)
     args.tables.mkdir(parents=True, exist_ok=True)
     errors.sort_values(KEY).to_csv(args.tables / "errors.csv", index=False)
     runs.sort_values(KEY).to_csv(args.tables / "runs.csv", index=False)
     rob = [row for path in args.robustness for row in robustness_rows(path, args.runs_root)]
-    pd.DataFrame(rob, columns=ROBUSTNESS_COLUMNS).sort_values(KEY).to_csv(args.tables / "robustness.csv",
-                                                                          index=False)
+    pd.DataFrame(rob, columns=ROBUSTNESS_COLUMNS).sort_values(KEY).to_csv(args.tables / "robustness.csv", index=False)
     survival = [row for path in args.robustness for row in survival_rows(path, args.runs_root)]
     pd.DataFrame(survival, columns=SURVIVAL_COLUMNS).to_csv(args.tables / "survival.csv", index=False)
     reference_rows(args.reference_rdf).to_csv(args.tables / "references.csv", index=False)
     for name, frame in collect_curves(args.errors, args.robustness, args.reference_rdf, args.runs_root).items():
         frame.to_csv(args.tables / f"{name}.csv.gz", index=False)
-    replay_rows = [{"benchmark": p.parent.parent.name, "model": p.parent.name,
-                    "wall_time_s": json.loads(p.read_text()).get("wall_time_s")} for p in args.replay_summaries]
+    replay_rows = [
+        {
+            "benchmark": p.parent.parent.name,
+            "model": p.parent.name,
+            "wall_time_s": json.loads(p.read_text()).get("wall_time_s"),
+        }
+        for p in args.replay_summaries
+    ]
     pd.DataFrame(replay_rows, columns=["benchmark", "model", "wall_time_s"]).to_csv(
-        args.tables / "replay_steps.csv", index=False)
+        args.tables / "replay_steps.csv", index=False
+    )
     counts = runs.status.value_counts().to_dict()
-    print(f"aggregated {len(runs)} runs ({', '.join(f'{k}: {v}' for k, v in counts.items())}) into "
-          f"{args.tables}/: errors.csv, runs.csv, robustness.csv, rdf.csv.gz, dimers.csv.gz, "
-          "training_curves.csv.gz")
+    print(
+        f"aggregated {len(runs)} runs ({', '.join(f'{k}: {v}' for k, v in counts.items())}) into "
+        f"{args.tables}/: errors.csv, runs.csv, robustness.csv, rdf.csv.gz, dimers.csv.gz, "
+        "training_curves.csv.gz"
+    )
     bad = runs[runs.status != "ok"]
     for _, r in bad.iterrows():
         print(f"  {r.status}: {r.benchmark}/{r.model}/{r.strategy}/{r.e0}/n{r.train_size}/seed{r.seed}: {r.reason}")

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftbench.errors import FtbenchError
 
-
-def load_calculator(model: str | Path, head: str | None = None, device: str = "cpu",
-                    default_dtype: str = "float64"):
+def load_calculator(model: str | Path, head: str | None = None, device: str = "cpu", default_dtype: str = "float64"):
     """A MACECalculator for a saved mace model file, with `head` selected for multihead models."""
     from mace.calculators import MACECalculator
 
@@ -21,20 +18,27 @@ def load_calculator(model: str | Path, head: str | None = None, device: str = "c
 def add_model_arguments(parser) -> None:
     """The options every model-driven subcommand (md, rss, dimers) takes."""
     parser.add_argument("--model", required=True, help="MACE model file")
-    parser.add_argument("--head", default=None,
-                        help="head of a multihead model (the pipeline passes the target head)")
+    parser.add_argument("--head", default=None, help="head of a multihead model (the pipeline passes the target head)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
 
 
 def calculator_for(args, elements, what: str):
-    """The calculator of `args`, refusing elements the model was not trained on."""
+    """The calculator of `args`, refusing elements (symbols) the model was not trained on."""
+    from ase.data import atomic_numbers
+
+    from ftbench.inference import check_elements
+
     calc = load_calculator(args.model, head=args.head, device=args.device, default_dtype=args.dtype)
     known = supported_elements(calc)
-    missing = sorted(set(elements) - known) if known is not None else []
-    if missing:
-        raise FtbenchError(f"{what} has elements {missing} that --model {args.model} does not know "
-                           f"(it has {sorted(known)})")
+    if known is not None:
+        check_elements(
+            (atomic_numbers[e] for e in known),
+            (atomic_numbers[e] for e in elements),
+            what,
+            f"--model {args.model}",
+            "use a model trained on these elements",
+        )
     return calc
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
+import logging
 import sys
 
 from ftbench.errors import FtbenchError
@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "e0": ("e0", "re-estimate E0s for a (foundation model, training set) pair"),
     "replay": ("replay", "select the replay pool, hold out the pretraining slice, pseudolabel"),
     "finetune": ("finetune", "fine-tune with mace_run_train for one grid cell"),
+    "pretrain": ("finetune", "pretrain a demo foundation model with mace_run_train (a failed run is an error)"),
+    "untouched": ("untouched", "record an untouched foundation model as a run (no training)"),
     "evaluate": ("evaluate", "energy/force/stress errors of a model on a dataset"),
     "aggregate": ("aggregate", "collect every run's results into tidy tables"),
     "tables": ("tables", "summary, recommendation, cost and findings tables from the tidy tables"),
@@ -41,19 +43,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _available() -> dict[str, tuple[str, str]]:
-    """Subcommands whose module exists (some land with later issues)."""
-    found = {}
-    for name, (module, helptext) in SUBCOMMANDS.items():
-        if importlib.util.find_spec(f"ftbench.{module}") is not None:
-            found[name] = (module, helptext)
-    return found
+def setup_logging() -> None:
+    """The log format of every subcommand (its run() only gets loggers)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ftbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module, helptext) in _available().items():
+    for name, (module, helptext) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=helptext, description=helptext)
         if only is None or name == only:
             importlib.import_module(f"ftbench.{module}").add_arguments(p)
@@ -66,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     only = argv[0] if argv and not argv[0].startswith("-") else None
     args = build_parser(only).parse_args(argv)
     module = importlib.import_module(f"ftbench.{SUBCOMMANDS[args.command][0]}")
+    setup_logging()
     try:
         return int(module.run(args) or 0)
     except FtbenchError as err:

@@ -1,4 +1,4 @@
-"""Loading, validating and cross-checking the ftbench config; expanding the grid into runs.
+"""Loading, validating and cross-checking the ftbench config (the grid it spans: ftbench.grid).
 
 Cheap on purpose (yaml + jsonschema, no torch): the Snakefile imports it at parse time and every
 cluster job re-parses the Snakefile.
@@ -7,7 +7,6 @@ cluster job re-parses the Snakefile.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -18,29 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
 AXES = ("strategies", "foundation_models", "benchmarks", "train_sizes", "seeds", "e0")
-NO_MODEL = "none"          # model key of runs without a foundation model (scratch)
-UNTOUCHED = "untouched"    # strategy key of the untouched foundation model
+# Validation and test configurations a benchmark without `split:` (or without one of its keys)
+# holds out: the pool size (train_sizes: auto) and `ftbench prepare` both read them here.
+SPLIT_DEFAULTS = {"valid": 20, "test": 30}
 SINGULAR = {"strategies": "strategy", "foundation_models": "foundation model", "benchmarks": "benchmark"}
-
-
-@dataclass(frozen=True, order=True)
-class Run:
-    """One cell of the grid: a fine-tune (or an untouched foundation model) and its key."""
-
-    benchmark: str
-    model: str
-    strategy: str
-    e0: str
-    size: int
-    seed: int
-
-    @property
-    def path(self) -> str:
-        return f"{self.benchmark}/{self.model}/{self.strategy}/{self.e0}/n{self.size}/seed{self.seed}"
-
-    @property
-    def has_foundation(self) -> bool:
-        return self.model != NO_MODEL
 
 
 def deep_update(base: dict, new: dict) -> dict:
@@ -129,10 +109,12 @@ def check_unknown_keys(cfg, node, root: dict, where: str = "") -> None:
             if key not in known:
                 name = f"{where}.{key}" if where else str(key)
                 near = nearest(str(key), known)
-                hint = (f"did you mean `{f'{where}.' if where else ''}{near[0]}`?" if near
-                        else f"known keys{f' under `{where}`' if where else ''}: {', '.join(sorted(known))}")
-                raise FtbenchError(f"unknown config key `{name}`; {hint} "
-                                   f"(schema: {SCHEMA.relative_to(ROOT)})")
+                hint = (
+                    f"did you mean `{f'{where}.' if where else ''}{near[0]}`?"
+                    if near
+                    else f"known keys{f' under `{where}`' if where else ''}: {', '.join(sorted(known))}"
+                )
+                raise FtbenchError(f"unknown config key `{name}`; {hint} (schema: {SCHEMA.relative_to(ROOT)})")
     props = node.get("properties", {})
     extra = node.get("additionalProperties")
     for key, value in cfg.items():
@@ -200,15 +182,33 @@ def coerce_strings(cfg, node, root: dict):
 
 def add_config_arguments(p, what: str = "") -> None:
     """--configfile / --config, read as `snakemake` reads them (load_config)."""
-    p.add_argument("--configfile", nargs="+", default=None,
-                   help="config file(s) merged on top of config/config.yaml, as snakemake --configfile" + what)
-    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="overrides, as snakemake --config, e.g. benchmarks=[sn2] strategies=[naive,replay]")
+    p.add_argument(
+        "--configfile",
+        nargs="+",
+        default=None,
+        help="config file(s) merged on top of config/config.yaml, as snakemake --configfile" + what,
+    )
+    p.add_argument(
+        "--config",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides, as snakemake --config, e.g. benchmarks=[sn2] strategies=[naive,replay]",
+    )
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Snakemake-style `key=value` overrides; values are YAML (`benchmarks=[sn2]`)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--config expects key=value, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def config_from_args(args) -> dict:
-    from ftbench.grid import parse_overrides
-
     return load_config(args.configfile, parse_overrides(args.config))
 
 
@@ -237,7 +237,8 @@ def validate(cfg: dict) -> dict:
             raise FtbenchError(
                 f"unknown {SINGULAR[axis]} {', '.join(map(repr, unknown))} in config key "
                 f"`{axis}`; defined in `catalog.{axis}`: {', '.join(sorted(known))}. "
-                f"Fix the name or add an entry under `catalog.{axis}`.")
+                f"Fix the name or add an entry under `catalog.{axis}`."
+            )
     for bench in cfg["benchmarks"]:
         check_robustness(robustness_settings(cfg, bench), bench)
     weight = cfg["replay"].get("weight_pt_head", 1.0)
@@ -247,12 +248,15 @@ def validate(cfg: dict) -> dict:
             "0.3.16: it ignores --weight_pt_head for a local --pt_train_file, and multihead fine-tuning "
             "forces the universal loss, which ignores per-configuration config_weight (where mace's own "
             "weight_pt_head path puts it). Set replay.weight_pt_head: 1.0; to weight the replay head's "
-            "energies, put config_energy_weight in the pool file (as the study's SN2 pool does).")
+            "energies, put config_energy_weight in the pool file (as the study's SN2 pool does)."
+        )
     for name in cfg["foundation_models"]:
         entry = catalog["foundation_models"][name]
         if entry["source"] == "url" and not cfg.get("sources"):
-            raise FtbenchError(f"foundation model {name!r} has source: url but the config has no "
-                               "`sources:` section; use config/paper.yaml or add one")
+            raise FtbenchError(
+                f"foundation model {name!r} has source: url but the config has no "
+                "`sources:` section; use config/paper.yaml or add one"
+            )
     return cfg
 
 
@@ -274,82 +278,14 @@ def check_robustness(settings: dict, benchmark: str) -> None:
             raise FtbenchError(
                 f"robustness (benchmark {benchmark!r}): the Langevin coupling time 1/md.friction = {coupling:g} fs "
                 f"is not shorter than {what} x md.timestep_fs = {length:g} fs; raise `robustness.{what}` or "
-                "`robustness.md.friction`")
+                "`robustness.md.friction`"
+            )
 
 
-def sizes_for(cfg: dict, benchmark: str) -> list[int]:
-    """Training-set sizes of one benchmark: explicit list (checked against the pool) or `auto`
-    (the size ladder up to the pool, plus the whole pool)."""
-    pool = _pool(cfg, benchmark)
-    if cfg["train_sizes"] == "auto":
-        sizes = [s for s in cfg["size_ladder"] if pool is None or s <= pool]
-        return sizes + [pool] if pool is not None and pool not in sizes else sizes
-    too_big = [s for s in cfg["train_sizes"] if pool is not None and s > pool]
-    if too_big:
-        raise FtbenchError(
-            f"train_sizes {too_big} exceed the {pool} training configurations of benchmark "
-            f"{benchmark!r}; lower `train_sizes` or set `train_sizes: auto` to cap them")
-    return list(cfg["train_sizes"])
-
-
-def dropped_sizes(cfg: dict) -> dict[str, list[int]]:
-    """Ladder sizes that `train_sizes: auto` leaves out because a benchmark holds less data."""
-    if cfg["train_sizes"] != "auto":
-        return {}
-    out = {}
-    for benchmark in cfg["benchmarks"]:
-        pool = _pool(cfg, benchmark)
-        dropped = [s for s in cfg["size_ladder"] if pool is not None and s > pool]
-        if dropped:
-            out[benchmark] = dropped
-    return out
-
-
-def _pool(cfg: dict, benchmark: str) -> int | None:
-    """Training configurations a benchmark holds: `max_train`, or what the demo split leaves."""
-    bench = cfg["catalog"]["benchmarks"][benchmark]
-    if bench.get("max_train"):
-        return bench["max_train"]
-    if bench["source"] != "demo":
-        return None
-    split = bench.get("split", {})
-    return bench["generator"]["n"] - split.get("valid", 0) - split.get("test", 0)
-
-
-def e0_for(cfg: dict, e0: str, has_foundation: bool) -> str:
-    """E0 modes that need a foundation model fall back to `e0_without_foundation` for scratch."""
-    if not has_foundation and e0 in ("estimated", "foundation"):
-        return cfg["e0_without_foundation"]
-    return e0
+def split_sizes(bench: dict) -> dict[str, int]:
+    """Validation and test configurations a benchmark's catalog entry holds out."""
+    return {**SPLIT_DEFAULTS, **bench.get("split", {})}
 
 
 def strategy(cfg: dict, name: str) -> dict:
     return cfg["catalog"]["strategies"][name]
-
-
-def expand_grid(cfg: dict) -> list[Run]:
-    """All fine-tune runs of the grid (scratch once per benchmark, not once per foundation model)."""
-    runs = set()
-    for bench in cfg["benchmarks"]:
-        for size in sizes_for(cfg, bench):
-            for name in cfg["strategies"]:
-                uses_fm = strategy(cfg, name).get("foundation", True)
-                models = cfg["foundation_models"] if uses_fm else [NO_MODEL]
-                for model in models:
-                    for e0 in cfg["e0"]:
-                        for seed in cfg["seeds"]:
-                            runs.add(Run(bench, model, name, e0_for(cfg, e0, uses_fm), size, seed))
-    return sorted(runs)
-
-
-def untouched_runs(cfg: dict) -> list[Run]:
-    """The untouched foundation models, evaluated like runs (no training)."""
-    return [Run(b, m, UNTOUCHED, "foundation", 0, 0) for b in cfg["benchmarks"]
-            for m in cfg["foundation_models"]]
-
-
-def parse_run_path(path: str) -> Run:
-    parts = path.strip("/").split("/")
-    if len(parts) != 6 or not parts[4].startswith("n") or not parts[5].startswith("seed"):
-        raise FtbenchError(f"not a run path: {path} (expected benchmark/model/strategy/e0/nSIZE/seedSEED)")
-    return Run(parts[0], parts[1], parts[2], parts[3], int(parts[4][1:]), int(parts[5][4:]))

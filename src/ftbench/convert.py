@@ -39,14 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from ftbench.errors import FtbenchError
+from ftbench.geometry import ISOLATED
 
 FORMATS = ("extxyz", "spice-hdf5", "sn2-npz")
-ISOLATED = "IsolatedAtom"
-
-
-def is_isolated_atom(atoms) -> bool:
-    """An isolated-atom configuration: what mace reads as an E0 rather than a training sample."""
-    return len(atoms) == 1 and atoms.info.get("config_type") == ISOLATED
 # ASE puts these extxyz keys into a SinglePointCalculator instead of info/arrays.
 _CALC_KEYS = {"energy", "free_energy", "forces", "stress"}
 _SPICE_REQUIRED = ("atomic_numbers", "conformations", "dft_total_energy", "dft_total_gradient")
@@ -54,6 +49,7 @@ _SN2_REQUIRED = ("N", "Z", "R", "E", "F")
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def _record(atoms, index: int) -> str:
     group = atoms.info.get("mol_id")
@@ -100,8 +96,16 @@ def parse_elements(text: str | None) -> set[str] | None:
 
 # ---------------------------------------------------------------- normalising
 
-def normalise_atoms(atoms_list, energy_key: str, forces_key: str, stress_key: str | None = None, *,
-                    path: str | Path = "<memory>", default_config_type: str = "Default") -> list:
+
+def normalise_atoms(
+    atoms_list,
+    energy_key: str,
+    forces_key: str,
+    stress_key: str | None = None,
+    *,
+    path: str | Path = "<memory>",
+    default_config_type: str = "Default",
+) -> list:
     """Copies of `atoms_list` with labels under REF_energy / REF_forces / REF_stress."""
     out = []
     for i, src in enumerate(atoms_list):
@@ -123,16 +127,20 @@ def normalise_atoms(atoms_list, energy_key: str, forces_key: str, stress_key: st
         if isolated and len(atoms) != 1:
             raise FtbenchError(f"{where}: config_type={ISOLATED} but it has {len(atoms)} atoms")
         if energy is None:
-            raise FtbenchError(f"{where}: no energy under key {energy_key!r} (set --energy-key, or "
-                               "`energy_key` in the benchmark's catalog entry)")
+            raise FtbenchError(
+                f"{where}: no energy under key {energy_key!r} (set --energy-key, or "
+                "`energy_key` in the benchmark's catalog entry)"
+            )
         try:
             atoms.info["REF_energy"] = float(np.asarray(energy, dtype=float).reshape(()))
         except (TypeError, ValueError):
             raise FtbenchError(f"{where}: energy {energy_key!r} is not a single number") from None
         if forces is None:
             if not isolated:
-                raise FtbenchError(f"{where}: no forces under key {forces_key!r} (set --forces-key, or "
-                                   "`forces_key` in the benchmark's catalog entry)")
+                raise FtbenchError(
+                    f"{where}: no forces under key {forces_key!r} (set --forces-key, or "
+                    "`forces_key` in the benchmark's catalog entry)"
+                )
             forces = np.zeros((1, 3))
         atoms.arrays["REF_forces"] = np.array(forces, dtype=float)
         if stress is not None:
@@ -182,14 +190,22 @@ def check_labels(atoms_list, path: str | Path, allowed_elements=None) -> None:
         if allowed is not None:
             extra = sorted(set(atoms.get_chemical_symbols()) - allowed)
             if extra:
-                raise FtbenchError(f"{where}: elements {extra} are not allowed (allowed: "
-                                   f"{','.join(sorted(allowed))}); the foundation model lacks them")
+                raise FtbenchError(
+                    f"{where}: elements {extra} are not allowed (allowed: "
+                    f"{','.join(sorted(allowed))}); the foundation model lacks them"
+                )
 
 
 # ---------------------------------------------------------------- readers
 
-def read_extxyz(path: str | Path, energy_key: str = "REF_energy", forces_key: str = "REF_forces",
-                stress_key: str | None = None, default_config_type: str = "Default") -> list:
+
+def read_extxyz(
+    path: str | Path,
+    energy_key: str = "REF_energy",
+    forces_key: str = "REF_forces",
+    stress_key: str | None = None,
+    default_config_type: str = "Default",
+) -> list:
     import ase.io
 
     path = Path(path)
@@ -199,8 +215,9 @@ def read_extxyz(path: str | Path, energy_key: str = "REF_energy", forces_key: st
         atoms_list = ase.io.read(path, index=":", format="extxyz")
     except Exception as err:  # ase raises many types for malformed text
         raise FtbenchError(f"{path}: not readable as extxyz: {err}") from None
-    return normalise_atoms(atoms_list, energy_key, forces_key, stress_key, path=path,
-                           default_config_type=default_config_type)
+    return normalise_atoms(
+        atoms_list, energy_key, forces_key, stress_key, path=path, default_config_type=default_config_type
+    )
 
 
 def _text(value) -> str:
@@ -209,8 +226,14 @@ def _text(value) -> str:
     return item.decode() if isinstance(item, bytes) else str(item)
 
 
-def read_spice_hdf5(path: str | Path, subsets=None, elements=None, charge: int | None = None,
-                    config_type: str = "Default", stats: dict | None = None) -> list:
+def read_spice_hdf5(
+    path: str | Path,
+    subsets=None,
+    elements=None,
+    charge: int | None = None,
+    config_type: str = "Default",
+    stats: dict | None = None,
+) -> list:
     """Configurations of a SPICE HDF5 file passing the filters, in eV and Angstrom."""
     import h5py
     from ase import Atoms
@@ -320,8 +343,9 @@ def read_free_atom_energies(path: str | Path) -> dict[str, float]:
     return out
 
 
-def read_sn2_npz(path: str | Path, free_atom_energies: dict[str, float] | None = None,
-                 config_type: str = "Default") -> list:
+def read_sn2_npz(
+    path: str | Path, free_atom_energies: dict[str, float] | None = None, config_type: str = "Default"
+) -> list:
     """SN2-reaction npz configurations plus one IsolatedAtom per element (see module docstring)."""
     from ase import Atoms
     from ase.data import chemical_symbols
@@ -389,6 +413,7 @@ def read_sn2_npz(path: str | Path, free_atom_energies: dict[str, float] | None =
 
 # ---------------------------------------------------------------- writing / CLI
 
+
 def write_extxyz(atoms_list, out: str | Path) -> Path:
     """Write atomically (a killed job leaves no half file for the pipeline to trust)."""
     import ase.io
@@ -404,10 +429,21 @@ def write_extxyz(atoms_list, out: str | Path) -> Path:
     return out
 
 
-def convert(fmt: str, inp: str | Path, out: str | Path, *, energy_key: str = "REF_energy",
-            forces_key: str = "REF_forces", stress_key: str | None = None, subsets=None,
-            elements=None, charge: int | None = None, free_atom_energies: dict | None = None,
-            allowed_elements=None, config_type: str = "Default") -> list:
+def convert(
+    fmt: str,
+    inp: str | Path,
+    out: str | Path,
+    *,
+    energy_key: str = "REF_energy",
+    forces_key: str = "REF_forces",
+    stress_key: str | None = None,
+    subsets=None,
+    elements=None,
+    charge: int | None = None,
+    free_atom_energies: dict | None = None,
+    allowed_elements=None,
+    config_type: str = "Default",
+) -> list:
     """Read `inp` in format `fmt`, validate, write `out`; returns the configurations written."""
     if fmt == "extxyz":
         atoms_list = read_extxyz(inp, energy_key, forces_key, stress_key, config_type)
@@ -418,7 +454,8 @@ def convert(fmt: str, inp: str | Path, out: str | Path, *, energy_key: str = "RE
             raise FtbenchError(
                 f"{inp}: no configurations pass the filters (subset={sorted(subsets or [])}, "
                 f"elements={sorted(elements or [])}, charge={charge}; {stats['groups']} groups, "
-                f"{stats['unknown_charge_dropped']} dropped for unknown charge)")
+                f"{stats['unknown_charge_dropped']} dropped for unknown charge)"
+            )
     elif fmt == "sn2-npz":
         atoms_list = read_sn2_npz(inp, free_atom_energies, config_type)
     else:
@@ -435,18 +472,29 @@ def add_arguments(parser) -> None:
     parser.add_argument("--energy-key", default="REF_energy", help="extxyz: energy key (e.g. mp2_energy)")
     parser.add_argument("--forces-key", default="REF_forces", help="extxyz: forces key (e.g. mp2_forces)")
     parser.add_argument("--stress-key", default=None, help="extxyz: stress key (optional)")
-    parser.add_argument("--config-type", default="Default",
-                        help="config_type for configs without one (default Default)")
-    parser.add_argument("--subset", action="append", default=[],
-                        help="spice-hdf5: keep only this subset (repeatable)")
-    parser.add_argument("--elements", default=None,
-                        help="spice-hdf5: keep only molecules made of these elements, e.g. H,C,N,O")
-    parser.add_argument("--charge", type=int, default=None,
-                        help="spice-hdf5: keep only molecules with this total charge (needs formal_charges)")
-    parser.add_argument("--free-atom-energies", default=None,
-                        help="sn2-npz: JSON file {symbol: eV} to add back to the relative energies")
-    parser.add_argument("--allowed-elements", default=None,
-                        help="fail if any config has another element (e.g. the foundation model's elements)")
+    parser.add_argument(
+        "--config-type", default="Default", help="config_type for configs without one (default Default)"
+    )
+    parser.add_argument("--subset", action="append", default=[], help="spice-hdf5: keep only this subset (repeatable)")
+    parser.add_argument(
+        "--elements", default=None, help="spice-hdf5: keep only molecules made of these elements, e.g. H,C,N,O"
+    )
+    parser.add_argument(
+        "--charge",
+        type=int,
+        default=None,
+        help="spice-hdf5: keep only molecules with this total charge (needs formal_charges)",
+    )
+    parser.add_argument(
+        "--free-atom-energies",
+        default=None,
+        help="sn2-npz: JSON file {symbol: eV} to add back to the relative energies",
+    )
+    parser.add_argument(
+        "--allowed-elements",
+        default=None,
+        help="fail if any config has another element (e.g. the foundation model's elements)",
+    )
 
 
 def run(args) -> int:
@@ -455,14 +503,24 @@ def run(args) -> int:
     if (args.subset or args.elements or args.charge is not None) and args.format != "spice-hdf5":
         raise FtbenchError("--subset, --elements and --charge apply to --format spice-hdf5 only")
     free = read_free_atom_energies(args.free_atom_energies) if args.free_atom_energies else None
-    atoms_list = convert(args.format, args.input, args.output, energy_key=args.energy_key,
-                         forces_key=args.forces_key, stress_key=args.stress_key,
-                         subsets=args.subset or None, elements=parse_elements(args.elements),
-                         charge=args.charge, free_atom_energies=free,
-                         allowed_elements=parse_elements(args.allowed_elements),
-                         config_type=args.config_type)
+    atoms_list = convert(
+        args.format,
+        args.input,
+        args.output,
+        energy_key=args.energy_key,
+        forces_key=args.forces_key,
+        stress_key=args.stress_key,
+        subsets=args.subset or None,
+        elements=parse_elements(args.elements),
+        charge=args.charge,
+        free_atom_energies=free,
+        allowed_elements=parse_elements(args.allowed_elements),
+        config_type=args.config_type,
+    )
     n_iso = sum(a.info["config_type"] == ISOLATED for a in atoms_list)
     symbols = sorted({s for a in atoms_list for s in a.get_chemical_symbols()})
-    print(f"wrote {len(atoms_list)} configurations ({n_iso} isolated atoms; elements "
-          f"{','.join(symbols)}) to {args.output}")
+    print(
+        f"wrote {len(atoms_list)} configurations ({n_iso} isolated atoms; elements "
+        f"{','.join(symbols)}) to {args.output}"
+    )
     return 0

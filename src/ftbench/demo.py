@@ -19,18 +19,47 @@ from ase.data import atomic_numbers, chemical_symbols
 from scipy.spatial.transform import Rotation
 
 from ftbench.errors import FtbenchError
+from ftbench.geometry import element_pairs
 
 log = logging.getLogger("ftbench.demo")
 
 # Molecules from ASE's g2 collection used in the corpus, grouped by the elements they bring.
 CORPUS_MOLECULES = [
-    "H2", "CH4", "C2H2", "C2H4", "C2H6", "CH3OH", "CH3CH2OH", "H2CO", "HCOOH", "CO", "CO2",
-    "H2O", "H2O2", "O2", "NH3", "N2", "HCN", "H3CNH2", "NO", "HF", "F2", "CH3Cl",
-    "HCl", "Cl2", "ClF", "LiH", "LiF", "Li2", "Na2", "NaCl", "CH3F", "CF4",
+    "H2",
+    "CH4",
+    "C2H2",
+    "C2H4",
+    "C2H6",
+    "CH3OH",
+    "CH3CH2OH",
+    "H2CO",
+    "HCOOH",
+    "CO",
+    "CO2",
+    "H2O",
+    "H2O2",
+    "O2",
+    "NH3",
+    "N2",
+    "HCN",
+    "H3CNH2",
+    "NO",
+    "HF",
+    "F2",
+    "CH3Cl",
+    "HCl",
+    "Cl2",
+    "ClF",
+    "LiH",
+    "LiF",
+    "Li2",
+    "Na2",
+    "NaCl",
+    "CH3F",
+    "CF4",
 ]
 # Small molecules for the organic (SPICE-like) benchmark: H, C, N, O only.
-ORGANIC_MOLECULES = ["CH3OH", "CH3CH2OH", "H2CO", "HCOOH", "H3CNH2", "CH3CHO", "CH3CONH2",
-                     "C2H6", "CH3COOH", "HCOOCH3"]
+ORGANIC_MOLECULES = ["CH3OH", "CH3CH2OH", "H2CO", "HCOOH", "H3CNH2", "CH3CHO", "CH3CONH2", "C2H6", "CH3COOH", "HCOOCH3"]
 
 
 def _rotated(atoms: Atoms, rng: np.random.Generator) -> Atoms:
@@ -55,8 +84,9 @@ def _molecule(name: str) -> Atoms:
     if name == "LiF":
         return Atoms("LiF", positions=[[0, 0, 0], [1.56, 0, 0]])
     if name == "CH3F":
-        return Atoms("CH3F", positions=[[0, 0, 0], [1.03, 0, -0.36], [-0.51, 0.89, -0.36],
-                                        [-0.51, -0.89, -0.36], [0, 0, 1.38]])
+        return Atoms(
+            "CH3F", positions=[[0, 0, 0], [1.03, 0, -0.36], [-0.51, 0.89, -0.36], [-0.51, -0.89, -0.36], [0, 0, 1.38]]
+        )
     return molecule(name)
 
 
@@ -79,7 +109,7 @@ def _water_box(n_water: int, length: float, rng: np.random.Generator, extra: lis
             raise FtbenchError(f"could not pack {len(units)} units into a {length} A box")
         centres.append(c)
         box += _rotated(unit, rng).copy() if len(unit) > 1 else unit.copy()
-        box.positions[-len(unit):] += c
+        box.positions[-len(unit) :] += c
     box.wrap()
     return box
 
@@ -94,8 +124,7 @@ def _sn2_config(rng: np.random.Generator) -> Atoms:
     h = []
     for k in range(3):
         phi = 2 * np.pi * k / 3 + rng.normal(0, 0.05)
-        h.append([1.08 * np.sin(theta) * np.cos(phi), 1.08 * np.sin(theta) * np.sin(phi),
-                  1.08 * np.cos(theta)])
+        h.append([1.08 * np.sin(theta) * np.cos(phi), 1.08 * np.sin(theta) * np.sin(phi), 1.08 * np.cos(theta)])
     pos = [[0, 0, 0], *h, [0, 0, d_cf], [0, 0, -d_ccl]]
     a = Atoms("CH3FCl", positions=pos)
     a.positions += rng.normal(0, 0.06, a.positions.shape)
@@ -118,13 +147,14 @@ def generate_structures(kind: str, n: int, seed: int, elements: list[str] | None
     out: list[Atoms] = []
     if kind == "corpus":
         zs = sorted({atomic_numbers[e] for e in elements}) if elements else None
-        mols = [m for m in CORPUS_MOLECULES
-                if zs is None or set(_molecule(m).numbers) <= set(zs)]
+        mols = [m for m in CORPUS_MOLECULES if zs is None or set(_molecule(m).numbers) <= set(zs)]
         n_dimer = n // 6  # short-range pairs teach the foundation a repulsive wall
         for i in range(n - n_dimer):
             m = _molecule(mols[i % len(mols)])
             out.append(_rotated(_rattled(m, rng, rng.uniform(0.02, 0.12), (0.85, 1.2)), rng))
-        pairs = [(a, b) for i, a in enumerate(zs) for b in zs[i:]]
+        # without an element filter the pairs are those of the molecules the corpus holds
+        zs = zs or sorted({int(z) for m in mols for z in _molecule(m).numbers})
+        pairs = element_pairs(zs)
         for i in range(n_dimer):
             z1, z2 = pairs[i % len(pairs)]
             out.append(_dimer(z1, z2, rng.uniform(0.55, 3.5)))
@@ -143,8 +173,10 @@ def generate_structures(kind: str, n: int, seed: int, elements: list[str] | None
     elif kind == "licl":
         out = [_ionic_crystal(rng, rng.uniform(5.0, 5.3), ("Li", "Cl")) for _ in range(n)]
     else:
-        raise FtbenchError(f"unknown demo generator '{kind}'; choose one of "
-                           "corpus, sn2, water, nacl, organic, licl (config key `generator`)")
+        raise FtbenchError(
+            f"unknown demo generator '{kind}'; choose one of "
+            "corpus, sn2, water, nacl, organic, licl (config key `generator`)"
+        )
     for i, a in enumerate(out):
         a.info["config_type"] = kind
         a.info["demo_index"] = i
@@ -196,12 +228,12 @@ def isolated_atoms(elements: list[str], method: str) -> list[Atoms]:
     return out
 
 
-def make_dataset(kind: str, n: int, seed: int, method: str, charge: int = 0,
-                 elements: list[str] | None = None) -> list[Atoms]:
+def make_dataset(
+    kind: str, n: int, seed: int, method: str, charge: int = 0, elements: list[str] | None = None
+) -> list[Atoms]:
     structures = generate_structures(kind, n, seed, elements)
     data = label(structures, method, charge)
-    present = sorted({chemical_symbols[z] for a in data for z in a.numbers},
-                     key=lambda s: atomic_numbers[s])
+    present = sorted({chemical_symbols[z] for a in data for z in a.numbers}, key=lambda s: atomic_numbers[s])
     return isolated_atoms(present, method) + data
 
 
@@ -220,13 +252,15 @@ def run(args: argparse.Namespace) -> int:
 
     from ftbench.provenance import Provenance
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     prov = Provenance(inputs=[])
     elements = args.elements.split(",") if args.elements else None
     data = make_dataset(args.generator, args.n, args.seed, args.method, args.charge, elements)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write(args.out, data, format="extxyz")
-    prov.write(args.out.with_suffix(".provenance.json"), outputs=[args.out],
-               extra={"n_structures": len(data), "method": args.method})
+    prov.write(
+        args.out.with_suffix(".provenance.json"),
+        outputs=[args.out],
+        extra={"n_structures": len(data), "method": args.method},
+    )
     log.info("wrote %d configurations to %s", len(data), args.out)
     return 0

@@ -31,19 +31,27 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from ftbench.demo import _rotated
 from ftbench.errors import FtbenchError
+from ftbench.geometry import ISOLATED
 from ftbench.provenance import write_json
 
 log = logging.getLogger("ftbench.demo_world")
 
-ISOLATED = "IsolatedAtom"
 SHORT_RANGE = "short_range"
 WATER_DENSITY = 0.0334  # molecules per A^3 at 1 g/cm3
 
 
 # ----------------------------------------------------------------- structure builders
 
-def _pack(units_: list[Atoms], rng: np.random.Generator, *, box: float | None = None,
-          radius: float | None = None, min_dist: float = 2.5, centre_first: bool = False) -> Atoms:
+
+def _pack(
+    units_: list[Atoms],
+    rng: np.random.Generator,
+    *,
+    box: float | None = None,
+    radius: float | None = None,
+    min_dist: float = 2.5,
+    centre_first: bool = False,
+) -> Atoms:
     """Randomly placed, randomly oriented units: in a periodic cube (`box`) or a sphere (`radius`).
 
     Placement is by rejection on the distance between unit centres (minimum image in a box).
@@ -65,8 +73,10 @@ def _pack(units_: list[Atoms], rng: np.random.Generator, *, box: float | None = 
             if all(np.linalg.norm(x) > min_dist for x in d):
                 break
         else:
-            raise FtbenchError(f"could not pack {len(units_)} units (min distance {min_dist} A); "
-                               "lower the count or enlarge the box/radius in config/demo_build.yaml")
+            raise FtbenchError(
+                f"could not pack {len(units_)} units (min distance {min_dist} A); "
+                "lower the count or enlarge the box/radius in config/demo_build.yaml"
+            )
         centres.append(c)
         u = _rotated(unit, rng) if len(unit) > 1 else unit.copy()
         u.positions += c - (u.positions.mean(0) if len(unit) > 1 else u.positions[0])
@@ -91,8 +101,14 @@ def sn2_complex(rng, p, index):
     d_cx = bond[x] + (1 - s) * rng.uniform(0.4, 1.8) + 0.25 * (1 - abs(2 * s - 1))
     d_cy = bond[y] + s * rng.uniform(0.4, 1.8) + 0.25 * (1 - abs(2 * s - 1))
     theta = np.deg2rad(90 + 19.5 * np.tanh((d_cx - d_cy) * 1.5))
-    h = [[1.09 * np.sin(theta) * np.cos(2 * np.pi * k / 3), 1.09 * np.sin(theta) * np.sin(2 * np.pi * k / 3),
-          1.09 * np.cos(theta)] for k in range(3)]
+    h = [
+        [
+            1.09 * np.sin(theta) * np.cos(2 * np.pi * k / 3),
+            1.09 * np.sin(theta) * np.sin(2 * np.pi * k / 3),
+            1.09 * np.cos(theta),
+        ]
+        for k in range(3)
+    ]
     a = Atoms(f"CH3{x}{y}", positions=[[0, 0, 0], *h, [0, 0, d_cx], [0, 0, -d_cy]])
     return _rotated(a, rng), -1
 
@@ -164,6 +180,7 @@ FAMILIES = {
 
 # ----------------------------------------------------------------- labelling
 
+
 def _calc(method: str, charge: int):
     from tblite.ase import TBLite
 
@@ -181,8 +198,7 @@ def _labelled_copy(atoms: Atoms, *, stress: bool) -> Atoms:
     return a
 
 
-def trajectory(family: str, index: int, method: str, settings: dict, seed: int,
-               name: str | None = None) -> list[Atoms]:
+def trajectory(family: str, index: int, method: str, settings: dict, seed: int, name: str | None = None) -> list[Atoms]:
     """Frames of one Langevin trajectory with tblite, labelled by the same calculations.
 
     Frames are tagged with config_type `name` (the recipe entry, default the family) and the
@@ -226,14 +242,21 @@ def trajectory(family: str, index: int, method: str, settings: dict, seed: int,
         # degrees of freedom), so only a runaway far beyond that counts as an explosion.
         hot = step > equilibrate and t_now > settings.get("max_temperature_factor", 8) * temperature
         if not np.isfinite(forces).all() or np.abs(forces).max() > max_force or hot:
-            log.warning("%s %d: stopped at step %d (max |F| %.1f eV/A, T %.0f K)", family, index, step,
-                        float(np.abs(forces).max()), t_now)
+            log.warning(
+                "%s %d: stopped at step %d (max |F| %.1f eV/A, T %.0f K)",
+                family,
+                index,
+                step,
+                float(np.abs(forces).max()),
+                t_now,
+            )
             break
         if step >= equilibrate:
             frame = _labelled_copy(atoms, stress=periodic)
             name = name or family
-            frame.info.update(config_type=name, group=f"{name}-{index}", md_step=step,
-                              temperature=temperature, total_charge=charge)
+            frame.info.update(
+                config_type=name, group=f"{name}-{index}", md_step=step, temperature=temperature, total_charge=charge
+            )
             frames.append(frame)
     return frames
 
@@ -246,7 +269,7 @@ def short_range_pairs(elements: list[str], method: str, settings: dict, seed: in
     for i, z1 in enumerate(zs):
         for z2 in zs[i:]:
             r0 = covalent_radii[z1] + covalent_radii[z2]
-            for k, f in enumerate(np.sort(rng.uniform(*settings["fraction_range"], settings["per_pair"]))):
+            for f in np.sort(rng.uniform(*settings["fraction_range"], settings["per_pair"])):
                 a = Atoms([z1, z2], positions=[[0, 0, 0], [f * r0, 0, 0]])
                 charge = 0
                 a.calc = _calc(method, charge)
@@ -258,9 +281,14 @@ def short_range_pairs(elements: list[str], method: str, settings: dict, seed: in
                     continue
                 weight = settings.get("config_weight", 0.1)
                 # mace's universal loss reads the energy/forces weights, the weighted loss config_weight
-                frame.info.update(config_type=SHORT_RANGE, group=f"{SHORT_RANGE}-{z1}-{z2}",
-                                  config_weight=weight, config_energy_weight=weight,
-                                  config_forces_weight=weight, total_charge=0)
+                frame.info.update(
+                    config_type=SHORT_RANGE,
+                    group=f"{SHORT_RANGE}-{z1}-{z2}",
+                    config_weight=weight,
+                    config_energy_weight=weight,
+                    config_forces_weight=weight,
+                    total_charge=0,
+                )
                 out.append(frame)
     return out
 
@@ -279,6 +307,7 @@ def isolated_atoms(elements: list[str], method: str) -> list[Atoms]:
 
 
 # ----------------------------------------------------------------- assemble / ship
+
 
 def held_out_split(frames: list[Atoms], fraction: float, seed: int) -> tuple[list[Atoms], list[Atoms]]:
     """Split by trajectory (info['group']): no held-out frame has a sibling in training."""
@@ -341,8 +370,7 @@ def generation_data(pool: list[Atoms], recipe: dict, seed: int) -> tuple[list[At
     # Short-range pairs stay in training: their forces (~250 eV/A RMS) would dominate mace's
     # validation RMSE, and with it early stopping and the learning-rate schedule.
     pairs = [a for a in chosen if a.info["config_type"] == SHORT_RANGE]
-    train, valid = held_out_split([a for a in chosen if a.info["config_type"] != SHORT_RANGE],
-                                  valid_fraction, seed + 1)
+    train, valid = held_out_split([a for a in chosen if a.info["config_type"] != SHORT_RANGE], valid_fraction, seed + 1)
     charged = recipe.get("charged_energy") or {}
     for a in train + valid:
         if a.info.get("total_charge", 0) and a.info["config_type"] in charged.get("families", ()):
@@ -352,8 +380,19 @@ def generation_data(pool: list[Atoms], recipe: dict, seed: int) -> tuple[list[At
     return train + pairs, valid
 
 
-def pretrain_stage(flags: dict, *, train: Path, valid: Path, e0: Path, work: Path, stage: int,
-                   epochs_per_stage: int, seed: int, threads: int, device: str = "cpu") -> dict:
+def pretrain_stage(
+    flags: dict,
+    *,
+    train: Path,
+    valid: Path,
+    e0: Path,
+    work: Path,
+    stage: int,
+    epochs_per_stage: int,
+    seed: int,
+    threads: int,
+    device: str = "cpu",
+) -> dict:
     """Train to epoch stage * epochs_per_stage, resuming from the newest checkpoint in `work`.
 
     A run that already went past this stage (trained ahead in one go, e.g. on a GPU) is not
@@ -377,17 +416,38 @@ def pretrain_stage(flags: dict, *, train: Path, valid: Path, e0: Path, work: Pat
     done = [r for r in training_curve(results) if r.get("epoch") is not None] if results.is_dir() else []
     if done and done[-1]["epoch"] + 1 >= target and (work / "model.model").is_file():
         at_target = [r for r in done if r["epoch"] <= target - 1]
-        return {"stage": stage, "max_num_epochs": target, "wall_time_s": 0.0,
-                "already_trained_to_epoch": done[-1]["epoch"] + 1,
-                "last_valid": at_target[-1] if at_target else None}
+        return {
+            "stage": stage,
+            "max_num_epochs": target,
+            "wall_time_s": 0.0,
+            "already_trained_to_epoch": done[-1]["epoch"] + 1,
+            "last_valid": at_target[-1] if at_target else None,
+        }
     set_threads(threads)
-    flags = {**LABEL_KEYS, **flags, "name": "model", "seed": seed, "device": device,
-             "train_file": train, "valid_file": valid, "E0s": e0, "work_dir": work, "model_dir": work,
-             "log_dir": work / "logs", "results_dir": results,
-             "checkpoints_dir": work / "checkpoints", "restart_latest": True,
-             "max_num_epochs": target}
-    run = {"stage": stage, "device": device, "from_epoch": done[-1]["epoch"] + 1 if done else 0,
-           "max_num_epochs": target, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    flags = {
+        **LABEL_KEYS,
+        **flags,
+        "name": "model",
+        "seed": seed,
+        "device": device,
+        "train_file": train,
+        "valid_file": valid,
+        "E0s": e0,
+        "work_dir": work,
+        "model_dir": work,
+        "log_dir": work / "logs",
+        "results_dir": results,
+        "checkpoints_dir": work / "checkpoints",
+        "restart_latest": True,
+        "max_num_epochs": target,
+    }
+    run = {
+        "stage": stage,
+        "device": device,
+        "from_epoch": done[-1]["epoch"] + 1 if done else 0,
+        "max_num_epochs": target,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     _append_jsonl(work / "runs.jsonl", {**run, "event": "start"})
     t0 = time.time()
     _keep_newest_checkpoint(work / "checkpoints")
@@ -396,8 +456,13 @@ def pretrain_stage(flags: dict, *, train: Path, valid: Path, e0: Path, work: Pat
     curve = training_curve(results)
     wall = time.time() - t0
     _append_jsonl(work / "runs.jsonl", {**run, "event": "finished", "wall_time_s": wall})
-    return {"stage": stage, "max_num_epochs": target, "device": device, "wall_time_s": wall,
-            "last_valid": curve[-1] if curve else None}
+    return {
+        "stage": stage,
+        "max_num_epochs": target,
+        "device": device,
+        "wall_time_s": wall,
+        "last_valid": curve[-1] if curve else None,
+    }
 
 
 def _keep_newest_checkpoint(folder: Path) -> None:
@@ -454,8 +519,10 @@ def check_gates(gates: dict[str, dict], limits: dict) -> list[str]:
         fails.append(f"demo_gen2 held-out force RMSE {g2['heldout']['forces_rmse']:.1f} meV/A > {limit}")
     for name in (n for n in g2 if not n.endswith(SHORT_RANGE)):
         if g2[name]["forces_rmse"] >= g1[name]["forces_rmse"]:
-            fails.append(f"demo_gen2 not better than demo_gen1 on {name}: "
-                         f"{g2[name]['forces_rmse']:.1f} vs {g1[name]['forces_rmse']:.1f} meV/A")
+            fails.append(
+                f"demo_gen2 not better than demo_gen1 on {name}: "
+                f"{g2[name]['forces_rmse']:.1f} vs {g1[name]['forces_rmse']:.1f} meV/A"
+            )
     return fails
 
 
@@ -478,10 +545,13 @@ def ship(build_dir: Path, recipe: dict, out_dir: Path, allow_failed_gates: bool 
         records = [json.loads(p.read_text()) for p in stages]
         model = torch.load(gdir / "work" / "model.model", map_location="cpu", weights_only=False)
         model.ftbench_metadata = {
-            "name": g, "corpus_method": recipe["corpus_method"],
+            "name": g,
+            "corpus_method": recipe["corpus_method"],
             "corpus": json.loads((gdir / "data" / "summary.json").read_text()),
-            "recipe": recipe["generations"][g], "epochs": records[-1]["max_num_epochs"],
-            "pretrain_stages": records, "gates": gates[g],
+            "recipe": recipe["generations"][g],
+            "epochs": records[-1]["max_num_epochs"],
+            "pretrain_stages": records,
+            "gates": gates[g],
             "trained_on": sorted({r["device"] for r in training_runs(gdir / "work")}) or ["cpu"],
             "training_runs": training_runs(gdir / "work"),
             "versions": versions(),
@@ -492,16 +562,25 @@ def ship(build_dir: Path, recipe: dict, out_dir: Path, allow_failed_gates: bool 
         files[f"{g}_train"] = out_dir / "foundation" / f"{g}_train.xyz.gz"
         write_gz(files[f"{g}_train"], read_frames(gdir / "data" / "train.xyz"))
     method = recipe["benchmark_method"]
-    for name, src in (("heldout", "corpus/heldout.xyz.gz"),
-                      ("heldout_relabelled", f"corpus/heldout_{method}.xyz.gz"),
-                      ("corpus_isolated", "corpus/isolated.xyz.gz"),
-                      *((f"bench_{b}", f"benchmarks/{b}.xyz.gz") for b in recipe["benchmarks"])):
+    for name, src in (
+        ("heldout", "corpus/heldout.xyz.gz"),
+        ("heldout_relabelled", f"corpus/heldout_{method}.xyz.gz"),
+        ("corpus_isolated", "corpus/isolated.xyz.gz"),
+        *((f"bench_{b}", f"benchmarks/{b}.xyz.gz") for b in recipe["benchmarks"]),
+    ):
         files[name] = out_dir / src
         files[name].parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build_dir / src, files[name])
-    manifest = {"recipe": recipe, "corpus": corpus, "gates": gates, "gate_failures": fails,
-                "files": {k: {"path": str(p.relative_to(out_dir)), "sha256": sha256(p),
-                              "bytes": p.stat().st_size} for k, p in files.items()}}
+    manifest = {
+        "recipe": recipe,
+        "corpus": corpus,
+        "gates": gates,
+        "gate_failures": fails,
+        "files": {
+            k: {"path": str(p.relative_to(out_dir)), "sha256": sha256(p), "bytes": p.stat().st_size}
+            for k, p in files.items()
+        },
+    }
     write_json(out_dir / "MANIFEST.json", manifest)
     write_sources(out_dir, manifest)
     return manifest
@@ -515,16 +594,24 @@ def write_sources(out_dir: Path, manifest: dict, name: str = "demo_world") -> Pa
     from ftbench.fetch import REPO_ROOT
 
     root = out_dir.resolve().relative_to(REPO_ROOT) if out_dir.resolve().is_relative_to(REPO_ROOT) else out_dir
-    entry = {"kind": "local", "path": str(root), "description": "the shipped demo world (ftbench demo-world ship)",
-             "files": {k: {"path": f["path"], "sha256": f["sha256"], "confirmed": True}
-                       for k, f in manifest["files"].items()}}
+    entry = {
+        "kind": "local",
+        "path": str(root),
+        "description": "the shipped demo world (ftbench demo-world ship)",
+        "files": {
+            k: {"path": f["path"], "sha256": f["sha256"], "confirmed": True} for k, f in manifest["files"].items()
+        },
+    }
     path = out_dir / "sources.yaml"
-    path.write_text("# Written by `ftbench demo-world ship`: the shipped demo world as a checksummed source.\n"
-                    + yaml.safe_dump({"sources": {name: entry}}, sort_keys=False))
+    path.write_text(
+        "# Written by `ftbench demo-world ship`: the shipped demo world as a checksummed source.\n"
+        + yaml.safe_dump({"sources": {name: entry}}, sort_keys=False)
+    )
     return path
 
 
 # ----------------------------------------------------------------- CLI
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
@@ -588,12 +675,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t0 = time.time()
     if args.action == "trajectory":
         settings = json.loads(args.settings)
-        frames = trajectory(args.family, args.index, args.sample_method or args.method, settings, args.seed,
-                            name=args.name)
+        frames = trajectory(
+            args.family, args.index, args.sample_method or args.method, settings, args.seed, name=args.name
+        )
         if args.sample_method and args.sample_method != args.method:
             frames = relabel(frames, args.method)
     elif args.action == "pairs":
@@ -608,8 +695,13 @@ def run(args: argparse.Namespace) -> int:
         isolated, train, heldout = assemble(args.files, args.fraction, args.seed)
         for name, part in (("isolated", isolated), ("train", train), ("heldout", heldout)):
             write_gz(args.out_dir / f"{name}.xyz.gz", part)
-        counts = {"isolated": len(isolated), "train": len(train), "heldout": len(heldout),
-                  "train_by_family": _count(train), "heldout_by_family": _count(heldout)}
+        counts = {
+            "isolated": len(isolated),
+            "train": len(train),
+            "heldout": len(heldout),
+            "train_by_family": _count(train),
+            "heldout_by_family": _count(heldout),
+        }
         write_json(args.out_dir / "summary.json", counts)
         log.info("corpus: %s", counts)
         return 0
@@ -618,14 +710,23 @@ def run(args: argparse.Namespace) -> int:
         args.out_dir.mkdir(parents=True, exist_ok=True)
         write(args.out_dir / "train.xyz", train, format="extxyz")
         write(args.out_dir / "valid.xyz", valid, format="extxyz")
-        write_json(args.out_dir / "summary.json", {"train": len(train), "valid": len(valid),
-                                                     "train_by_family": _count(train)})
+        write_json(
+            args.out_dir / "summary.json", {"train": len(train), "valid": len(valid), "train_by_family": _count(train)}
+        )
         return 0
     elif args.action == "pretrain":
-        rec = pretrain_stage(json.loads(args.flags), train=args.data_dir / "train.xyz",
-                             valid=args.data_dir / "valid.xyz", e0=args.e0, work=args.work,
-                             stage=args.stage, epochs_per_stage=args.epochs_per_stage, seed=args.seed,
-                             threads=args.threads, device=args.device)
+        rec = pretrain_stage(
+            json.loads(args.flags),
+            train=args.data_dir / "train.xyz",
+            valid=args.data_dir / "valid.xyz",
+            e0=args.e0,
+            work=args.work,
+            stage=args.stage,
+            epochs_per_stage=args.epochs_per_stage,
+            seed=args.seed,
+            threads=args.threads,
+            device=args.device,
+        )
         model = args.work / "model.model"
         if not model.is_file():
             raise FtbenchError(f"pretraining stage {args.stage} finished without {model}")

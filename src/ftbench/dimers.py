@@ -12,7 +12,6 @@ counted apart, as holes. An attractive-only or flat curve therefore fails everyw
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -21,7 +20,9 @@ from ase import Atoms
 
 from ftbench.calculators import add_model_arguments
 from ftbench.errors import FtbenchError
-from ftbench.geometry import pair_name
+from ftbench.geometry import element_pairs, pair_name
+from ftbench.provenance import write_json
+from ftbench.rdf import write_curves
 
 
 def parse_elements(text: str) -> list[str]:
@@ -32,12 +33,6 @@ def parse_elements(text: str) -> list[str]:
     if not elements or bad:
         raise FtbenchError(f"--elements {text!r}: write element symbols separated by commas, e.g. H,F,Cl (bad: {bad})")
     return list(dict.fromkeys(elements))
-
-
-def element_pairs(elements: list[str]) -> list[tuple[str, str]]:
-    """All unordered pairs including self pairs, each in alphabetical order, sorted."""
-    unique = sorted(set(elements))
-    return [(a, b) for i, a in enumerate(unique) for b in unique[i:]]
 
 
 def dimer_curve(calc, a: str, b: str, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +57,14 @@ def dimer_curve(calc, a: str, b: str, r: np.ndarray) -> tuple[np.ndarray, np.nda
     return energy, force
 
 
-def wall_metrics(r: np.ndarray, energy: np.ndarray, force: np.ndarray | None = None,
-                 depth_tol: float = 1e-3, force_tol: float = 1e-3, r_core: float | None = None) -> dict:
+def wall_metrics(
+    r: np.ndarray,
+    energy: np.ndarray,
+    force: np.ndarray | None = None,
+    depth_tol: float = 1e-3,
+    force_tol: float = 1e-3,
+    r_core: float | None = None,
+) -> dict:
     """Minimum, well, wall and hole metrics of a shifted curve E(r) on an ascending grid.
 
     r_core: the core radius (A); None: no core, the well is the outermost minimum and every
@@ -75,16 +76,31 @@ def wall_metrics(r: np.ndarray, energy: np.ndarray, force: np.ndarray | None = N
     finite = np.isfinite(e)
     out: dict = {"nonfinite_points": int((~finite).sum())}
     if not finite.any():
-        return {**out, "r_min": None, "e_min": None, "r_well": None, "e_well": None, "r_wall_start": None,
-                "min_at_shortest_r": None, "wall_failures": None, "r_wall_failures": [], "monotonic_wall": False,
-                "force_sign_flips": None, "r_core": r_core, "holes": None, "r_holes": [], "hole": None}
+        return {
+            **out,
+            "r_min": None,
+            "e_min": None,
+            "r_well": None,
+            "e_well": None,
+            "r_wall_start": None,
+            "min_at_shortest_r": None,
+            "wall_failures": None,
+            "r_wall_failures": [],
+            "monotonic_wall": False,
+            "force_sign_flips": None,
+            "r_core": r_core,
+            "holes": None,
+            "r_holes": [],
+            "hole": None,
+        }
     e_f = np.where(finite, e, np.inf)
     i_glob = int(np.argmin(e_f))
     n = len(e)
     # first grid point at or beyond the core radius: the wall is checked down to it
     i_core = 0 if r_core is None else int(min(np.searchsorted(r, r_core), n - 1))
-    wells = [k for k in range(max(1, i_core), n - 1)
-             if e_f[k] < e_f[k - 1] and e_f[k] <= e_f[k + 1] and e[k] < -depth_tol]
+    wells = [
+        k for k in range(max(1, i_core), n - 1) if e_f[k] < e_f[k - 1] and e_f[k] <= e_f[k + 1] and e[k] < -depth_tol
+    ]
     if wells:
         # with a core radius the deepest well (a tail wiggle is never the deepest); without, the outermost
         well = wells[-1] if r_core is None else min(wells, key=lambda k: e_f[k])
@@ -131,9 +147,14 @@ def core_radius(a: str, b: str, fraction: float | None) -> float | None:
     return float(fraction * (covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]]))
 
 
-def dimer_curves(calc, elements: list[str], r: np.ndarray, depth_tol: float = 1e-3,
-                 force_tol: float = 1e-3, core_fraction: float | None = 0.5
-                 ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+def dimer_curves(
+    calc,
+    elements: list[str],
+    r: np.ndarray,
+    depth_tol: float = 1e-3,
+    force_tol: float = 1e-3,
+    core_fraction: float | None = 0.5,
+) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """Shifted energies (zero at the largest r) and wall and hole metrics for every element pair."""
     curves, metrics = {}, {}
     for a, b in element_pairs(elements):
@@ -142,8 +163,10 @@ def dimer_curves(calc, elements: list[str], r: np.ndarray, depth_tol: float = 1e
         shifted = energy - shift if math.isfinite(shift) else energy
         name = pair_name(a, b)
         curves[name] = shifted
-        metrics[name] = {"e_reference": None if not math.isfinite(shift) else float(shift),
-                         **wall_metrics(r, shifted, force, depth_tol, force_tol, core_radius(a, b, core_fraction))}
+        metrics[name] = {
+            "e_reference": None if not math.isfinite(shift) else float(shift),
+            **wall_metrics(r, shifted, force, depth_tol, force_tol, core_radius(a, b, core_fraction)),
+        }
     return curves, metrics
 
 
@@ -153,13 +176,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--r-min", type=float, default=0.3, help="shortest distance (A)")
     parser.add_argument("--r-max", type=float, default=6.0, help="longest distance (A); energies are zero here")
     parser.add_argument("--n-points", type=int, default=60)
-    parser.add_argument("--depth-tol", type=float, default=1e-3,
-                        help="a local minimum shallower than this (eV) is not a well")
-    parser.add_argument("--core-fraction", type=float, default=0.5,
-                        help="core radius as a fraction of the sum of covalent radii: the well is the deepest "
-                             "minimum beyond it; energy falling again inside it counts as a hole")
-    parser.add_argument("--force-tol", type=float, default=1e-3,
-                        help="forces below this (eV/A) are ignored when counting sign flips")
+    parser.add_argument(
+        "--depth-tol", type=float, default=1e-3, help="a local minimum shallower than this (eV) is not a well"
+    )
+    parser.add_argument(
+        "--core-fraction",
+        type=float,
+        default=0.5,
+        help="core radius as a fraction of the sum of covalent radii: the well is the deepest "
+        "minimum beyond it; energy falling again inside it counts as a hole",
+    )
+    parser.add_argument(
+        "--force-tol", type=float, default=1e-3, help="forces below this (eV/A) are ignored when counting sign flips"
+    )
     parser.add_argument("--out", required=True, help="CSV of E(r) (r, then one column per pair); metrics go to .json")
 
 
@@ -175,12 +204,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     labels = sorted(curves)
-    np.savetxt(out, np.column_stack([r] + [curves[k] for k in labels]), delimiter=",",
-               header=",".join(["r"] + labels), comments="", fmt="%.10g")
+    write_curves(out, r, curves)
     options = {k: v for k, v in vars(args).items() if k != "command"}
-    out.with_suffix(".json").write_text(json.dumps({"options": options, "pairs": metrics}, indent=2, default=str) + "\n")
+    write_json(out.with_suffix(".json"), {"options": options, "pairs": metrics})
     for name in labels:
         m = metrics[name]
-        print(f"{name}\twall_failures={m['wall_failures']}\tholes={m['holes']}\tr_min={m['r_min']}\te_min={m['e_min']}"
-              f"\tr_well={m['r_well']}\te_well={m['e_well']}")
+        print(
+            f"{name}\twall_failures={m['wall_failures']}\tholes={m['holes']}\tr_min={m['r_min']}\te_min={m['e_min']}"
+            f"\tr_well={m['r_well']}\te_well={m['e_well']}"
+        )
     return 0

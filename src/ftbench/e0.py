@@ -39,13 +39,16 @@ def isolated_e0s(isolated_atoms, zs: list[int], path: str) -> dict[int, float]:
     found = {int(a.numbers[0]): float(a.info["REF_energy"]) for a in isolated_atoms}
     missing = [chemical_symbols[z] for z in zs if z not in found]
     if missing:
-        raise FtbenchError(f"{path} has no IsolatedAtom configuration for {', '.join(missing)}; "
-                           "add them or use another `e0` mode (estimated, average)")
+        raise FtbenchError(
+            f"{path} has no IsolatedAtom configuration for {', '.join(missing)}; "
+            "add them or use another `e0` mode (estimated, average)"
+        )
     return {z: found[z] for z in zs}
 
 
-def compute_e0s(mode: str, train, zs: list[int], model=None, isolated=None, isolated_path: str = "",
-                device: str = "cpu") -> dict[int, float]:
+def compute_e0s(
+    mode: str, train, zs: list[int], model=None, isolated=None, isolated_path: str = "", device: str = "cpu"
+) -> dict[int, float]:
     from mace import data
     from mace.tools.utils import AtomicNumberTable
 
@@ -56,23 +59,23 @@ def compute_e0s(mode: str, train, zs: list[int], model=None, isolated=None, isol
         return {int(z): float(e) for z, e in data.compute_average_E0s(_configs(train), z_table).items()}
     if model is None:
         raise FtbenchError(f"e0 mode {mode!r} needs a foundation model (--model)")
-    from ftbench.inference import foundation_e0s
+    from ftbench.inference import model_e0s
 
-    fm_e0s = foundation_e0s(model)
+    fm_e0s = model_e0s(model)
     if mode == "foundation":
         return {z: fm_e0s[z] for z in zs}
     estimated = data.estimate_e0s_from_foundation(
-        foundation_model=model, foundation_e0s=fm_e0s, collections_train=_configs(train),
-        z_table=z_table, device=device)
+        foundation_model=model, foundation_e0s=fm_e0s, collections_train=_configs(train), z_table=z_table, device=device
+    )
     return {int(z): float(e) for z, e in estimated.items()}
 
 
 def mismatch_rmse(model, train, e0s: dict[int, float], device: str = "cpu") -> float:
     """Energy RMSE per atom (eV) of the foundation model with these E0s on the training set:
     what a fine-tune sees at its first epoch, before any training."""
-    from ftbench.inference import foundation_e0s, predict
+    from ftbench.inference import model_e0s, predict
 
-    fm = foundation_e0s(model)
+    fm = model_e0s(model)
     preds = predict(model, train, device=device)
     err = []
     for atoms, p in zip(train, preds):
@@ -86,26 +89,28 @@ def mismatch_rmse(model, train, e0s: dict[int, float], device: str = "cpu") -> f
 UNIT_SUSPECT_EV_PER_ATOM = 5.0
 ADVICE = {
     "estimated": "the estimated E0s are already the best per-element fit, so the labels themselves "
-                 "disagree with the foundation model",
+    "disagree with the foundation model",
     "foundation": "use `e0: [estimated]` (per-element fit to the training set) or isolated-atom energies "
-                  "at the target level of theory (`e0: [isolated]`)",
-    "isolated": "check that the IsolatedAtom energies are at the benchmark's level of theory, or use "
-                "`e0: [estimated]`",
+    "at the target level of theory (`e0: [isolated]`)",
+    "isolated": "check that the IsolatedAtom energies are at the benchmark's level of theory, or use `e0: [estimated]`",
     "average": "use `e0: [estimated]`, which starts from the foundation model's own predictions",
 }
 
 
 def mismatch_message(mode: str, rmse: float, threshold: float, data, action: str) -> str:
     """The E0-mismatch warning, with advice that fits the E0 mode and the `e0_mismatch.action`."""
-    msg = (f"E0 mismatch: with e0 mode {mode!r} the foundation model's energy RMSE on {data} is "
-           f"{rmse:.3f} eV/atom before training (threshold {threshold}); {ADVICE[mode]}")
+    msg = (
+        f"E0 mismatch: with e0 mode {mode!r} the foundation model's energy RMSE on {data} is "
+        f"{rmse:.3f} eV/atom before training (threshold {threshold}); {ADVICE[mode]}"
+    )
     if rmse > UNIT_SUSPECT_EV_PER_ATOM:
-        msg += ("; an error this large usually means the energies are not in eV (Hartree? kcal/mol?) or "
-                "not total energies: check the benchmark's `energy_key` and units")
+        msg += (
+            "; an error this large usually means the energies are not in eV (Hartree? kcal/mol?) or "
+            "not total energies: check the benchmark's `energy_key` and units"
+        )
     if action == "error":
         return msg + " (or set e0_mismatch.action: warn to train anyway)"
-    return msg + (" (e0_mismatch.action: warn, so the runs train anyway; set it to error to stop "
-                  "before training)")
+    return msg + (" (e0_mismatch.action: warn, so the runs train anyway; set it to error to stop before training)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -113,8 +118,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", required=True, choices=MODES)
     p.add_argument("--model", type=Path, default=None, help="foundation model (needed by estimated/foundation)")
     p.add_argument("--model-name", default=None, help="foundation model name, for messages")
-    p.add_argument("--head", default=None,
-                   help="head of a multihead foundation model (E0s and predictions of that head)")
+    p.add_argument(
+        "--head", default=None, help="head of a multihead foundation model (E0s and predictions of that head)"
+    )
     p.add_argument("--isolated", type=Path, default=None, help="IsolatedAtom configurations (isolated mode)")
     p.add_argument("--threshold", type=float, default=0.4, help="E0-mismatch threshold, eV/atom")
     p.add_argument("--on-mismatch", choices=("warn", "error"), default="warn")
@@ -123,21 +129,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     prov = Provenance([args.data, args.model, args.isolated], device=args.device)
     train = read(args.data, ":")
     zs = sorted({int(z) for a in train for z in a.numbers})
     model = None
     if args.model is not None:
-        from ftbench.inference import check_elements, foundation_for
+        from ftbench.inference import check_elements, elements_of, foundation_for
 
         model = foundation_for(args.model, args.head, args.device, args.model_name)
-        check_elements(model, train, f"training set {args.data}", args.model_name or str(args.model))
+        check_elements(
+            elements_of(model),
+            zs,
+            f"training set {args.data}",
+            f"foundation model {args.model_name or str(args.model)!r}",
+            "choose a foundation model that covers these elements or remove the benchmark from `benchmarks`",
+        )
     isolated = read(args.isolated, ":") if args.isolated and args.isolated.stat().st_size else []
     e0s = compute_e0s(args.mode, train, zs, model, isolated, str(args.isolated), args.device)
-    result = {"mode": args.mode, "e0s": {str(z): e for z, e in e0s.items()},
-              "symbols": {str(z): chemical_symbols[z] for z in zs}, "warnings": [],
-              "head": model.heads[0] if model is not None and hasattr(model, "heads") else None}
+    result = {
+        "mode": args.mode,
+        "e0s": {str(z): e for z, e in e0s.items()},
+        "symbols": {str(z): chemical_symbols[z] for z in zs},
+        "warnings": [],
+        "head": model.heads[0] if model is not None and hasattr(model, "heads") else None,
+    }
     if model is not None:
         rmse = mismatch_rmse(model, train, e0s, args.device)
         result["initial_energy_rmse_ev_per_atom"] = rmse

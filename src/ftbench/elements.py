@@ -29,7 +29,8 @@ def check_splits(known: set[int], splits: dict[str, Path], model_name: str) -> d
         raise FtbenchError(
             f"{'; '.join(problems)}, which foundation model {model_name!r} does not know (it covers "
             f"{', '.join(chemical_symbols[z] for z in sorted(known))}); choose a foundation model that covers "
-            "these elements, or remove the benchmark from `benchmarks` or the model from `foundation_models`")
+            "these elements, or remove the benchmark from `benchmarks` or the model from `foundation_models`"
+        )
     return found
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ftbench.errors import FtbenchError
+from ftbench.provenance import write_json
 from ftbench.rdf import metadata_path, read_csv
 
 
@@ -78,7 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("b", help="second RDF CSV")
     parser.add_argument("--out", default=None, help="write the distances as JSON here")
     parser.add_argument(
-        "--kind", choices=["auto", "rdf", "pdf"], default="auto",
+        "--kind",
+        choices=["auto", "rdf", "pdf"],
+        default="auto",
         help="rdf: weigh by r^2 g(r); pdf: use the values as densities; auto: read the .meta.json sidecar",
     )
 
@@ -88,7 +91,5 @@ def run(args: argparse.Namespace) -> int:
     for pair, value in result["emd"].items():
         print(f"{pair}\t{'nan' if value is None else f'{value:.6g}'}")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return 0

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from ase.io import read
 
-from ftbench.convert import is_isolated_atom
 from ftbench.errors import FtbenchError
+from ftbench.geometry import is_isolated_atom
+from ftbench.inference import check_head, heads_of, load_model, predict, resolve_device
 from ftbench.provenance import Provenance
 
 log = logging.getLogger("ftbench.evaluate")
@@ -42,8 +43,16 @@ def error_rows(atoms_list, preds: list[dict]) -> list[dict]:
                 continue
             err = np.concatenate([np.atleast_1d(e) for e in g[quantity]]) * 1000.0
             for stat, value in (("rmse", np.sqrt(np.mean(err**2))), ("mae", np.mean(np.abs(err)))):
-                rows.append({"config_type": ct, "quantity": quantity, "statistic": stat,
-                             "value": float(value), "unit": UNITS[quantity], "n_configs": len(g["n"])})
+                rows.append(
+                    {
+                        "config_type": ct,
+                        "quantity": quantity,
+                        "statistic": stat,
+                        "value": float(value),
+                        "unit": UNITS[quantity],
+                        "n_configs": len(g["n"]),
+                    }
+                )
     return rows
 
 
@@ -62,10 +71,9 @@ def parse_datasets(items: list[str]) -> dict[str, Path]:
     return out
 
 
-def evaluate(model_path: Path, datasets: dict[str, Path], heads: list[str] | None, batch_size: int,
-             device: str) -> list[dict]:
-    from ftbench.inference import check_head, heads_of, load_model, predict
-
+def model_errors(
+    model_path: Path, datasets: dict[str, Path], heads: list[str] | None, batch_size: int, device: str
+) -> list[dict]:
     model = load_model(model_path, device)
     heads = [check_head(model, h, f"model {model_path}") for h in heads] if heads else heads_of(model)
     rows = []
@@ -86,15 +94,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--model", type=Path, help="a saved mace model")
     src.add_argument("--run", type=Path, help="a run.json from `ftbench finetune` (failed runs give status rows)")
     p.add_argument("--data", required=True, nargs="+", metavar="[NAME=]PATH", help="datasets (extxyz, REF_* keys)")
-    p.add_argument("--head", nargs="+", default=None,
-                   help="heads to evaluate (default: every head); an unknown head is an error")
+    p.add_argument(
+        "--head", nargs="+", default=None, help="heads to evaluate (default: every head); an unknown head is an error"
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto", help="auto: cuda when a GPU is visible, else cpu")
     p.add_argument("--out", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     datasets = parse_datasets(args.data)
     for path in datasets.values():
         if not path.is_file():
@@ -104,10 +112,8 @@ def run(args: argparse.Namespace) -> int:
         from ftbench.finetune import read_run
 
         model_path, status, reason = read_run(args.run)
-    from ftbench.mace_runner import resolve_device
-
     args.device = resolve_device(args.device)
     prov = Provenance([model_path, *datasets.values()], device=args.device)
-    rows = evaluate(model_path, datasets, args.head, args.batch_size, args.device) if status == "ok" else []
+    rows = model_errors(model_path, datasets, args.head, args.batch_size, args.device) if status == "ok" else []
     prov.write(args.out, extra={"status": status, "reason": reason, "rows": rows})
     return 0

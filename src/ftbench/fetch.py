@@ -48,6 +48,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from ftbench.errors import FtbenchError
+from ftbench.provenance import sha256, write_json
 
 log = logging.getLogger("ftbench.fetch")
 
@@ -56,8 +57,19 @@ DEFAULT_LOCK = "config/checksums.lock"
 DEFAULT_DATA_DIR = "data/sources"
 DEFAULT_BASES = {"hf_dataset": "https://huggingface.co", "zenodo": "https://zenodo.org"}
 KINDS = ("hf_dataset", "zenodo", "url", "local")
-SOURCE_KEYS = {"kind", "repo", "revision", "record", "url", "path", "base_url", "description",
-               "citation", "license", "files"}
+SOURCE_KEYS = {
+    "kind",
+    "repo",
+    "revision",
+    "record",
+    "url",
+    "path",
+    "base_url",
+    "description",
+    "citation",
+    "license",
+    "files",
+}
 FILE_KEYS = {"path", "sha256", "confirmed", "description", "license"}
 _REQUIRED = {"hf_dataset": ("repo", "revision"), "zenodo": ("record",), "url": ("url",), "local": ("path",)}
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +77,7 @@ _CHUNK = 1 << 20
 
 
 # ---------------------------------------------------------------- catalogue
+
 
 def load_sources(path: str | Path) -> dict:
     """The validated `sources:` mapping of a YAML file (a bare mapping is accepted too)."""
@@ -166,18 +179,12 @@ def cache_path(data_dir: str | Path | None, name: str, path: str) -> Path:
     return resolve_data_dir(data_dir) / name / path
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------- lock file
 
-_LOCK_HEADER = ("# sha256 of downloaded sources whose hash the config leaves null.\n"
-                "# Written by `ftbench fetch` on first download, enforced afterwards; commit it.\n")
+_LOCK_HEADER = (
+    "# sha256 of downloaded sources whose hash the config leaves null.\n"
+    "# Written by `ftbench fetch` on first download, enforced afterwards; commit it.\n"
+)
 
 
 def read_lock(path: str | Path | None) -> dict[str, str]:
@@ -226,6 +233,7 @@ def _flock(fh, shared: bool) -> None:
 
 
 # ---------------------------------------------------------------- download
+
 
 class _Truncated(ValueError):
     """ValueError so that pooch retries it like a hash mismatch."""
@@ -296,14 +304,19 @@ class _Downloader:
         if self.progress:
             try:
                 import tqdm  # noqa: F401
+
                 bar = True
             except ImportError:
                 bar = _LogProgress(self.label)
         else:
             bar = False
-        http = pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK, timeout=self.timeout,
-                                    hooks={"response": remember},
-                                    headers={"User-Agent": "ftbench-fetch"})
+        http = pooch.HTTPDownloader(
+            progressbar=bar,
+            chunk_size=_CHUNK,
+            timeout=self.timeout,
+            hooks={"response": remember},
+            headers={"User-Agent": "ftbench-fetch"},
+        )
         if check_only:
             return http(url, output_file, pooch_obj, check_only=True)
         self.expected_bytes, self.got_sha256 = None, None
@@ -321,13 +334,23 @@ class _Downloader:
 
 
 def _prestage_hint(dest: Path) -> str:
-    return (f"To work without network access, download the file elsewhere, copy it to exactly "
-            f"{dest} (the data dir is set by --data-dir or FTBENCH_DATA_DIR) and rerun.")
+    return (
+        f"To work without network access, download the file elsewhere, copy it to exactly "
+        f"{dest} (the data dir is set by --data-dir or FTBENCH_DATA_DIR) and rerun."
+    )
 
 
-def fetch_file(sources: dict, name: str, logical: str, *, data_dir: str | Path | None = None,
-               lock_path: str | Path | None = DEFAULT_LOCK, retries: int = 2,
-               progress: bool = True, timeout: float = 60.0) -> Path:
+def fetch_file(
+    sources: dict,
+    name: str,
+    logical: str,
+    *,
+    data_dir: str | Path | None = None,
+    lock_path: str | Path | None = DEFAULT_LOCK,
+    retries: int = 2,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
     """Local path of file `logical` of source `name`: cached, pre-staged or downloaded; always hash-checked."""
     import pooch
     import requests
@@ -347,39 +370,54 @@ def fetch_file(sources: dict, name: str, logical: str, *, data_dir: str | Path |
     pinned = pinned.lower() if pinned else None
     locked = read_lock(lock_path).get(key)
     if pinned and locked and pinned != locked:
-        raise FtbenchError(f"{key}: sources config pins sha256 {pinned} but lock file {lock_path} has "
-                           f"{locked}; delete the stale line from the lock file")
+        raise FtbenchError(
+            f"{key}: sources config pins sha256 {pinned} but lock file {lock_path} has "
+            f"{locked}; delete the stale line from the lock file"
+        )
     expected = pinned or locked
     origin = "the sources config" if pinned else f"lock file {lock_path}"
 
     if dest.exists():
-        got = sha256_file(dest)
+        got = sha256(dest)
         if expected is None:
             _remember(lock_path, key, got, dest)
             return dest
         if got == expected:
             return dest
-        raise FtbenchError(f"{dest} is already there but its sha256 is {got}, not {expected} "
-                           f"(from {origin}) as pinned for {url}. Replace it with the right file, "
-                           f"or delete it to download again.")
+        raise FtbenchError(
+            f"{dest} is already there but its sha256 is {got}, not {expected} "
+            f"(from {origin}) as pinned for {url}. Replace it with the right file, "
+            f"or delete it to download again."
+        )
 
     if src["kind"] == "local":
         return _copy_local(local_file(src, path), dest, expected, origin, key, lock_path)
     if not entry.get("confirmed", True):
-        log.warning("%s: path %r is not confirmed at the host; if it is missing, list the real "
-                    "paths with `ftbench fetch --list %s`", key, path, name)
+        log.warning(
+            "%s: path %r is not confirmed at the host; if it is missing, list the real "
+            "paths with `ftbench fetch --list %s`",
+            key,
+            path,
+            name,
+        )
     downloader = _Downloader(key, progress, timeout)
-    store = pooch.create(path=resolve_data_dir(data_dir) / name,
-                         base_url="", registry={path: f"sha256:{expected}" if expected else None},
-                         urls={path: url}, retry_if_failed=retries)
+    store = pooch.create(
+        path=resolve_data_dir(data_dir) / name,
+        base_url="",
+        registry={path: f"sha256:{expected}" if expected else None},
+        urls={path: url},
+        retry_if_failed=retries,
+    )
     try:
         store.fetch(path, downloader=downloader)
     except requests.exceptions.HTTPError as err:
         status = err.response.status_code if err.response is not None else "error"
         hint = ""
         if status == 404 and not entry.get("confirmed", True):
-            hint = (f" The path is marked `confirmed: false`: list the files at the pinned "
-                    f"revision with `ftbench fetch --list {name}` and fix sources.{name}.files.{logical}.path.")
+            hint = (
+                f" The path is marked `confirmed: false`: list the files at the pinned "
+                f"revision with `ftbench fetch --list {name}` and fix sources.{name}.files.{logical}.path."
+            )
         raise FtbenchError(f"HTTP {status} for {url}.{hint} {_prestage_hint(dest)}") from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
         if isinstance(err, requests.exceptions.ConnectionError) and _is_cut_short(err):
@@ -396,22 +434,26 @@ def fetch_file(sources: dict, name: str, logical: str, *, data_dir: str | Path |
             f"{downloader.got_sha256}. The download was deleted. If the host really serves a new "
             f"file, check it and update the sha256 (in the sources config, or delete the {key} "
             f"line of the lock file); otherwise retry later or pre-stage a verified copy. "
-            f"{_prestage_hint(dest)}") from None
+            f"{_prestage_hint(dest)}"
+        ) from None
     if expected is None:
-        _remember(lock_path, key, downloader.got_sha256 or sha256_file(dest), dest)
+        _remember(lock_path, key, downloader.got_sha256 or sha256(dest), dest)
     return dest
 
 
-def _copy_local(origin_file: Path, dest: Path, expected: str | None, origin: str, key: str,
-                lock_path) -> Path:
+def _copy_local(origin_file: Path, dest: Path, expected: str | None, origin: str, key: str, lock_path) -> Path:
     """A shipped file into the cache, hash-checked like a download."""
     if not origin_file.is_file():
-        raise FtbenchError(f"{key}: {origin_file} does not exist; it ships with ftbench (git checkout "
-                           "incomplete?) or is rebuilt with `snakemake --configfile config/demo_build.yaml`")
-    got = sha256_file(origin_file)
+        raise FtbenchError(
+            f"{key}: {origin_file} does not exist; it ships with ftbench (git checkout "
+            "incomplete?) or is rebuilt with `snakemake --configfile config/demo_build.yaml`"
+        )
+    got = sha256(origin_file)
     if expected is not None and got != expected:
-        raise FtbenchError(f"{origin_file} has sha256 {got}, not {expected} as pinned in {origin}; "
-                           "a rebuilt demo world needs its new sha256 in the config (demo_ship prints them)")
+        raise FtbenchError(
+            f"{origin_file} has sha256 {got}, not {expected} as pinned in {origin}; "
+            "a rebuilt demo world needs its new sha256 in the config (demo_ship prints them)"
+        )
     place(origin_file, dest)
     if expected is None:
         _remember(lock_path, key, got, dest)
@@ -428,8 +470,14 @@ def _remember(lock_path, key: str, sha: str, dest: Path) -> None:
 
 def _reason(err: Exception) -> str:
     text = str(err)
-    for marker in ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
-                   "nodename nor servname", "timed out", "Network is unreachable"):
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "Temporary failure in name resolution",
+        "nodename nor servname",
+        "timed out",
+        "Network is unreachable",
+    ):
         if marker in text:
             return marker.lower()
     return type(err).__name__
@@ -447,8 +495,10 @@ def _cut_short_msg(url: str, dest: Path, downloader: _Downloader, err: Exception
         got = downloader.writer.n if downloader.writer is not None else 0
         of = f" of {downloader.expected_bytes}" if downloader.expected_bytes is not None else ""
         detail = f"connection broken after {got}{of} bytes ({_reason(err)})"
-    return (f"download of {url} was cut short or invalid: {detail}. Nothing was kept at {dest}; "
-            f"rerun to retry. {_prestage_hint(dest)}")
+    return (
+        f"download of {url} was cut short or invalid: {detail}. Nothing was kept at {dest}; "
+        f"rerun to retry. {_prestage_hint(dest)}"
+    )
 
 
 def select_files(src: dict, files: list[str] | None = None, include_unconfirmed: bool = False) -> list[str]:
@@ -458,16 +508,17 @@ def select_files(src: dict, files: list[str] | None = None, include_unconfirmed:
     return [k for k, v in src["files"].items() if include_unconfirmed or v.get("confirmed", True)]
 
 
-def fetch_source(sources: dict, name: str, files: list[str] | None = None, *,
-                 include_unconfirmed: bool = False, **kwargs) -> dict[str, Path]:
+def fetch_source(
+    sources: dict, name: str, files: list[str] | None = None, *, include_unconfirmed: bool = False, **kwargs
+) -> dict[str, Path]:
     """fetch_file for several files of one source; {logical: path}."""
     if name not in sources:
         raise FtbenchError(f"unknown source {name!r}; known: {sorted(sources)}")
-    return {k: fetch_file(sources, name, k, **kwargs)
-            for k in select_files(sources[name], files, include_unconfirmed)}
+    return {k: fetch_file(sources, name, k, **kwargs) for k in select_files(sources[name], files, include_unconfirmed)}
 
 
 # ---------------------------------------------------------------- listing
+
 
 def list_hf_files(src: dict, prefix: str = "", timeout: float = 60.0) -> list[dict]:
     """Files of an hf_dataset source at its pinned revision: [{path, size, sha256 or None}]."""
@@ -485,8 +536,7 @@ def list_hf_files(src: dict, prefix: str = "", timeout: float = 60.0) -> list[di
             resp.raise_for_status()
             items = resp.json()
         except requests.exceptions.HTTPError as err:
-            raise FtbenchError(f"HTTP {err.response.status_code} for {url}: check repo, revision "
-                               f"and path") from None
+            raise FtbenchError(f"HTTP {err.response.status_code} for {url}: check repo, revision and path") from None
         except requests.exceptions.RequestException as err:
             raise FtbenchError(f"could not list {url}: {_reason(err)}") from None
         except ValueError:
@@ -496,8 +546,9 @@ def list_hf_files(src: dict, prefix: str = "", timeout: float = 60.0) -> list[di
         for item in items:
             if item.get("type") == "file":
                 lfs = item.get("lfs") or {}
-                out.append({"path": item["path"], "size": item.get("size"),
-                            "sha256": lfs.get("oid") or lfs.get("sha256")})
+                out.append(
+                    {"path": item["path"], "size": item.get("size"), "sha256": lfs.get("oid") or lfs.get("sha256")}
+                )
         # The tree API pages long listings with a Link: <...>; rel="next" header.
         url = resp.links.get("next", {}).get("url")
         pages += 1
@@ -511,8 +562,7 @@ def _print_listing(name: str, src: dict, listing: list[dict], out=None) -> None:
     print(f"# {name}: {src['repo']} @ {src['revision']} ({len(listing)} files)", file=out)
     print("# size_bytes  sha256(lfs only)  path", file=out)
     for item in listing:
-        print(f"{item['size'] if item['size'] is not None else '-'}\t{item['sha256'] or '-'}\t{item['path']}",
-              file=out)
+        print(f"{item['size'] if item['size'] is not None else '-'}\t{item['sha256'] or '-'}\t{item['path']}", file=out)
     found = {item["path"]: item for item in listing}
     print("# configured files:", file=out)
     for logical, entry in src["files"].items():
@@ -523,31 +573,38 @@ def _print_listing(name: str, src: dict, listing: list[dict], out=None) -> None:
 
 # ---------------------------------------------------------------- CLI
 
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--sources", default=DEFAULT_SOURCES,
-                        help=f"YAML with a `sources:` mapping (default {DEFAULT_SOURCES})")
-    parser.add_argument("--source", action="append", default=[], metavar="NAME",
-                        help="source to fetch (repeatable)")
-    parser.add_argument("--file", action="append", default=[], metavar="LOGICAL",
-                        help="logical file name within the source (repeatable; default: all confirmed files)")
-    parser.add_argument("--include-unconfirmed", action="store_true",
-                        help="with no --file: also fetch files marked confirmed: false")
-    parser.add_argument("--data-dir", default=None,
-                        help=f"cache / pre-staged files (default $FTBENCH_DATA_DIR or {DEFAULT_DATA_DIR})")
+    parser.add_argument(
+        "--sources", default=DEFAULT_SOURCES, help=f"YAML with a `sources:` mapping (default {DEFAULT_SOURCES})"
+    )
+    parser.add_argument("--source", action="append", default=[], metavar="NAME", help="source to fetch (repeatable)")
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="LOGICAL",
+        help="logical file name within the source (repeatable; default: all confirmed files)",
+    )
+    parser.add_argument(
+        "--include-unconfirmed", action="store_true", help="with no --file: also fetch files marked confirmed: false"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help=f"cache / pre-staged files (default $FTBENCH_DATA_DIR or {DEFAULT_DATA_DIR})"
+    )
     parser.add_argument("--lock", default=DEFAULT_LOCK, help=f"checksum lock file (default {DEFAULT_LOCK})")
     parser.add_argument("--no-lock", action="store_true", help="neither read nor write a lock file")
-    parser.add_argument("--out", default=None,
-                        help="also place the (single) fetched file here (hard link, else copy)")
+    parser.add_argument("--out", default=None, help="also place the (single) fetched file here (hard link, else copy)")
     parser.add_argument("--retries", type=int, default=2, help="download retries (default 2)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per network read (default 60)")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
-    parser.add_argument("--list", metavar="NAME", default=None,
-                        help="list the files of hf_dataset source NAME at its pinned revision")
+    parser.add_argument(
+        "--list", metavar="NAME", default=None, help="list the files of hf_dataset source NAME at its pinned revision"
+    )
     parser.add_argument("--path", default="", help="with --list: only this folder")
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sources = load_sources(args.sources)
     if args.list:
         if args.list not in sources:
@@ -562,9 +619,17 @@ def run(args) -> int:
     lock = None if args.no_lock else args.lock
     fetched = []
     for name in args.source:
-        got = fetch_source(sources, name, args.file or None, include_unconfirmed=args.include_unconfirmed,
-                           data_dir=args.data_dir, lock_path=lock, retries=args.retries,
-                           progress=not args.no_progress, timeout=args.timeout)
+        got = fetch_source(
+            sources,
+            name,
+            args.file or None,
+            include_unconfirmed=args.include_unconfirmed,
+            data_dir=args.data_dir,
+            lock_path=lock,
+            retries=args.retries,
+            progress=not args.no_progress,
+            timeout=args.timeout,
+        )
         fetched.extend(got.values())
     if args.out:
         if len(fetched) != 1:
@@ -577,16 +642,14 @@ def run(args) -> int:
     return 0
 
 
-def record_source(out: str | Path, fetched: str | Path, sources: dict, name: str, logical: str,
-                  lock: str | Path | None) -> None:
+def record_source(
+    out: str | Path, fetched: str | Path, sources: dict, name: str, logical: str, lock: str | Path | None
+) -> None:
     """`<out>.source.json`: the sha256 and lock-file key of a placed file, so ftbench.inference can
     tell a model that was corrupted after its download from a good one."""
-    import json
-
     path = sources[name]["files"][logical]["path"]
-    record = {"sha256": sha256_file(fetched), "lock_key": f"{name}/{path}",
-              "lock": str(lock) if lock else None}
-    Path(str(out) + ".source.json").write_text(json.dumps(record, indent=2) + "\n")
+    record = {"sha256": sha256(fetched), "lock_key": f"{name}/{path}", "lock": str(lock) if lock else None}
+    write_json(str(out) + ".source.json", record)
 
 
 def place(src: str | Path, out: str | Path) -> Path:
@@ -610,6 +673,19 @@ def place(src: str | Path, out: str | Path) -> Path:
     return out
 
 
-__all__ = ["load_sources", "validate_sources", "file_url", "cache_path", "resolve_data_dir",
-           "sha256_file", "read_lock", "record_lock", "fetch_file", "fetch_source", "select_files",
-           "list_hf_files", "place", "add_arguments", "run"]
+__all__ = [
+    "load_sources",
+    "validate_sources",
+    "file_url",
+    "cache_path",
+    "resolve_data_dir",
+    "read_lock",
+    "record_lock",
+    "fetch_file",
+    "fetch_source",
+    "select_files",
+    "list_hf_files",
+    "place",
+    "add_arguments",
+    "run",
+]

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ftbench.aggregate import REFERENCE
-from ftbench.config import NO_MODEL, UNTOUCHED, add_config_arguments, report_dir
+from ftbench.config import add_config_arguments, report_dir
 from ftbench.errors import FtbenchError
+from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.md import kaplan_meier
 from ftbench.metrics import KEY, at_largest_size, read_tables, roles_by_strategy, run_metrics, target_rmse
 from ftbench.schematic import draw_schematic
@@ -24,18 +25,22 @@ from ftbench.style import E0_STYLE, HEAD_LABEL, OKABE_ITO, strategy_sort, strate
 
 log = logging.getLogger("ftbench.figures")
 
-ABLATION = {"e0": "config/ablations/e0_modes.yaml", "lr": "config/ablations/multihead_lr.yaml",
-            "stage_two": "config/ablations/stage_two.yaml", "lora": "config/ablations/lora_ranks.yaml"}
+ABLATION = {
+    "e0": "config/ablations/e0_modes.yaml",
+    "lr": "config/ablations/multihead_lr.yaml",
+    "stage_two": "config/ablations/stage_two.yaml",
+    "lora": "config/ablations/lora_ranks.yaml",
+}
 
 
-def strategy_style(name: str, t: dict | None = None) -> dict:
+def strategy_style(name: str, tables: dict | None = None) -> dict:
     """The strategy's style in this figure set (distinct for every strategy of the run)."""
-    styles = (t or {}).get("styles") or strategy_styles([name])
+    styles = (tables or {}).get("styles") or strategy_styles([name])
     return styles.get(name) or strategy_styles([name])[name]
 
 
-def _sort(t: dict, names) -> list[str]:
-    return strategy_sort(names, t.get("roles"))
+def _sort(tables: dict, names) -> list[str]:
+    return strategy_sort(names, tables.get("roles"))
 
 
 def _plt():
@@ -49,8 +54,13 @@ def _plt():
 
 def _grid(nrows: int, ncols: int, w: float = 4.2, h: float = 3.4):
     plt = _plt()
-    fig, axes = plt.subplots(max(1, nrows), max(1, ncols), squeeze=False, layout="constrained",
-                             figsize=(w * max(1, ncols), h * max(1, nrows)))
+    fig, axes = plt.subplots(
+        max(1, nrows),
+        max(1, ncols),
+        squeeze=False,
+        layout="constrained",
+        figsize=(w * max(1, ncols), h * max(1, nrows)),
+    )
     return fig, axes
 
 
@@ -59,8 +69,10 @@ def _log(ax, x: bool = True, y: bool = True) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     plain = FuncFormatter(lambda v, _: f"{v:g}")
-    for on, axis, setter, limits in ((x, ax.xaxis, ax.set_xscale, ax.get_xlim),
-                                     (y, ax.yaxis, ax.set_yscale, ax.get_ylim)):
+    for on, axis, setter, limits in (
+        (x, ax.xaxis, ax.set_xscale, ax.get_xlim),
+        (y, ax.yaxis, ax.set_yscale, ax.get_ylim),
+    ):
         if on:
             setter("log")
             axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -104,9 +116,10 @@ def _models(frame: pd.DataFrame) -> list[str]:
 
 # ---- accuracy -------------------------------------------------------------------------------------
 
-def learning_curves(t: dict, out: Path):
+
+def learning_curves(tables: dict, out: Path):
     """Target test force RMSE vs training-set size, per benchmark (rows) and model (columns)."""
-    errors = t["errors"]
+    errors = tables["errors"]
     ok = _main_e0(target_rmse(errors, "test", "forces"))
     benchmarks, models = sorted(errors.benchmark.unique()), _models(errors) or [NO_MODEL]
     fig, axes = _grid(len(benchmarks), len(models))
@@ -115,13 +128,19 @@ def learning_curves(t: dict, out: Path):
             ax = axes[i][j]
             sub = ok[(ok.benchmark == bench) & ok.model.isin([model, NO_MODEL])]
             trained = sub[sub.strategy != UNTOUCHED]
-            for strategy in _sort(t, trained.strategy.unique()):
+            for strategy in _sort(tables, trained.strategy.unique()):
                 curve = trained[trained.strategy == strategy].groupby("train_size")["value"].agg(["mean", "std"])
-                ax.errorbar(curve.index, curve["mean"], yerr=curve["std"].fillna(0), label=strategy, capsize=2,
-                            **strategy_style(strategy, t))
+                ax.errorbar(
+                    curve.index,
+                    curve["mean"],
+                    yerr=curve["std"].fillna(0),
+                    label=strategy,
+                    capsize=2,
+                    **strategy_style(strategy, tables),
+                )
             base = sub[sub.strategy == UNTOUCHED]["value"]
             if len(base):
-                style = {k: v for k, v in strategy_style(UNTOUCHED, t).items() if k != "marker"}
+                style = {k: v for k, v in strategy_style(UNTOUCHED, tables).items() if k != "marker"}
                 ax.axhline(base.mean(), label="untouched foundation", **style)
             _log(ax)
             ax.set_title(f"{bench} / {model}")
@@ -131,26 +150,40 @@ def learning_curves(t: dict, out: Path):
     return _save(fig, out, axes)
 
 
-def forgetting(t: dict, out: Path):
+def forgetting(tables: dict, out: Path):
     """Target test force RMSE vs pretraining-distribution force RMSE (forgetting trade-off); seed
     mean, seed-SD error bars."""
-    m = t["metrics"]
-    benchmarks, models = sorted(m.benchmark.unique()), _models(m) or [NO_MODEL]
+    metrics = tables["metrics"]
+    benchmarks, models = sorted(metrics.benchmark.unique()), _models(metrics) or [NO_MODEL]
     fig, axes = _grid(len(benchmarks), len(models))
     for i, bench in enumerate(benchmarks):
         for j, model in enumerate(models):
             ax = axes[i][j]
-            sub = at_largest_size(m[(m.benchmark == bench) & m.model.isin([model, NO_MODEL])])
-            for strategy in _sort(t, sub.strategy.unique()):
+            sub = at_largest_size(metrics[(metrics.benchmark == bench) & metrics.model.isin([model, NO_MODEL])])
+            for strategy in _sort(tables, sub.strategy.unique()):
                 grouped = sub[sub.strategy == strategy].groupby("e0")[["target_force_rmse", "pt_force_rmse"]]
                 pts, spread = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
-                style = strategy_style(strategy, t)
+                style = strategy_style(strategy, tables)
                 # seed spread (sample SD) as error bars; no caps, so only the markers are lines
-                ax.errorbar(pts.target_force_rmse, pts.pt_force_rmse, xerr=spread.target_force_rmse,
-                            yerr=spread.pt_force_rmse, fmt="none", ecolor=style["color"], elinewidth=0.8, capsize=0)
-                ax.plot(pts.target_force_rmse, pts.pt_force_rmse, linestyle="none", marker=style["marker"],
-                        color=style["color"], markersize=12 if strategy == UNTOUCHED else 8,
-                        label="untouched foundation" if strategy == UNTOUCHED else strategy)
+                ax.errorbar(
+                    pts.target_force_rmse,
+                    pts.pt_force_rmse,
+                    xerr=spread.target_force_rmse,
+                    yerr=spread.pt_force_rmse,
+                    fmt="none",
+                    ecolor=style["color"],
+                    elinewidth=0.8,
+                    capsize=0,
+                )
+                ax.plot(
+                    pts.target_force_rmse,
+                    pts.pt_force_rmse,
+                    linestyle="none",
+                    marker=style["marker"],
+                    color=style["color"],
+                    markersize=12 if strategy == UNTOUCHED else 8,
+                    label="untouched foundation" if strategy == UNTOUCHED else strategy,
+                )
             _log(ax)
             size = sub[sub.strategy != UNTOUCHED].train_size.max()
             ax.set_title(f"{bench} / {model}" + (f" (N={size:.0f})" if pd.notna(size) else ""))
@@ -161,15 +194,15 @@ def forgetting(t: dict, out: Path):
     return _save(fig, out, axes)
 
 
-def _training(t: dict) -> pd.DataFrame:
-    runs = t["runs"]
+def _training(tables: dict) -> pd.DataFrame:
+    runs = tables["runs"]
     cols = [c for c in ("lr", "stage_two", "multiheads_finetuning", "lora_rank") if c in runs]
-    return t["training_curves"].merge(runs[KEY + cols], on=KEY, how="left")
+    return tables["training_curves"].merge(runs[KEY + cols], on=KEY, how="left")
 
 
-def multihead_lr_sweep(t: dict, out: Path):
+def multihead_lr_sweep(tables: dict, out: Path):
     """Validation force RMSE vs epoch per head of multihead (replay) runs, one colour per lr."""
-    tc = _training(t)
+    tc = _training(tables)
     mh = tc[tc.get("multiheads_finetuning", pd.Series(False, index=tc.index)).astype(str) == "True"]
     benchmarks = sorted(mh.benchmark.unique()) or ["(none)"]
     heads = ["Default", "pt_head"]
@@ -185,9 +218,16 @@ def multihead_lr_sweep(t: dict, out: Path):
                 continue
             for (lr, strategy), grp in sub.groupby(["lr", "strategy"]):
                 curve = grp.groupby("epoch").rmse_f_mev_per_a.mean()
-                style = strategy_style(strategy, t)
-                ax.plot(curve.index, curve.values, color=colours[lr], marker=style["marker"], markevery=max(1, len(curve) // 8),
-                        markersize=4, label=f"lr {lr:g} ({strategy})")
+                style = strategy_style(strategy, tables)
+                ax.plot(
+                    curve.index,
+                    curve.values,
+                    color=colours[lr],
+                    marker=style["marker"],
+                    markevery=max(1, len(curve) // 8),
+                    markersize=4,
+                    label=f"lr {lr:g} ({strategy})",
+                )
             _log(ax, x=False)
             ax.set_title(f"{bench}: {HEAD_LABEL[head]}")
             ax.set_xlabel("epoch")
@@ -197,10 +237,10 @@ def multihead_lr_sweep(t: dict, out: Path):
     return _save(fig, out, axes)
 
 
-def stage_two(t: dict, out: Path):
+def stage_two(tables: dict, out: Path):
     """Validation force RMSE vs epoch: constant loss weights (solid) vs Stage Two (dashed,
     mace --stage_two). A Stage-Two strategy named <base>_stage_two shares <base>'s colour."""
-    tc = _training(t)
+    tc = _training(tables)
     tc = tc[tc["head"] == "Default"]
     if "stage_two" not in tc:
         tc = tc.assign(stage_two=np.nan)
@@ -210,16 +250,20 @@ def stage_two(t: dict, out: Path):
     for i, bench in enumerate(benchmarks):
         ax = axes[i][0]
         sub = tc[tc.benchmark == bench]
-        for strategy in _sort(t, sub.strategy.unique()):
+        for strategy in _sort(tables, sub.strategy.unique()):
             grp = sub[sub.strategy == strategy]
             two = bool(grp.two.any())
             base = strategy.removesuffix("_stage_two")
             curve = grp.groupby("epoch").rmse_f_mev_per_a.mean()
-            ax.plot(curve.index, curve.values, color=strategy_style(base, t)["color"], linestyle="--" if two else "-",
-                    label=f"{base}, {'Stage Two' if two else 'constant 10/10'}")
+            ax.plot(
+                curve.index,
+                curve.values,
+                color=strategy_style(base, tables)["color"],
+                linestyle="--" if two else "-",
+                label=f"{base}, {'Stage Two' if two else 'constant 10/10'}",
+            )
         if not tc.two.any():
-            ax.text(0.02, 0.02, f"no Stage-Two runs: run {ABLATION['stage_two']}", transform=ax.transAxes,
-                    fontsize=8)
+            ax.text(0.02, 0.02, f"no Stage-Two runs: run {ABLATION['stage_two']}", transform=ax.transAxes, fontsize=8)
         _log(ax, x=False)
         ax.set_title(f"{bench}: Stage Two vs constant loss weights")
         ax.set_xlabel("epoch")
@@ -230,26 +274,35 @@ def stage_two(t: dict, out: Path):
 
 # ---- robustness -----------------------------------------------------------------------------------
 
-def _bars(t: dict, out: Path, column: str, ylabel: str, title: str, ylim=None, ceiling=None):
-    m = t["metrics"]
-    benchmarks, models = sorted(m.benchmark.unique()), _models(m) or [NO_MODEL]
+
+def _bars(tables: dict, out: Path, column: str, ylabel: str, title: str, ylim=None, ceiling=None):
+    metrics = tables["metrics"]
+    benchmarks, models = sorted(metrics.benchmark.unique()), _models(metrics) or [NO_MODEL]
     fig, axes = _grid(len(benchmarks), 1, w=max(6.0, 0.5 * len(models) * 9), h=3.2)
     for i, bench in enumerate(benchmarks):
         ax = axes[i][0]
-        sub = _main_e0(at_largest_size(m[m.benchmark == bench]))
-        strategies = [UNTOUCHED] + [s for s in _sort(t, sub.strategy.unique()) if s != UNTOUCHED]
+        sub = _main_e0(at_largest_size(metrics[metrics.benchmark == bench]))
+        strategies = [UNTOUCHED] + [s for s in _sort(tables, sub.strategy.unique()) if s != UNTOUCHED]
         width = 0.8 / max(1, len(strategies))
         for k, strategy in enumerate(strategies):
             # seed mean per model, and the seed spread (sample SD) as an error bar
             cells = [sub[(sub.strategy == strategy) & sub.model.isin([model, NO_MODEL])][column] for model in models]
             vals = [c.mean() for c in cells]
             spread = [c.std(ddof=1) if c.notna().sum() > 1 else 0.0 for c in cells]
-            style = strategy_style(strategy, t)
-            ax.bar(np.arange(len(models)) + (k - len(strategies) / 2 + 0.5) * width, vals, width,
-                   yerr=spread, capsize=2, error_kw={"linewidth": 0.8},
-                   color=style["color"], edgecolor="black", linewidth=0.5,
-                   hatch="//" if strategy == UNTOUCHED else None,
-                   label="untouched foundation" if strategy == UNTOUCHED else strategy)
+            style = strategy_style(strategy, tables)
+            ax.bar(
+                np.arange(len(models)) + (k - len(strategies) / 2 + 0.5) * width,
+                vals,
+                width,
+                yerr=spread,
+                capsize=2,
+                error_kw={"linewidth": 0.8},
+                color=style["color"],
+                edgecolor="black",
+                linewidth=0.5,
+                hatch="//" if strategy == UNTOUCHED else None,
+                label="untouched foundation" if strategy == UNTOUCHED else strategy,
+            )
         ax.set_xticks(np.arange(len(models)), models)
         ax.set_xlabel("foundation model (scratch: no foundation)")
         ax.set_ylabel(ylabel)
@@ -262,17 +315,23 @@ def _bars(t: dict, out: Path, column: str, ylabel: str, title: str, ylim=None, c
     return _save(fig, out, axes)
 
 
-def md_stability(t: dict, out: Path):
+def md_stability(tables: dict, out: Path):
     """Mean time before the MD run failed (or ended), per strategy and model; bars: seed mean,
     error bars: seed spread."""
-    return _bars(t, out, "md_time_ps", "mean MD time survived (ps)", "MD stability (longer is better)",
-          ceiling=t["metrics"].md_time_ps.max())
+    return _bars(
+        tables,
+        out,
+        "md_time_ps",
+        "mean MD time survived (ps)",
+        "MD stability (longer is better)",
+        ceiling=tables["metrics"].md_time_ps.max(),
+    )
 
 
-def md_survival(t: dict, out: Path):
+def md_survival(tables: dict, out: Path):
     """Kaplan-Meier survival of the MD replicas over the ramp, one curve per strategy (replicas of
     every seed pooled), per benchmark (rows) and model (columns), at the largest training set."""
-    surv = t["survival"]
+    surv = tables["survival"]
     surv = surv[surv.segment == "ramp"] if len(surv) else surv
     benchmarks = sorted(surv.benchmark.unique()) or ["(none)"]
     models = _models(surv) or [NO_MODEL]
@@ -286,20 +345,26 @@ def md_survival(t: dict, out: Path):
                 continue
             sub = _main_e0(at_largest_size(sub))
             end = float(sub.time_ps.max())
-            for strategy in [UNTOUCHED] + _sort(t, set(sub.strategy) - {UNTOUCHED}):
+            for strategy in [UNTOUCHED] + _sort(tables, set(sub.strategy) - {UNTOUCHED}):
                 reps = sub[sub.strategy == strategy]
                 if reps.empty:
                     continue
                 times, surv_frac = kaplan_meier(reps.time_ps, reps.failed.astype(bool))
-                style = strategy_style(strategy, t)
+                style = strategy_style(strategy, tables)
                 x = np.append(times, end)
                 y = np.append(surv_frac, surv_frac[-1])
-                ax.step(x, y, where="post", color=style["color"], linestyle=style["linestyle"],
-                        label=("untouched foundation" if strategy == UNTOUCHED else strategy)
-                        + f" ({len(reps)} replicas)")
+                ax.step(
+                    x,
+                    y,
+                    where="post",
+                    color=style["color"],
+                    linestyle=style["linestyle"],
+                    label=("untouched foundation" if strategy == UNTOUCHED else strategy) + f" ({len(reps)} replicas)",
+                )
             if not sub.failed.astype(bool).any():
-                ax.text(0.03, 0.04, "no replica failed: saturated, longer ramp needed", transform=ax.transAxes,
-                        fontsize=8)
+                ax.text(
+                    0.03, 0.04, "no replica failed: saturated, longer ramp needed", transform=ax.transAxes, fontsize=8
+                )
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlim(0, end if end > 0 else 1)
             ax.set_title(f"{bench} / {model}")
@@ -311,26 +376,34 @@ def md_survival(t: dict, out: Path):
     return _save(fig, out)
 
 
-def emd_bars(t: dict, out: Path):
-    return _bars(t, out, "emd_mean", "RDF EMD, mean over pairs (Å)", "RDF earth mover's distance (lower is better)")
+def emd(tables: dict, out: Path):
+    return _bars(
+        tables, out, "emd_mean", "RDF EMD, mean over pairs (Å)", "RDF earth mover's distance (lower is better)"
+    )
 
 
-def rss_collapse(t: dict, out: Path):
-    return _bars(t, out, "rss_collapse", "collapsed fraction of RSS structures", "random structure search collapse "
-          "(lower is better)", ylim=(0, 1.05))
+def rss_collapse(tables: dict, out: Path):
+    return _bars(
+        tables,
+        out,
+        "rss_collapse",
+        "collapsed fraction of RSS structures",
+        "random structure search collapse (lower is better)",
+        ylim=(0, 1.05),
+    )
 
 
-def _reference_label(t: dict, bench: str) -> str:
-    refs = t.get("references")
+def _reference_label(tables: dict, bench: str) -> str:
+    refs = tables.get("references")
     if refs is not None and len(refs) and (refs.benchmark == bench).any():
         return str(refs[refs.benchmark == bench].label.iloc[0])
     return "test set"
 
 
-def rdf_overlays(t: dict, out: Path, max_pairs: int = 3):
+def rdf_overlays(tables: dict, out: Path, max_pairs: int = 3):
     """g(r) of each strategy's NVT production against the benchmark's reference (a reference-level
     trajectory, or the test set where none is configured: the legend says which), first model."""
-    rdf = t["rdf"]
+    rdf = tables["rdf"]
     benchmarks = sorted(rdf.benchmark.unique()) or ["(none)"]
     fig, axes = _grid(len(benchmarks), max_pairs, w=3.8, h=3.0)
     for i, bench in enumerate(benchmarks):
@@ -350,17 +423,29 @@ def rdf_overlays(t: dict, out: Path, max_pairs: int = 3):
             pair = pairs[j]
             r = ref[ref.pair == pair]
             # a grey area, not a line: no strategy colour (scratch is black) can be mistaken for it
-            ax.fill_between(r.r, r.value, color="#bbbbbb", alpha=0.6, linewidth=0,
-                            label=f"reference ({_reference_label(t, bench)})")
+            ax.fill_between(
+                r.r,
+                r.value,
+                color="#bbbbbb",
+                alpha=0.6,
+                linewidth=0,
+                label=f"reference ({_reference_label(tables, bench)})",
+            )
             nonzero = r.r[r.value > 0]
             if len(nonzero):
                 ax.set_xlim(0, min(r.r.max(), 1.25 * nonzero.max()))
-            for strategy in [UNTOUCHED] + _sort(t, set(runs.strategy) - {UNTOUCHED}):
+            for strategy in [UNTOUCHED] + _sort(tables, set(runs.strategy) - {UNTOUCHED}):
                 c = runs[(runs.strategy == strategy) & (runs.pair == pair)].groupby("r").value.mean()
                 if len(c):
-                    style = strategy_style(strategy, t)
-                    ax.plot(c.index, c.values, color=style["color"], linestyle=style["linestyle"], linewidth=1.2,
-                            label="untouched foundation" if strategy == UNTOUCHED else strategy)
+                    style = strategy_style(strategy, tables)
+                    ax.plot(
+                        c.index,
+                        c.values,
+                        color=style["color"],
+                        linestyle=style["linestyle"],
+                        linewidth=1.2,
+                        label="untouched foundation" if strategy == UNTOUCHED else strategy,
+                    )
             ax.set_title(f"{bench} / {model}: {pair}")
             ax.set_xlabel("r (Å)")
             ax.set_ylabel("g(r)")
@@ -368,13 +453,13 @@ def rdf_overlays(t: dict, out: Path, max_pairs: int = 3):
     return _save(fig, out, axes)
 
 
-def e0_dimers(t: dict, out: Path, pairs=("H-H", "F-F", "Cl-Cl"), strategy: str = "naive"):
+def e0_dimers(tables: dict, out: Path, pairs=("H-H", "F-F", "Cl-Cl"), strategy: str = "naive"):
     """Dimer curves of one strategy trained with each E0 mode, and the untuned foundation model."""
-    d = t["dimers"]
-    benchmarks = sorted(d.benchmark.unique()) or ["(none)"]
+    dimers = tables["dimers"]
+    benchmarks = sorted(dimers.benchmark.unique()) or ["(none)"]
     fig, axes = _grid(len(benchmarks), len(pairs), w=3.8, h=3.0)
     for i, bench in enumerate(benchmarks):
-        sub = d[d.benchmark == bench]
+        sub = dimers[dimers.benchmark == bench]
         models = _models(sub)
         model = models[0] if models else NO_MODEL
         sub = sub[sub.model == model]
@@ -384,7 +469,7 @@ def e0_dimers(t: dict, out: Path, pairs=("H-H", "F-F", "Cl-Cl"), strategy: str =
         present = set(sub.pair)
         homo = [p for p in pairs if p in present]  # the study's pairs first, then other like pairs
         homo += sorted(p for p in present if p.split("-")[0] == p.split("-")[-1] and p not in homo)
-        homo = homo[:len(pairs)]
+        homo = homo[: len(pairs)]
         for j in range(len(pairs)):
             ax = axes[i][j]
             if j >= len(homo):
@@ -393,12 +478,22 @@ def e0_dimers(t: dict, out: Path, pairs=("H-H", "F-F", "Cl-Cl"), strategy: str =
             pair = homo[j]
             for mode in modes:
                 c = trained[(trained.e0 == mode) & (trained.pair == pair)].groupby("r").value.mean()
-                ax.plot(c.index, c.values, color=strategy_style(strategy, t)["color"], linestyle=E0_STYLE.get(mode, "-"),
-                        label=f"{strategy}, E0s {mode}")
+                ax.plot(
+                    c.index,
+                    c.values,
+                    color=strategy_style(strategy, tables)["color"],
+                    linestyle=E0_STYLE.get(mode, "-"),
+                    label=f"{strategy}, E0s {mode}",
+                )
             c = sub[(sub.strategy == UNTOUCHED) & (sub.pair == pair)].groupby("r").value.mean()
             if len(c):
-                ax.plot(c.index, c.values, color=strategy_style(UNTOUCHED, t)["color"], linestyle="-.",
-                        label="untuned foundation")
+                ax.plot(
+                    c.index,
+                    c.values,
+                    color=strategy_style(UNTOUCHED, tables)["color"],
+                    linestyle="-.",
+                    label="untuned foundation",
+                )
             lo = min(-1.0, float(trained[trained.pair == pair].value.min()) if len(trained) else -1.0)
             ax.set_ylim(max(lo * 1.2, -20), 10)
             ax.axhline(0, color="black", linewidth=0.5)
@@ -407,14 +502,15 @@ def e0_dimers(t: dict, out: Path, pairs=("H-H", "F-F", "Cl-Cl"), strategy: str =
             ax.set_ylabel("E(r) - E(r_max) (eV)")
             ax.grid(True, alpha=0.3)
         if len(modes) < 2 and len(homo):
-            axes[i][0].text(0.02, 0.02, f"one E0 mode only: run {ABLATION['e0']}", transform=axes[i][0].transAxes,
-                            fontsize=7)
+            axes[i][0].text(
+                0.02, 0.02, f"one E0 mode only: run {ABLATION['e0']}", transform=axes[i][0].transAxes, fontsize=7
+            )
     fig.suptitle(f"E0 ablation: dimer curves of {strategy} fine-tunes")
     return _save(fig, out, axes)
 
 
-def schematic(t: dict, out: Path):
-    fig = draw_schematic(out, t.get("strategies"), t.get("roles"))
+def schematic(tables: dict, out: Path):
+    fig = draw_schematic(out, tables.get("strategies"), tables.get("roles"))
     _plt().close(fig)
     return fig
 
@@ -429,28 +525,52 @@ FIGURES = {
     "md_stability": md_stability,
     "md_survival": md_survival,
     "rdf_overlays": rdf_overlays,
-    "emd": emd_bars,
+    "emd": emd,
     "rss_collapse": rss_collapse,
 }
 
 
 def load_tables(tables: Path) -> dict:
     errors, runs, robustness = read_tables(tables)
-    t = {"errors": errors, "runs": runs, "robustness": robustness,
-         "metrics": run_metrics(errors, runs, robustness)}
+    loaded = {
+        "errors": errors,
+        "runs": runs,
+        "robustness": robustness,
+        "metrics": run_metrics(errors, runs, robustness),
+    }
     for name in ("rdf", "dimers", "training_curves"):
         path = tables / f"{name}.csv.gz"
-        t[name] = pd.read_csv(path) if path.is_file() else pd.DataFrame(
-            columns=["benchmark", "model", "strategy", "e0", "train_size", "seed", "pair", "r", "value", "epoch",
-                     "head", "rmse_f_mev_per_a"])
+        loaded[name] = (
+            pd.read_csv(path)
+            if path.is_file()
+            else pd.DataFrame(
+                columns=[
+                    "benchmark",
+                    "model",
+                    "strategy",
+                    "e0",
+                    "train_size",
+                    "seed",
+                    "pair",
+                    "r",
+                    "value",
+                    "epoch",
+                    "head",
+                    "rmse_f_mev_per_a",
+                ]
+            )
+        )
     for name in ("survival", "references"):
         path = tables / f"{name}.csv"
-        t[name] = pd.read_csv(path) if path.is_file() else pd.DataFrame(
-            columns=KEY + ["segment", "time_ps", "failed", "label"])
-    t["roles"] = roles_by_strategy(t["metrics"])
-    t["styles"] = strategy_styles(list(runs.strategy.unique()))
-    t["strategies"] = _sort(t, [s for s in runs.strategy.unique() if s != UNTOUCHED])
-    return t
+        loaded[name] = (
+            pd.read_csv(path)
+            if path.is_file()
+            else pd.DataFrame(columns=KEY + ["segment", "time_ps", "failed", "label"])
+        )
+    loaded["roles"] = roles_by_strategy(loaded["metrics"])
+    loaded["styles"] = strategy_styles(list(runs.strategy.unique()))
+    loaded["strategies"] = _sort(loaded, [s for s in runs.strategy.unique() if s != UNTOUCHED])
+    return loaded
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -459,24 +579,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tables", type=Path, default=None, help="aggregate's tidy tables (e.g. results/tables)")
     p.add_argument("--out", type=Path, default=None, help="folder for the figures (e.g. results/figures)")
     add_config_arguments(p, "; they set the default --tables and --out")
-    p.add_argument("--only", nargs="*", default=None, choices=sorted(FIGURES), metavar="NAME",
-                   help=f"figures to draw (default all): {', '.join(FIGURES)}")
+    p.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        choices=sorted(FIGURES),
+        metavar="NAME",
+        help=f"figures to draw (default all): {', '.join(FIGURES)}",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.tables is None or args.out is None:
         if not (args.configfile or args.config):
-            raise FtbenchError("name the folders: --tables results/tables --out results/figures, or give "
-                               "--configfile/--config to take them from the config's report_dir")
+            raise FtbenchError(
+                "name the folders: --tables results/tables --out results/figures, or give "
+                "--configfile/--config to take them from the config's report_dir"
+            )
         base = report_dir(args)
         args.tables = args.tables or base / "tables"
         args.out = args.out or base / "figures"
     if not (args.tables / "errors.csv").is_file():
-        raise FtbenchError(f"{args.tables}/errors.csv does not exist: figures are drawn from finished "
-                           "results; run the grid (or `snakemake aggregate`) first")
-    t = load_tables(args.tables)
+        raise FtbenchError(
+            f"{args.tables}/errors.csv does not exist: figures are drawn from finished "
+            "results; run the grid (or `snakemake aggregate`) first"
+        )
+    tables = load_tables(args.tables)
     for name in args.only or FIGURES:
-        FIGURES[name](t, args.out / f"{name}.png")
+        FIGURES[name](tables, args.out / f"{name}.png")
         print(f"wrote {args.out / name}.png and .pdf")
     return 0

@@ -22,18 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ftbench.config import NO_MODEL, UNTOUCHED
+from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.metrics import cost
 
 DEFAULTS = {
-    "spread_factor": 1.0,        # a difference must exceed this x the larger seed SD
-    "min_seeds": 2,              # seeds per side before a spread exists
-    "tie_rel": 1e-6,             # relative difference below which two means are equal (float rounding)
-    "kept_ratio": 1.2,           # pretraining error / untouched at most this: accuracy kept
-    "pseudo_match": 0.2,         # pseudolabel replay within this fraction of original-label replay
-    "naive_tolerance": 0.1,      # naive counts as best unless another strategy is this much better
+    "spread_factor": 1.0,  # a difference must exceed this x the larger seed SD
+    "min_seeds": 2,  # seeds per side before a spread exists
+    "tie_rel": 1e-6,  # relative difference below which two means are equal (float rounding)
+    "kept_ratio": 1.2,  # pretraining error / untouched at most this: accuracy kept
+    "pseudo_match": 0.2,  # pseudolabel replay within this fraction of original-label replay
+    "naive_tolerance": 0.1,  # naive counts as best unless another strategy is this much better
     "beat_scratch_fraction": 0.5,  # more than this fraction of fine-tunes must beat scratch
-    "cost_range": [3.0, 15.0],   # replay / naive training compute, the study's range
+    "cost_range": [3.0, 15.0],  # replay / naive training compute, the study's range
 }
 NOT_TESTABLE, SUPPORTED, NOT_SUPPORTED, MIXED = "not testable", "supported", "not supported", "mixed"
 INCONCLUSIVE = "inconclusive"
@@ -123,41 +123,47 @@ def verdict(cells: list, untestable_note: str, cfg: dict) -> tuple[str, str]:
 
 
 def rule(cfg: dict) -> str:
-    return (f"decided when the difference exceeds {cfg['spread_factor']:g} x the larger seed SD "
-            f"(findings.spread_factor) with >= {cfg['min_seeds']} seeds (findings.min_seeds)")
+    return (
+        f"decided when the difference exceeds {cfg['spread_factor']:g} x the larger seed SD "
+        f"(findings.spread_factor) with >= {cfg['min_seeds']} seeds (findings.min_seeds)"
+    )
 
 
 def _result(n: int, claim: str, v: tuple[str, str], ev: list[str], cfg: dict, extra: str = "") -> dict:
     verdict_, note = v
     text = "; ".join(ev)
     parts = [p for p in (text, extra, note) if p]
-    return {"finding": n, "claim": claim, "verdict": verdict_,
-            "evidence": " | ".join(parts) + f" [{rule(cfg)}]"}
+    return {"finding": n, "claim": claim, "verdict": verdict_, "evidence": " | ".join(parts) + f" [{rule(cfg)}]"}
 
 
 # ---- selections --------------------------------------------------------------------------------
 
-def _trained(m: pd.DataFrame) -> pd.DataFrame:
+
+def _trained(metrics: pd.DataFrame) -> pd.DataFrame:
     """Finished fine-tunes and scratch runs: not the untouched or zero-shot (`train: false`) models."""
-    return m[(m.strategy != UNTOUCHED) & (m.status == "ok") & m.role_trained.astype(bool)]
+    return metrics[(metrics.strategy != UNTOUCHED) & (metrics.status == "ok") & metrics.role_trained.astype(bool)]
 
 
-def _plain(m: pd.DataFrame) -> pd.Series:
+def _plain(runs: pd.DataFrame) -> pd.Series:
     """Full fine-tunes of a foundation model (naive): no replay, LoRA or frozen groups."""
-    return (m.role_foundation.astype(bool) & m.role_replay.isna() & ~m.role_lora.astype(bool)
-            & (m.role_frozen.fillna(0) == 0))
+    return (
+        runs.role_foundation.astype(bool)
+        & runs.role_replay.isna()
+        & ~runs.role_lora.astype(bool)
+        & (runs.role_frozen.fillna(0) == 0)
+    )
 
 
-def _cells(m: pd.DataFrame, size: str = "max"):
+def _cells(metrics: pd.DataFrame, size: str = "max"):
     """(benchmark, model, size, runs of that model and scratch) at each benchmark's smallest or
     largest size, e0 'estimated' where present (scratch: its own E0 mode)."""
-    for bench, b in _trained(m).groupby("benchmark"):
-        n = b.train_size.min() if size == "min" else b.train_size.max()
-        b = b[b.train_size == n]
-        e0 = "estimated" if (b.e0 == "estimated").any() else b.e0.iloc[0]
-        b = b[(b.e0 == e0) | (b.model == NO_MODEL)]
-        for model in sorted(x for x in b.model.unique() if x != NO_MODEL):
-            yield bench, model, n, b[b.model.isin([model, NO_MODEL])]
+    for bench, runs in _trained(metrics).groupby("benchmark"):
+        n = runs.train_size.min() if size == "min" else runs.train_size.max()
+        runs = runs[runs.train_size == n]
+        e0 = "estimated" if (runs.e0 == "estimated").any() else runs.e0.iloc[0]
+        runs = runs[(runs.e0 == e0) | (runs.model == NO_MODEL)]
+        for model in sorted(x for x in runs.model.unique() if x != NO_MODEL):
+            yield bench, model, n, runs[runs.model.isin([model, NO_MODEL])]
 
 
 def _stats(frame: pd.DataFrame, column: str) -> dict[str, Stat]:
@@ -166,15 +172,16 @@ def _stats(frame: pd.DataFrame, column: str) -> dict[str, Stat]:
 
 # ---- the six findings ------------------------------------------------------------------------
 
-def foundation_quality(m: pd.DataFrame, cfg: dict) -> dict:
+
+def foundation_quality(metrics: pd.DataFrame, cfg: dict) -> dict:
     """Two-way decomposition of the seed-mean target force RMSE over models and strategies."""
-    t = _trained(m)
-    t = t[(t.model != NO_MODEL) & (t.e0 == "estimated")]
+    trained = _trained(metrics)
+    trained = trained[(trained.model != NO_MODEL) & (trained.e0 == "estimated")]
     cells, ev = [], []
-    for (bench, size), b in t.groupby(["benchmark", "train_size"]):
-        if b.model.nunique() < 2 or b.strategy.nunique() < 2:
+    for (bench, size), runs in trained.groupby(["benchmark", "train_size"]):
+        if runs.model.nunique() < 2 or runs.strategy.nunique() < 2:
             continue
-        grouped = b.groupby(["model", "strategy"]).target_force_rmse
+        grouped = runs.groupby(["model", "strategy"]).target_force_rmse
         p = grouped.mean().unstack().dropna(axis=1)  # strategies every model has
         if p.shape[1] < 2:
             continue
@@ -196,21 +203,28 @@ def foundation_quality(m: pd.DataFrame, cfg: dict) -> dict:
         else:
             outcome = bool(ms_m > ms_s)
         cells.append(outcome)
-        ev.append(f"{bench} n{size}: variance of the seed-mean target F RMSE over {n_m} models "
-                  f"{shares[0]:.0%}, over {n_s} strategies {shares[1]:.0%}, interaction {shares[2]:.0%}; "
-                  f"mean squares {ms_m:.3g} vs {ms_s:.3g} (meV/A)^2, seed noise of a cell mean "
-                  f"{noise:.3g} (meV/A)^2, {n_seeds} seed(s); best model {p.mean(axis=1).idxmin()}")
-    return _result(1, "Foundation-model quality matters more than the strategy",
-                   verdict(cells, "needs >= 2 foundation models and >= 2 strategies", cfg), ev, cfg)
+        ev.append(
+            f"{bench} n{size}: variance of the seed-mean target F RMSE over {n_m} models "
+            f"{shares[0]:.0%}, over {n_s} strategies {shares[1]:.0%}, interaction {shares[2]:.0%}; "
+            f"mean squares {ms_m:.3g} vs {ms_s:.3g} (meV/A)^2, seed noise of a cell mean "
+            f"{noise:.3g} (meV/A)^2, {n_seeds} seed(s); best model {p.mean(axis=1).idxmin()}"
+        )
+    return _result(
+        1,
+        "Foundation-model quality matters more than the strategy",
+        verdict(cells, "needs >= 2 foundation models and >= 2 strategies", cfg),
+        ev,
+        cfg,
+    )
 
 
-def beats_scratch(m: pd.DataFrame, cfg: dict) -> dict:
+def beats_scratch(metrics: pd.DataFrame, cfg: dict) -> dict:
     """Fine-tunes beat scratch at the smallest size; naive converges best at the largest."""
     cells, ev = [], []
     frac_needed = cfg["beat_scratch_fraction"]
-    for bench, model, n, b in _cells(m, "min"):
-        st = _stats(b[b.status == "ok"], "target_force_rmse")
-        scratch = [s for s in st if not b[b.strategy == s].role_foundation.astype(bool).iloc[0]]
+    for bench, model, n, runs in _cells(metrics, "min"):
+        st = _stats(runs[runs.status == "ok"], "target_force_rmse")
+        scratch = [s for s in st if not runs[runs.strategy == s].role_foundation.astype(bool).iloc[0]]
         if not scratch:
             continue
         ft = {s: v for s, v in st.items() if s not in scratch and v.n}
@@ -224,20 +238,23 @@ def beats_scratch(m: pd.DataFrame, cfg: dict) -> dict:
             beat = sum(o == -1 for o in outcomes.values()) / len(outcomes)
             worse = sum(o == 1 for o in outcomes.values()) / len(outcomes)
             cells.append(True if beat > frac_needed else False if worse >= 1 - frac_needed else "tie")
-        ev.append(f"{bench}/{model} n{n} (smallest): scratch {ref.text()} meV/A; beat it: "
-                  + ", ".join(f"{s} {v.text()}{MARK[outcomes[s]]}" for s, v in ft.items()))
-    for bench, model, n, b in _cells(m, "max"):
-        b = b[b.role_foundation.astype(bool)]
-        st = _stats(b, "target_force_rmse")
-        plain = [s for s in st if _plain(b[b.strategy == s]).iloc[0]]
+        ev.append(
+            f"{bench}/{model} n{n} (smallest): scratch {ref.text()} meV/A; beat it: "
+            + ", ".join(f"{s} {v.text()}{MARK[outcomes[s]]}" for s, v in ft.items())
+        )
+    for bench, model, n, runs in _cells(metrics, "max"):
+        runs = runs[runs.role_foundation.astype(bool)]
+        st = _stats(runs, "target_force_rmse")
+        plain = [s for s in st if _plain(runs[runs.strategy == s]).iloc[0]]
         if not plain or len(st) < 2:
             continue
         naive = st[plain[0]]
         others = {s: v for s, v in st.items() if s != plain[0] and v.n}
         tol = 1.0 - cfg["naive_tolerance"]
         # another strategy clearly better: below (1 - tolerance) x naive beyond the spread
-        better = [compare(v, Stat(naive.mean * tol, naive.sd * tol, naive.n, naive.seeds), cfg)
-                  for v in others.values()]
+        better = [
+            compare(v, Stat(naive.mean * tol, naive.sd * tol, naive.n, naive.seeds), cfg) for v in others.values()
+        ]
         worse = [compare(v, naive, cfg) for v in others.values()]
         if any(o is None for o in better + worse):
             outcome = None
@@ -248,36 +265,49 @@ def beats_scratch(m: pd.DataFrame, cfg: dict) -> dict:
         else:
             outcome = "tie"  # everything within the spread: accuracy saturated, no ranking
         cells.append(outcome)
-        ev.append(f"{bench}/{model} n{n} (largest): {plain[0]} {naive.text()} meV/A vs best other "
-                  f"{min(others, key=lambda s: others[s].mean)} {min(others.values(), key=lambda v: v.mean).text()}")
-    return _result(2, "Most strategies beat scratch (smallest size); naive converges best for one target system "
-                   "(largest size)", verdict(cells, "needs scratch and fine-tuned runs", cfg), ev, cfg,
-                   f"beat scratch: more than {frac_needed:.0%} of fine-tunes (findings.beat_scratch_fraction); "
-                   f"naive best unless another strategy is > {cfg['naive_tolerance']:.0%} better "
-                   "(findings.naive_tolerance)")
+        ev.append(
+            f"{bench}/{model} n{n} (largest): {plain[0]} {naive.text()} meV/A vs best other "
+            f"{min(others, key=lambda s: others[s].mean)} {min(others.values(), key=lambda v: v.mean).text()}"
+        )
+    return _result(
+        2,
+        "Most strategies beat scratch (smallest size); naive converges best for one target system (largest size)",
+        verdict(cells, "needs scratch and fine-tuned runs", cfg),
+        ev,
+        cfg,
+        f"beat scratch: more than {frac_needed:.0%} of fine-tunes (findings.beat_scratch_fraction); "
+        f"naive best unless another strategy is > {cfg['naive_tolerance']:.0%} better "
+        "(findings.naive_tolerance)",
+    )
 
 
-def forgetting_metric(b: pd.DataFrame) -> tuple[str, str]:
+def forgetting_metric(runs: pd.DataFrame) -> tuple[str, str]:
     """The pretraining-error column finding 3 uses, and why."""
-    if "pt_relabelled_force_rmse" in b and b.pt_relabelled_force_rmse.notna().any():
-        return ("pt_relabelled_force_rmse", "target head on the pretraining slice relabelled at the target level of "
-                "theory: forgetting without the level-of-theory shift")
-    return ("pt_force_rmse", "target head on the pretraining slice's original labels (no relabelled slice in "
-            "catalog.foundation_models.<model>.pt_eval.relabelled): includes the level-of-theory shift")
+    if "pt_relabelled_force_rmse" in runs and runs.pt_relabelled_force_rmse.notna().any():
+        return (
+            "pt_relabelled_force_rmse",
+            "target head on the pretraining slice relabelled at the target level of "
+            "theory: forgetting without the level-of-theory shift",
+        )
+    return (
+        "pt_force_rmse",
+        "target head on the pretraining slice's original labels (no relabelled slice in "
+        "catalog.foundation_models.<model>.pt_eval.relabelled): includes the level-of-theory shift",
+    )
 
 
-def replay_keeps_pretraining(m: pd.DataFrame, cfg: dict) -> dict:
+def replay_keeps_pretraining(metrics: pd.DataFrame, cfg: dict) -> dict:
     kept = cfg["kept_ratio"]
-    untouched = m[m.strategy == UNTOUCHED]
+    untouched = metrics[metrics.strategy == UNTOUCHED]
     cells, ev, used = [], [], set()
-    for bench, model, n, b in _cells(m):
-        b = b[b.role_foundation.astype(bool)]
-        col, why = forgetting_metric(b)
+    for bench, model, _n, runs in _cells(metrics):
+        runs = runs[runs.role_foundation.astype(bool)]
+        col, why = forgetting_metric(runs)
         base = untouched[(untouched.benchmark == bench) & (untouched.model == model)][col].mean()
         if np.isnan(base):
             continue
         used.add(why)
-        ratio = b.assign(ratio=b[col] / base)
+        ratio = runs.assign(ratio=runs[col] / base)
         st = _stats(ratio, "ratio")
         replay = [s for s in st if ratio[ratio.strategy == s].role_replay.notna().iloc[0] and st[s].n]
         single = [s for s in st if ratio[ratio.strategy == s].role_replay.isna().iloc[0] and st[s].n]
@@ -291,8 +321,8 @@ def replay_keeps_pretraining(m: pd.DataFrame, cfg: dict) -> dict:
             gap = abs(p.mean - o.mean) / o.mean
             outcomes.append(1 if gap <= cfg["pseudo_match"] else -1)
             want.append(1)
-        walls = _stats(b, "dimer_wall_failures")
-        plain = [s for s in single if _plain(b[b.strategy == s]).iloc[0]]
+        walls = _stats(runs, "dimer_wall_failures")
+        plain = [s for s in single if _plain(runs[runs.strategy == s]).iloc[0]]
         if plain and walls[plain[0]].n and all(walls[s].n for s in replay):
             # the wall: replay must not have more failures than naive (equal counts are fine)
             for s_ in replay:
@@ -301,29 +331,47 @@ def replay_keeps_pretraining(m: pd.DataFrame, cfg: dict) -> dict:
                 want.append(1)
         cells.append(cell(outcomes, want))
         pt_head = ""
-        if "pt_head_force_rmse" in b and b.pt_head_force_rmse.notna().any():
-            ph = _stats(b, "pt_head_force_rmse")
+        if "pt_head_force_rmse" in runs and runs.pt_head_force_rmse.notna().any():
+            ph = _stats(runs, "pt_head_force_rmse")
             pt_head = "; pretraining head: " + ", ".join(f"{s} {v.text()} meV/A" for s, v in ph.items() if v.n)
-        ev.append(f"{bench}/{model}: pretraining F RMSE / untouched ({col}): replay "
-                  + ", ".join(f"{s} {st[s].text('.2f')}" for s in replay) + "; single-head "
-                  + ", ".join(f"{s} {st[s].text('.2f')}" for s in single) + pt_head
-                  + ("; dimer wall failures " + ", ".join(f"{s} {walls[s].text('.0f')}" for s in plain + replay)
-                     if plain else ""))
-    return _result(3, "Only multihead replay keeps pretraining accuracy (and the short-range wall); pseudolabels "
-                   "match original labels", verdict(cells, "needs replay, single-head and untouched runs", cfg),
-                   ev, cfg, f"kept: ratio <= {kept:g} (findings.kept_ratio); pseudo within {cfg['pseudo_match']:.0%} "
-                   "of original (findings.pseudo_match); replay: runs whose strategy has catalog `replay:`; "
-                   + " / ".join(sorted(used)))
+        ev.append(
+            f"{bench}/{model}: pretraining F RMSE / untouched ({col}): replay "
+            + ", ".join(f"{s} {st[s].text('.2f')}" for s in replay)
+            + "; single-head "
+            + ", ".join(f"{s} {st[s].text('.2f')}" for s in single)
+            + pt_head
+            + (
+                "; dimer wall failures " + ", ".join(f"{s} {walls[s].text('.0f')}" for s in plain + replay)
+                if plain
+                else ""
+            )
+        )
+    return _result(
+        3,
+        "Only multihead replay keeps pretraining accuracy (and the short-range wall); pseudolabels "
+        "match original labels",
+        verdict(cells, "needs replay, single-head and untouched runs", cfg),
+        ev,
+        cfg,
+        f"kept: ratio <= {kept:g} (findings.kept_ratio); pseudo within {cfg['pseudo_match']:.0%} "
+        "of original (findings.pseudo_match); replay: runs whose strategy has catalog `replay:`; "
+        + " / ".join(sorted(used)),
+    )
 
 
-def replay_lora_worse(m: pd.DataFrame, cfg: dict) -> dict:
+def replay_lora_worse(metrics: pd.DataFrame, cfg: dict) -> dict:
     cells, ev = [], []
-    for bench, model, n, b in _cells(m):
-        b = b[b.role_foundation.astype(bool)]
-        st = _stats(b, "target_force_rmse")
-        roles = b.groupby("strategy").first()
-        both = [s for s in st if roles.loc[s].role_replay is not None and pd.notna(roles.loc[s].role_replay)
-                and bool(roles.loc[s].role_lora)]
+    for bench, model, _n, runs in _cells(metrics):
+        runs = runs[runs.role_foundation.astype(bool)]
+        st = _stats(runs, "target_force_rmse")
+        roles = runs.groupby("strategy").first()
+        both = [
+            s
+            for s in st
+            if roles.loc[s].role_replay is not None
+            and pd.notna(roles.loc[s].role_replay)
+            and bool(roles.loc[s].role_lora)
+        ]
         replay = [s for s in st if pd.notna(roles.loc[s].role_replay) and not bool(roles.loc[s].role_lora)]
         lora = [s for s in st if pd.isna(roles.loc[s].role_replay) and bool(roles.loc[s].role_lora)]
         if not (both and replay and lora):
@@ -331,42 +379,66 @@ def replay_lora_worse(m: pd.DataFrame, cfg: dict) -> dict:
         for c in both:
             outcomes = [compare(st[c], st[s], cfg) for s in replay + lora]
             cells.append(cell(outcomes, [1] * len(outcomes)))
-            ev.append(f"{bench}/{model}: target F RMSE {c} {st[c].text()}, "
-                      + ", ".join(f"{s} {st[s].text()}" for s in replay + lora) + " meV/A")
-    ranks = m[m.lora_rank.notna() & (m.status == "ok")] if "lora_rank" in m else m.iloc[0:0]
+            ev.append(
+                f"{bench}/{model}: target F RMSE {c} {st[c].text()}, "
+                + ", ".join(f"{s} {st[s].text()}" for s in replay + lora)
+                + " meV/A"
+            )
+    ranks = (
+        metrics[metrics.lora_rank.notna() & (metrics.status == "ok")] if "lora_rank" in metrics else metrics.iloc[0:0]
+    )
     if ranks.lora_rank.nunique() > 1:
         by_rank = {int(k): Stat.of(g.target_force_rmse, g.seed) for k, g in ranks.groupby("lora_rank")}
         ev.append("LoRA rank sweep: " + ", ".join(f"r{k} {v.text()}" for k, v in by_rank.items()) + " meV/A")
     else:
         ev.append("LoRA-rank part needs config/ablations/lora_ranks.yaml")
-    return _result(4, "Replay + LoRA is worse than either alone; higher LoRA ranks help on broad data",
-                   verdict(cells, "needs replay+LoRA, replay and LoRA runs", cfg), ev, cfg)
+    return _result(
+        4,
+        "Replay + LoRA is worse than either alone; higher LoRA ranks help on broad data",
+        verdict(cells, "needs replay+LoRA, replay and LoRA runs", cfg),
+        ev,
+        cfg,
+    )
 
 
-def md_stability(m: pd.DataFrame, cfg: dict) -> dict:
+def md_stability_order(metrics: pd.DataFrame, cfg: dict) -> dict:
     """naive < LoRA/frozen < replay in MD time survived; average-E0 less stable than estimated."""
     cells, ev, saturated = [], [], []
-    trained = _trained(m)
-    for bench, model, n, b in _cells(m):
-        b = b[b.role_foundation.astype(bool) & b.md_time_ps.notna()]
-        if b.empty:
+    trained = _trained(metrics)
+    for bench, model, _n, runs in _cells(metrics):
+        runs = runs[runs.role_foundation.astype(bool) & runs.md_time_ps.notna()]
+        if runs.empty:
             continue
-        if (b.md_survival >= 1.0).all():
+        if (runs.md_survival >= 1.0).all():
             saturated.append(f"{bench}/{model}")
             cells.append("tie")
             continue
-        groups = {"naive": b[_plain(b)], "LoRA/frozen": b[b.role_replay.isna() & ~_plain(b)],
-                  "replay": b[b.role_replay.notna()]}
-        g = {k: Stat.of(v.md_time_ps, v.seed) for k, v in groups.items() if len(v)}
-        if len(g) < 3:
+        groups = {
+            "naive": runs[_plain(runs)],
+            "LoRA/frozen": runs[runs.role_replay.isna() & ~_plain(runs)],
+            "replay": runs[runs.role_replay.notna()],
+        }
+        stats = {k: Stat.of(v.md_time_ps, v.seed) for k, v in groups.items() if len(v)}
+        if len(stats) < 3:
             continue
-        cells.append(cell([compare(g["naive"], g["LoRA/frozen"], cfg), compare(g["LoRA/frozen"], g["replay"], cfg)],
-                          [-1, -1]))
-        ev.append(f"{bench}/{model}: MD time survived naive {g['naive'].text()}, LoRA/frozen "
-                  f"{g['LoRA/frozen'].text()}, replay {g['replay'].text()} ps")
+        cells.append(
+            cell(
+                [
+                    compare(stats["naive"], stats["LoRA/frozen"], cfg),
+                    compare(stats["LoRA/frozen"], stats["replay"], cfg),
+                ],
+                [-1, -1],
+            )
+        )
+        ev.append(
+            f"{bench}/{model}: MD time survived naive {stats['naive'].text()}, LoRA/frozen "
+            f"{stats['LoRA/frozen'].text()}, replay {stats['replay'].text()} ps"
+        )
     if saturated:
-        ev.append("no MD failure at all (saturated; a longer ramp, a higher robustness.md.t_end or more replicas "
-                  "would make it testable): " + ", ".join(saturated))
+        ev.append(
+            "no MD failure at all (saturated; a longer ramp, a higher robustness.md.t_end or more replicas "
+            "would make it testable): " + ", ".join(saturated)
+        )
     e0 = {k: Stat.of(v.md_survival, v.seed) for k, v in trained.groupby("e0")}
     if {"average", "estimated"} <= set(e0):
         if (trained[trained.e0.isin(["average", "estimated"])].md_survival >= 1.0).all():
@@ -374,27 +446,42 @@ def md_stability(m: pd.DataFrame, cfg: dict) -> dict:
             ev.append("E0 part: every average- and estimated-E0 run survived (saturated)")
         else:
             cells.append(cell([compare(e0["average"], e0["estimated"], cfg)], [-1]))
-            ev.append(f"MD survival average-E0 {e0['average'].text('.2f')} vs estimated-E0 "
-                      f"{e0['estimated'].text('.2f')}")
+            ev.append(
+                f"MD survival average-E0 {e0['average'].text('.2f')} vs estimated-E0 {e0['estimated'].text('.2f')}"
+            )
     else:
         ev.append("E0 part needs config/ablations/e0_modes.yaml")
-    return _result(5, "MD instability: naive worst, LoRA/freezing between, replay least; average E0s run unstable MD",
-                   verdict(cells, "needs naive, LoRA/frozen and replay runs with MD results", cfg), ev, cfg)
+    return _result(
+        5,
+        "MD instability: naive worst, LoRA/freezing between, replay least; average E0s run unstable MD",
+        verdict(cells, "needs naive, LoRA/frozen and replay runs with MD results", cfg),
+        ev,
+        cfg,
+    )
 
 
-def replay_cost(m: pd.DataFrame, cfg: dict, replay_steps: pd.DataFrame | None = None) -> dict:
+def replay_cost(metrics: pd.DataFrame, cfg: dict, replay_steps: pd.DataFrame | None = None) -> dict:
     lo, hi = cfg["cost_range"]
-    trained = _trained(m)
+    trained = _trained(metrics)
     if "optimiser_time_s" not in trained or trained.optimiser_time_s.isna().all():
-        return _result(6, "Replay costs about 3-15x the training compute of naive",
-                       (NOT_TESTABLE, "runs.csv has no optimiser-step times (mace's per-step `opt` rows): rerun "
-                        "aggregate on runs with mace_results/*_train.txt"), [], cfg)
+        return _result(
+            6,
+            "Replay costs about 3-15x the training compute of naive",
+            (
+                NOT_TESTABLE,
+                "runs.csv has no optimiser-step times (mace's per-step `opt` rows): rerun "
+                "aggregate on runs with mace_results/*_train.txt",
+            ),
+            [],
+            cfg,
+        )
     plain = trained[_plain(trained)].groupby(["benchmark", "train_size", "seed", "model"]).optimiser_time_s.median()
     cells, ev = [], []
-    table = cost(m, replay_steps)
+    table = cost(metrics, replay_steps)
     for (model, strategy), g in trained[trained.role_replay.notna()].groupby(["model", "strategy"]):
-        ratios = [r.optimiser_time_s / plain.get((r.benchmark, r.train_size, r.seed, model), np.nan)
-                  for _, r in g.iterrows()]
+        ratios = [
+            r.optimiser_time_s / plain.get((r.benchmark, r.train_size, r.seed, model), np.nan) for _, r in g.iterrows()
+        ]
         st = Stat.of(ratios, g.seed)
         if not st.n:
             continue
@@ -403,19 +490,27 @@ def replay_cost(m: pd.DataFrame, cfg: dict, replay_steps: pd.DataFrame | None = 
         row = table[(table.model == model) & (table.strategy == strategy)]
         per_step = row["time per step (ms)"].iloc[0] if len(row) else math.nan
         replay_step = row["replay step (s)"].iloc[0] if len(row) else math.nan
-        ev.append(f"{model}/{strategy}: optimiser time / naive {st.text('.2f')} (time per step {per_step:.3g} ms; "
-                  f"replay step itself {replay_step:.3g} s, once per model and benchmark)")
-    return _result(6, "Replay costs about 3-15x the training compute of naive",
-                   verdict(cells, "needs replay and naive runs", cfg), ev, cfg,
-                   f"training compute: summed optimiser-step time from mace's per-step log (start-up and evaluation "
-                   f"excluded), same benchmark/size/seed; study range {lo:g}-{hi:g}x (findings.cost_range)")
+        ev.append(
+            f"{model}/{strategy}: optimiser time / naive {st.text('.2f')} (time per step {per_step:.3g} ms; "
+            f"replay step itself {replay_step:.3g} s, once per model and benchmark)"
+        )
+    return _result(
+        6,
+        "Replay costs about 3-15x the training compute of naive",
+        verdict(cells, "needs replay and naive runs", cfg),
+        ev,
+        cfg,
+        f"training compute: summed optimiser-step time from mace's per-step log (start-up and evaluation "
+        f"excluded), same benchmark/size/seed; study range {lo:g}-{hi:g}x (findings.cost_range)",
+    )
 
 
-CHECKS = [foundation_quality, beats_scratch, replay_keeps_pretraining, replay_lora_worse, md_stability]
+CHECKS = [foundation_quality, beats_scratch, replay_keeps_pretraining, replay_lora_worse, md_stability_order]
 
 
-def findings(metrics: pd.DataFrame, settings: dict | None = None,
-             replay_steps: pd.DataFrame | None = None) -> pd.DataFrame:
+def findings(
+    metrics: pd.DataFrame, settings: dict | None = None, replay_steps: pd.DataFrame | None = None
+) -> pd.DataFrame:
     cfg = {**DEFAULTS, **(settings or {})}
     rows = [check(metrics, cfg) for check in CHECKS] + [replay_cost(metrics, cfg, replay_steps)]
     return pd.DataFrame(rows)

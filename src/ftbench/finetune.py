@@ -16,11 +16,19 @@ import traceback
 from pathlib import Path
 
 from ftbench.errors import FtbenchError
-from ftbench.convert import is_isolated_atom
-from ftbench.mace_runner import (diverged, optimiser_steps, resolve_device, run_mace_train, set_threads,
-                                 trainable_parameters, training_curve)
-from ftbench.provenance import Provenance, write_json
-from ftbench.strategies import UNTOUCHED_ROLES, epochs_for_budget, to_argv
+from ftbench.geometry import is_isolated_atom
+from ftbench.inference import model_e0s, read_model, resolve_device
+from ftbench.mace_runner import (
+    diverged,
+    failure_status,
+    optimiser_steps,
+    run_mace_train,
+    set_threads,
+    trainable_parameters,
+    training_curve,
+)
+from ftbench.provenance import Provenance, sha256, write_json
+from ftbench.strategies import epochs_for_budget, to_argv
 
 log = logging.getLogger("ftbench.finetune")
 MODEL_NAME = "model"
@@ -31,8 +39,6 @@ NOT_FINGERPRINTED = ("--device=", "--enable_cueq=")
 
 def fingerprint(argv: list[str], inputs: list[Path | None]) -> str:
     """What a checkpoint belongs to: mace's argv and the sha256 of every input file."""
-    from ftbench.provenance import sha256
-
     h = hashlib.sha256()
     for a in argv:
         if not a.startswith(NOT_FINGERPRINTED):
@@ -84,24 +90,47 @@ def finish_attempt(checkpoints: Path, state: dict) -> dict:
     return state
 
 
-def build_argv(flags: dict, *, train: Path, valid: Path, e0: Path, out_dir: Path, checkpoints: Path,
-               seed: int, device: str, foundation: Path | None = None, pt_train: Path | None = None,
-               enable_cueq: bool = False) -> list[str]:
+def build_argv(
+    flags: dict,
+    *,
+    train: Path,
+    valid: Path,
+    e0: Path,
+    out_dir: Path,
+    checkpoints: Path,
+    seed: int,
+    device: str,
+    foundation: Path | None = None,
+    pt_train: Path | None = None,
+    enable_cueq: bool = False,
+) -> list[str]:
     flags = dict(flags)
     if enable_cueq and device.startswith("cuda"):  # cuEquivariance kernels exist for CUDA only
         flags["enable_cueq"] = True
-    flags.update(name=MODEL_NAME, seed=seed, device=device, train_file=train, valid_file=valid, E0s=e0,
-                 work_dir=out_dir, model_dir=out_dir, log_dir=out_dir / "logs",
-                 results_dir=out_dir / "mace_results", checkpoints_dir=checkpoints,
-                 # resume from the newest checkpoint after preemption or a rerun
-                 restart_latest=True)
+    flags.update(
+        name=MODEL_NAME,
+        seed=seed,
+        device=device,
+        train_file=train,
+        valid_file=valid,
+        E0s=e0,
+        work_dir=out_dir,
+        model_dir=out_dir,
+        log_dir=out_dir / "logs",
+        results_dir=out_dir / "mace_results",
+        checkpoints_dir=checkpoints,
+        # resume from the newest checkpoint after preemption or a rerun
+        restart_latest=True,
+    )
     if foundation is not None:
         flags["foundation_model"] = foundation
     if pt_train is not None:
         flags["pt_train_file"] = pt_train
     if flags.get("multiheads_finetuning") and pt_train is None:
-        raise FtbenchError("a multihead (replay) strategy needs --pt-train: without a local file "
-                           "mace downloads replay data at run time")
+        raise FtbenchError(
+            "a multihead (replay) strategy needs --pt-train: without a local file "
+            "mace downloads replay data at run time"
+        )
     return to_argv(flags)
 
 
@@ -113,50 +142,63 @@ def budget_epochs(budget: dict, flags: dict, train: Path, pt_train: Path | None)
         return sum(1 for a in iread(path, index=":") if not is_isolated_atom(a))
 
     n_replay = count(pt_train) if pt_train is not None and flags.get("multiheads_finetuning") else 0
-    return epochs_for_budget(budget, count(train), int(flags["batch_size"]), n_replay,
-                             float(flags.get("valid_fraction", 0.1)),
-                             float(flags.get("real_pt_data_ratio_threshold", 0.1)))
+    return epochs_for_budget(
+        budget,
+        count(train),
+        int(flags["batch_size"]),
+        n_replay,
+        float(flags.get("valid_fraction", 0.1)),
+        float(flags.get("real_pt_data_ratio_threshold", 0.1)),
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flags", help="JSON object of mace_run_train flags (the strategy preset)")
-    p.add_argument("--roles", default=None,
-                   help="JSON of the strategy's roles (strategies.roles), recorded in run.json")
+    p.add_argument(
+        "--roles", default=None, help="JSON of the strategy's roles (strategies.roles), recorded in run.json"
+    )
     p.add_argument("--train", type=Path)
     p.add_argument("--valid", type=Path)
     p.add_argument("--e0", type=Path, help="e0.json from `ftbench e0`")
     p.add_argument("--foundation", type=Path, default=None)
     p.add_argument("--pt-train", type=Path, default=None, help="replay file for the pretraining head")
-    p.add_argument("--head", default=None,
-                   help="head of the foundation model this run adapts (recorded in run.json)")
+    p.add_argument("--head", default=None, help="head of the foundation model this run adapts (recorded in run.json)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out-dir", required=True, type=Path)
-    p.add_argument("--checkpoints", type=Path, default=None,
-                   help="checkpoint folder (kept outside declared outputs so reruns resume)")
+    p.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=None,
+        help="checkpoint folder (kept outside declared outputs so reruns resume)",
+    )
     p.add_argument("--device", default="auto")
-    p.add_argument("--enable-cueq", action="store_true",
-                   help="train with cuEquivariance kernels when the device is cuda (ignored on cpu)")
+    p.add_argument(
+        "--enable-cueq",
+        action="store_true",
+        help="train with cuEquivariance kernels when the device is cuda (ignored on cpu)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-force-rmse", type=float, default=50.0, help="eV/A; above it a run is diverged")
     p.add_argument("--e0-info", type=Path, default=None, help="e0 provenance (mismatch warnings)")
-    p.add_argument("--budget", default=None,
-                   help="JSON {steps, patience_fraction}: derive max_num_epochs and patience from an "
-                        "optimiser-step budget (strategies.step_budget)")
-    p.add_argument("--e0-only", action="store_true",
-                   help="train nothing: the foundation model with the --e0 E0s (strategy `train: false`)")
-    p.add_argument("--untouched", type=Path, default=None, metavar="MODEL",
-                   help="record an untouched foundation model as a run (no training)")
-    p.add_argument("--require-ok", action="store_true",
-                   help="exit non-zero unless the run finished ok (pretraining: nothing can follow it)")
+    p.add_argument(
+        "--budget",
+        default=None,
+        help="JSON {steps, patience_fraction}: derive max_num_epochs and patience from an "
+        "optimiser-step budget (strategies.step_budget)",
+    )
+    p.add_argument(
+        "--e0-only",
+        action="store_true",
+        help="train nothing: the foundation model with the --e0 E0s (strategy `train: false`)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.untouched is not None:
-        return record_untouched(args.untouched, args.out_dir, args.head)
     missing = [f"--{k}" for k in ("flags", "train", "valid", "e0") if getattr(args, k) is None]
     if missing:
-        raise FtbenchError(f"ftbench finetune needs {', '.join(missing)}")
+        raise FtbenchError(f"ftbench {getattr(args, 'command', 'finetune')} needs {', '.join(missing)}")
+    # pretraining: nothing can follow a failed run, so it is an error rather than a result
+    require_ok = getattr(args, "command", None) == "pretrain"
     for path in (args.train, args.valid, args.e0, args.foundation, args.pt_train):
         if path is not None and not path.is_file():
             raise FtbenchError(f"input file {path} does not exist")
@@ -175,25 +217,40 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = args.checkpoints or out_dir / "checkpoints"
-    argv = build_argv(flags, train=args.train, valid=args.valid, e0=args.e0, out_dir=out_dir,
-                      checkpoints=checkpoints, seed=args.seed, device=device,
-                      foundation=args.foundation, pt_train=args.pt_train, enable_cueq=args.enable_cueq)
-    prov = Provenance([args.train, args.valid, args.e0, args.foundation, args.pt_train],
-                      argv=["mace_run_train", *argv], device=device)
+    argv = build_argv(
+        flags,
+        train=args.train,
+        valid=args.valid,
+        e0=args.e0,
+        out_dir=out_dir,
+        checkpoints=checkpoints,
+        seed=args.seed,
+        device=device,
+        foundation=args.foundation,
+        pt_train=args.pt_train,
+        enable_cueq=args.enable_cueq,
+    )
+    prov = Provenance(
+        [args.train, args.valid, args.e0, args.foundation, args.pt_train], argv=["mace_run_train", *argv], device=device
+    )
     patched = None
     if args.foundation is not None and not flags.get("multiheads_finetuning"):
         patched = foundation_with_e0s(args.foundation, args.e0, out_dir / "foundation_with_e0s.model")
         argv = [f"--foundation_model={patched}" if a.startswith("--foundation_model=") else a for a in argv]
-    attempt = start_attempt(checkpoints, out_dir, fingerprint(
-        argv, [args.train, args.valid, args.e0, args.foundation, args.pt_train]))
-    log.info("%s; mace_run_train %s", "resuming an interrupted run" if attempt["resumed"] else "starting clean",
-             " ".join(argv))
+    attempt = start_attempt(
+        checkpoints, out_dir, fingerprint(argv, [args.train, args.valid, args.e0, args.foundation, args.pt_train])
+    )
+    log.info(
+        "%s; mace_run_train %s",
+        "resuming an interrupted run" if attempt["resumed"] else "starting clean",
+        " ".join(argv),
+    )
     status, reason = "ok", None
     try:
         run_mace_train(argv)
     except Exception as err:  # the run's failure is its result
         text = f"{type(err).__name__}: {err}"
-        status = "diverged" if any(s in text.lower() for s in ("nan", "inf")) else "failed"
+        status = failure_status(text)
         reason = text
         log.error("mace_run_train %s: %s\n%s", status, text, traceback.format_exc())
     attempt = finish_attempt(checkpoints, attempt)
@@ -223,17 +280,27 @@ def run(args: argparse.Namespace) -> int:
         if any(abs(used.get(z, float("nan")) - e) > 1e-8 for z, e in expected.items()):
             warnings.append(f"E0s in the saved model {used} differ from {args.e0} {expected}")
     epochs = [r.get("epoch") for r in curve if r.get("epoch") is not None]
-    rec = prov.record([model_path] if status == "ok" else [], extra={
-        "status": status, "reason": reason, "model": str(model_path) if status == "ok" else None,
-        "epochs": (max(epochs) + 1) if epochs else 0,
-        "trainable_parameters": parameter_counts(saved, _mace_log(out_dir)) if saved is not None else {},
-        "e0s_in_model": e0s_in_model(saved) if saved is not None else None,
-        "first_valid": curve[0] if curve else None, "last_valid": curve[-1] if curve else None,
-        "warnings": warnings, "flags": flags, "resumed": attempt["resumed"],
-        "attempts": len(attempt["attempts"]), "roles": json.loads(args.roles) if args.roles else None,
-        "foundation_head": (args.head or flags.get("foundation_head")) if args.foundation else None,
-        "budget": budget, "optimizer_steps": optimiser_steps(out_dir / "mace_results")[0],
-    })
+    rec = prov.record(
+        [model_path] if status == "ok" else [],
+        extra={
+            "status": status,
+            "reason": reason,
+            "model": str(model_path) if status == "ok" else None,
+            "epochs": (max(epochs) + 1) if epochs else 0,
+            "trainable_parameters": parameter_counts(saved, _mace_log(out_dir)) if saved is not None else {},
+            "e0s_in_model": e0s_in_model(saved) if saved is not None else None,
+            "first_valid": curve[0] if curve else None,
+            "last_valid": curve[-1] if curve else None,
+            "warnings": warnings,
+            "flags": flags,
+            "resumed": attempt["resumed"],
+            "attempts": len(attempt["attempts"]),
+            "roles": json.loads(args.roles) if args.roles else None,
+            "foundation_head": (args.head or flags.get("foundation_head")) if args.foundation else None,
+            "budget": budget,
+            "optimizer_steps": optimiser_steps(out_dir / "mace_results")[0],
+        },
+    )
     # cost counts every attempt, killed ones included (their checkpoints are part of this model)
     rec["attempt_wall_time_s"] = rec["wall_time_s"]
     earlier = sum(a["wall_time_s"] or 0.0 for a in attempt["attempts"][:-1])
@@ -241,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
     rec["gpu_hours"] = rec["wall_time_s"] / 3600 if device.startswith("cuda") else 0.0
     write_json(out_dir / "run.json", rec)
     log.info("run %s: %s%s (%.1f s)", out_dir, status, f" ({reason})" if reason else "", rec["wall_time_s"])
-    if args.require_ok and status != "ok":
+    if require_ok and status != "ok":
         raise FtbenchError(f"training in {out_dir} {status}: {reason}; see {out_dir / 'logs'}")
     return 0
 
@@ -257,8 +324,6 @@ def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
     """
     import torch
 
-    from ftbench.inference import read_model
-
     model = read_model(foundation)
     e0s = {int(z): e for z, e in json.loads(e0_json.read_text()).items()}
     zs = [int(z) for z in model.atomic_numbers]
@@ -273,15 +338,11 @@ def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
 
 def _load(model_path: Path):
     # not inference.load_model: that clears requires_grad, which parameter_counts reads
-    from ftbench.inference import read_model
-
     return read_model(model_path)
 
 
 def e0s_in_model(model) -> dict[int, float]:
     """E0s of the target head of a saved model: what the run really used."""
-    from ftbench.inference import model_e0s
-
     return model_e0s(model, "Default")
 
 
@@ -316,29 +377,29 @@ def record_e0_only(args: argparse.Namespace) -> int:
     prov = Provenance([args.train, args.valid, args.e0, args.foundation], argv=[], device="cpu")
     foundation_with_e0s(args.foundation, args.e0, model_path)
     saved = _load(model_path)
-    warnings = json.loads(args.e0_info.read_text()).get("warnings", []) if args.e0_info and args.e0_info.is_file() else []
-    rec = prov.record([model_path], extra={
-        "status": "ok", "reason": None, "model": str(model_path), "epochs": 0, "optimizer_steps": 0,
-        "trainable_parameters": {"total": sum(p.numel() for p in saved.parameters()), "trained": 0},
-        "e0s_in_model": e0s_in_model(saved), "warnings": warnings, "flags": {}, "budget": None,
-        "roles": json.loads(args.roles) if args.roles else None, "resumed": False, "attempts": 1,
-        "foundation_head": args.head, "gpu_hours": 0.0})
+    warnings = (
+        json.loads(args.e0_info.read_text()).get("warnings", []) if args.e0_info and args.e0_info.is_file() else []
+    )
+    rec = prov.record(
+        [model_path],
+        extra={
+            "status": "ok",
+            "reason": None,
+            "model": str(model_path),
+            "epochs": 0,
+            "optimizer_steps": 0,
+            "trainable_parameters": {"total": sum(p.numel() for p in saved.parameters()), "trained": 0},
+            "e0s_in_model": e0s_in_model(saved),
+            "warnings": warnings,
+            "flags": {},
+            "budget": None,
+            "roles": json.loads(args.roles) if args.roles else None,
+            "resumed": False,
+            "attempts": 1,
+            "foundation_head": args.head,
+            "gpu_hours": 0.0,
+        },
+    )
     write_json(args.out_dir / "run.json", rec)
     log.info("run %s: the foundation model with E0s from %s (nothing trained)", args.out_dir, args.e0)
-    return 0
-
-
-def record_untouched(model: Path, out_dir: Path, head: str | None = None) -> int:
-    """A run.json for a foundation model as downloaded or pretrained (for a multihead model, the
-    single-head artefact of `head`): evaluated like any run."""
-    if not model.is_file():
-        raise FtbenchError(f"foundation model {model} does not exist")
-    from ftbench.inference import read_model
-
-    read_model(model)  # a corrupt file fails here, not in every evaluation after it
-    prov = Provenance([model])
-    write_json(out_dir / "run.json", prov.record([model], extra={
-        "status": "ok", "reason": None, "model": str(model), "epochs": 0, "gpu_hours": 0.0,
-        "trainable_parameters": {}, "warnings": [], "flags": {}, "roles": UNTOUCHED_ROLES,
-        "foundation_head": head}))
     return 0

@@ -21,11 +21,16 @@ _FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal
 
 def _compat(env: dict) -> dict:
     # Mirrors forkserver.compat_key (a test checks they agree).
-    return {"protocol": PROTOCOL, "prefix": sys.prefix,
-            "executable": os.path.realpath(sys.executable),
-            "version": sys.version, "flags": list(sys.flags), "warnoptions": list(sys.warnoptions),
-            "xoptions": {k: str(v) for k, v in sys._xoptions.items()},
-            "startup_env": {k: v for k, v in env.items() if k.startswith("PYTHON") and k != "PYTHONUNBUFFERED"}}
+    return {
+        "protocol": PROTOCOL,
+        "prefix": sys.prefix,
+        "executable": os.path.realpath(sys.executable),
+        "version": sys.version,
+        "flags": list(sys.flags),
+        "warnoptions": list(sys.warnoptions),
+        "xoptions": {k: str(v) for k, v in sys._xoptions.items()},
+        "startup_env": {k: v for k, v in env.items() if k.startswith("PYTHON") and k != "PYTHONUNBUFFERED"},
+    }
 
 
 def _server_alive(path: str) -> bool:
@@ -81,9 +86,16 @@ def run_via_server(argv: list[str], path: str, wait: float = 300.0) -> int | Non
     os.umask(umask)
     main = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
     try:
-        request = {"argv": argv, "cwd": os.getcwd(), "env": env, "umask": umask, "fds": fds,
-                   "main": main, "compat": _compat(env),
-                   "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+        request = {
+            "argv": argv,
+            "cwd": os.getcwd(),
+            "env": env,
+            "umask": umask,
+            "fds": fds,
+            "main": main,
+            "compat": _compat(env),
+            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        }
         data = json.dumps(request).encode()
     except (OSError, ValueError):  # e.g. a deleted working folder: the plain run reports it
         sock.close()

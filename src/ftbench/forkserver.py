@@ -37,9 +37,23 @@ PROTOCOL = 1
 # What the jobs import lazily (training, evaluation, E0s, robustness, tables). Missing
 # optional ones are skipped.
 PRELOAD = (
-    "numpy", "scipy.spatial", "scipy.optimize", "ase", "ase.io", "ase.io.extxyz", "ase.md",
-    "ase.optimize", "torch", "e3nn", "mace", "mace.tools", "mace.data", "mace.modules",
-    "mace.cli.run_train", "mace.calculators", "pandas",
+    "numpy",
+    "scipy.spatial",
+    "scipy.optimize",
+    "ase",
+    "ase.io",
+    "ase.io.extxyz",
+    "ase.md",
+    "ase.optimize",
+    "torch",
+    "e3nn",
+    "mace",
+    "mace.tools",
+    "mace.data",
+    "mace.modules",
+    "mace.cli.run_train",
+    "mace.calculators",
+    "pandas",
 )
 # Variables read at interpreter start-up: a job whose value differs from the server's runs on
 # its own (PYTHONUNBUFFERED is applied per job).
@@ -57,10 +71,16 @@ def startup_env(env: dict) -> dict:
 
 def compat_key(env: dict) -> dict:
     """What must match between a client and the server for a fork to equal a fresh start."""
-    return {"protocol": PROTOCOL, "prefix": sys.prefix,
-            "executable": os.path.realpath(sys.executable),
-            "version": sys.version, "flags": list(sys.flags), "warnoptions": list(sys.warnoptions),
-            "xoptions": {k: str(v) for k, v in sys._xoptions.items()}, "startup_env": startup_env(env)}
+    return {
+        "protocol": PROTOCOL,
+        "prefix": sys.prefix,
+        "executable": os.path.realpath(sys.executable),
+        "version": sys.version,
+        "flags": list(sys.flags),
+        "warnoptions": list(sys.warnoptions),
+        "xoptions": {k: str(v) for k, v in sys._xoptions.items()},
+        "startup_env": startup_env(env),
+    }
 
 
 # ---- workflow side (Snakefile onstart/onsuccess/onerror) ---------------------------------------
@@ -119,13 +139,21 @@ def start(workflow, config: dict, log_path: str = "logs/forkserver.log") -> str 
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ftbench.forkserver", "--socket", path, "--parent", str(os.getpid())],
-            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     with open(os.path.join(folder, "pid"), "w") as f:
         f.write(str(proc.pid))
     _server.update(proc=proc, folder=folder)
     os.environ[SOCKET_ENV] = path
-    print(f"ftbench: fork server starting (jobs share one torch/mace import; log {log_path}; "
-          f"off with --config fork_server=False or {SWITCH_ENV}=0)", file=sys.stderr)
+    print(
+        f"ftbench: fork server starting (jobs share one torch/mace import; log {log_path}; "
+        f"off with --config fork_server=False or {SWITCH_ENV}=0)",
+        file=sys.stderr,
+    )
     return path
 
 
@@ -176,7 +204,7 @@ def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
             raise ConnectionError("request cut short")
         data += more
     size = struct.unpack("!I", data[:4])[0]
-    return json.loads(data[4:4 + size]), fds
+    return json.loads(data[4 : 4 + size]), fds
 
 
 class _Refused(Exception):
@@ -208,7 +236,7 @@ class Server:
         t0, c0 = time.perf_counter(), time.process_time()
         from ftbench import cli
 
-        names = list(PRELOAD) + [f"ftbench.{mod}" for mod, _ in cli._available().values()]
+        names = list(PRELOAD) + [f"ftbench.{mod}" for mod, _ in cli.SUBCOMMANDS.values()]
         for name in names:
             try:
                 importlib.import_module(name)
@@ -220,8 +248,9 @@ class Server:
         self.env_unset = [k for k in before if k not in os.environ]
         threads = _thread_count()
         if threads not in (None, 1):
-            raise RuntimeError(f"{threads} threads after the imports; forking would copy a broken "
-                               "thread pool (an import started one)")
+            raise RuntimeError(
+                f"{threads} threads after the imports; forking would copy a broken thread pool (an import started one)"
+            )
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_initialized():
             raise RuntimeError("CUDA initialised during the imports; forked jobs could not use it")
@@ -229,14 +258,18 @@ class Server:
 
         gc.collect()
         gc.freeze()  # keep the imported objects out of the jobs' collections (fewer copied pages)
-        _log(f"preloaded {len(sys.modules)} modules in {time.perf_counter() - t0:.1f} s "
-             f"({time.process_time() - c0:.1f} s CPU)")
+        _log(
+            f"preloaded {len(sys.modules)} modules in {time.perf_counter() - t0:.1f} s "
+            f"({time.process_time() - c0:.1f} s CPU)"
+        )
 
     def serve(self) -> None:
         import selectors
 
-        self.signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
-                                                         signal.SIGCHLD, signal.SIGPIPE)}
+        self.signals = {
+            s: signal.getsignal(s)
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE)
+        }
         self.wake_r, self.wake_w = socket.socketpair()
         for s in (self.wake_r, self.wake_w):
             s.setblocking(False)
@@ -448,8 +481,12 @@ def _blas_threads() -> None:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in ("openblas_set_num_threads", "openblas_set_num_threads64_",
-                     "scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_"):
+        for name in (
+            "openblas_set_num_threads",
+            "openblas_set_num_threads64_",
+            "scipy_openblas_set_num_threads",
+            "scipy_openblas_set_num_threads64_",
+        ):
             setter = getattr(lib, name, None)
             if setter is not None:
                 setter(ctypes.c_int(want))
@@ -486,11 +523,17 @@ def _fresh_stdio(unbuffered: bool) -> None:
     # The server's own stream objects own (and would close) fds 0-2 when freed: keep them.
     _KEEP.extend((sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__))
     sys.stdin = sys.__stdin__ = stream(0, "rb", encoding=enc, errors="strict")
-    sys.stdout = sys.__stdout__ = stream(1, "wb", encoding=enc, errors="strict",
-                                         line_buffering=os.isatty(1) if _isfd(1) else False,
-                                         write_through=unbuffered)
-    sys.stderr = sys.__stderr__ = stream(2, "wb", encoding=enc, errors="backslashreplace",
-                                         line_buffering=True, write_through=unbuffered)
+    sys.stdout = sys.__stdout__ = stream(
+        1,
+        "wb",
+        encoding=enc,
+        errors="strict",
+        line_buffering=os.isatty(1) if _isfd(1) else False,
+        write_through=unbuffered,
+    )
+    sys.stderr = sys.__stderr__ = stream(
+        2, "wb", encoding=enc, errors="backslashreplace", line_buffering=True, write_through=unbuffered
+    )
 
 
 def _isfd(fd: int) -> bool:

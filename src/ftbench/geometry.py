@@ -1,4 +1,5 @@
-"""Geometry helpers shared by the robustness modules: pair lists (vesin), minimum-image radius."""
+"""Geometry helpers shared by the data and robustness modules: isolated atoms, element pairs,
+pair lists (vesin), minimum-image radius."""
 
 from __future__ import annotations
 
@@ -8,6 +9,21 @@ from ase import Atoms
 # vesin's cell list slows down with many tiny cells, so short-range checks search at least this far.
 _MIN_SEARCH_CUTOFF = 1.0
 _MAX_SEARCH_CUTOFF = 4.0
+
+
+ISOLATED = "IsolatedAtom"  # config_type of a single free atom (mace reads its energy as an E0)
+
+
+def is_isolated_atom(atoms) -> bool:
+    """An isolated-atom configuration: what mace reads as an E0 rather than a training sample."""
+    return len(atoms) == 1 and atoms.info.get("config_type") == ISOLATED
+
+
+def element_pairs(elements) -> list[tuple]:
+    """Every unordered pair of the distinct elements (self pairs included), each pair and the list
+    sorted: symbols alphabetically, atomic numbers numerically."""
+    unique = sorted(set(elements))
+    return [(a, b) for i, a in enumerate(unique) for b in unique[i:]]
 
 
 def pair_name(a: str, b: str) -> str:

@@ -1,25 +1,118 @@
-"""`ftbench grid`: the expanded fine-tune grid, one line per job, and counts."""
+"""The fine-tune grid: its cells (Run), their expansion from the config and their folder layout;
+`ftbench grid` prints it, one line per job, and counts.
+
+Cheap on purpose (no torch): the Snakefile expands the grid at parse time.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections import Counter
+from dataclasses import asdict, dataclass
 
-import yaml
+from ftbench.config import add_config_arguments, config_from_args, split_sizes, strategy
+from ftbench.errors import FtbenchError
 
-from ftbench.config import (add_config_arguments, config_from_args, dropped_sizes, expand_grid, sizes_for,
-                            untouched_runs)
+NO_MODEL = "none"  # model key of runs without a foundation model (scratch)
+UNTOUCHED = "untouched"  # strategy key of the untouched foundation model
+UNTOUCHED_E0 = "foundation"  # an untouched model keeps its own E0s
+# A run's folder below results/runs (and its logs and checkpoints below theirs): the one layout
+# Run.path, the rules' wildcards and parse_run_path share.
+RUN_PATTERN = "{benchmark}/{model}/{strategy}/{e0}/n{size}/seed{seed}"
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """Snakemake-style `key=value` overrides; values are YAML (`benchmarks=[sn2]`)."""
+@dataclass(frozen=True, order=True)
+class Run:
+    """One cell of the grid: a fine-tune (or an untouched foundation model) and its key."""
+
+    benchmark: str
+    model: str
+    strategy: str
+    e0: str
+    size: int
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return RUN_PATTERN.format(**asdict(self))
+
+    @property
+    def has_foundation(self) -> bool:
+        return self.model != NO_MODEL
+
+
+def sizes_for(cfg: dict, benchmark: str) -> list[int]:
+    """Training-set sizes of one benchmark: explicit list (checked against the pool) or `auto`
+    (the size ladder up to the pool, plus the whole pool)."""
+    pool = _pool(cfg, benchmark)
+    if cfg["train_sizes"] == "auto":
+        sizes = [s for s in cfg["size_ladder"] if pool is None or s <= pool]
+        return sizes + [pool] if pool is not None and pool not in sizes else sizes
+    too_big = [s for s in cfg["train_sizes"] if pool is not None and s > pool]
+    if too_big:
+        raise FtbenchError(
+            f"train_sizes {too_big} exceed the {pool} training configurations of benchmark "
+            f"{benchmark!r}; lower `train_sizes` or set `train_sizes: auto` to cap them"
+        )
+    return list(cfg["train_sizes"])
+
+
+def dropped_sizes(cfg: dict) -> dict[str, list[int]]:
+    """Ladder sizes that `train_sizes: auto` leaves out because a benchmark holds less data."""
+    if cfg["train_sizes"] != "auto":
+        return {}
     out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--config expects key=value, got {item!r}")
-        out[key] = yaml.safe_load(value)
+    for benchmark in cfg["benchmarks"]:
+        pool = _pool(cfg, benchmark)
+        dropped = [s for s in cfg["size_ladder"] if pool is not None and s > pool]
+        if dropped:
+            out[benchmark] = dropped
     return out
+
+
+def _pool(cfg: dict, benchmark: str) -> int | None:
+    """Training configurations a benchmark holds: `max_train`, or what the demo split leaves."""
+    bench = cfg["catalog"]["benchmarks"][benchmark]
+    if bench.get("max_train"):
+        return bench["max_train"]
+    if bench["source"] != "demo":
+        return None
+    split = split_sizes(bench)
+    return bench["generator"]["n"] - split["valid"] - split["test"]
+
+
+def e0_for(cfg: dict, e0: str, has_foundation: bool) -> str:
+    """E0 modes that need a foundation model fall back to `e0_without_foundation` for scratch."""
+    if not has_foundation and e0 in ("estimated", "foundation"):
+        return cfg["e0_without_foundation"]
+    return e0
+
+
+def expand_grid(cfg: dict) -> list[Run]:
+    """All fine-tune runs of the grid (scratch once per benchmark, not once per foundation model)."""
+    runs = set()
+    for bench in cfg["benchmarks"]:
+        for size in sizes_for(cfg, bench):
+            for name in cfg["strategies"]:
+                uses_fm = strategy(cfg, name).get("foundation", True)
+                models = cfg["foundation_models"] if uses_fm else [NO_MODEL]
+                for model in models:
+                    for e0 in cfg["e0"]:
+                        for seed in cfg["seeds"]:
+                            runs.add(Run(bench, model, name, e0_for(cfg, e0, uses_fm), size, seed))
+    return sorted(runs)
+
+
+def untouched_runs(cfg: dict) -> list[Run]:
+    """The untouched foundation models, evaluated like runs (no training)."""
+    return [Run(b, m, UNTOUCHED, UNTOUCHED_E0, 0, 0) for b in cfg["benchmarks"] for m in cfg["foundation_models"]]
+
+
+def parse_run_path(path: str) -> Run:
+    parts = path.strip("/").split("/")
+    if len(parts) != 6 or not parts[4].startswith("n") or not parts[5].startswith("seed"):
+        raise FtbenchError(f"not a run path: {path} (expected benchmark/model/strategy/e0/nSIZE/seedSEED)")
+    return Run(parts[0], parts[1], parts[2], parts[3], int(parts[4][1:]), int(parts[5][4:]))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     prov = Provenance([args.model])
     heads = write_head_model(args.model, args.head, args.out)
-    prov.write(args.out.with_suffix(".provenance.json"), [args.out],
-               extra={"head": args.head, "heads_of_source": heads})
+    prov.write(
+        args.out.with_suffix(".provenance.json"), [args.out], extra={"head": args.head, "heads_of_source": heads}
+    )
     print(f"{args.out}: head {args.head!r} of {args.model} (heads: {', '.join(heads)})")
     return 0

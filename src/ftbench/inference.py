@@ -6,8 +6,16 @@ from pathlib import Path
 
 from ftbench.errors import FtbenchError
 
-
 MODEL_SOURCE_SUFFIX = ".source.json"  # beside a fetched model: its sha256 and lock-file key
+
+
+def resolve_device(device: str) -> str:
+    """`auto`: cuda when a GPU is visible to this process, else cpu; any other name as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def read_model(path: str | Path, device: str = "cpu"):
@@ -23,11 +31,14 @@ def read_model(path: str | Path, device: str = "cpu"):
     try:
         model = torch.load(path, map_location=device, weights_only=False)
     except Exception as err:  # pickle, zip and torch raise many types for a bad file
-        raise FtbenchError(f"model file {path} is corrupt or not a MACE model "
-                           f"({type(err).__name__}: {err}); {fix}") from None
+        raise FtbenchError(
+            f"model file {path} is corrupt or not a MACE model ({type(err).__name__}: {err}); {fix}"
+        ) from None
     if not (isinstance(model, torch.nn.Module) and hasattr(model, "atomic_numbers") and hasattr(model, "r_max")):
-        raise FtbenchError(f"model file {path} is corrupt or not a MACE model (it holds a "
-                           f"{type(model).__name__}, not a saved MACE torch module); {fix}")
+        raise FtbenchError(
+            f"model file {path} is corrupt or not a MACE model (it holds a "
+            f"{type(model).__name__}, not a saved MACE torch module); {fix}"
+        )
     return model
 
 
@@ -50,8 +61,10 @@ def check_model_checksum(path: Path) -> None:
         expected = read_lock(lock).get(info["lock_key"], expected)
     got = sha256(path)
     if got != expected:
-        raise FtbenchError(f"model file {path} is corrupt or not a MACE model: sha256 {got} differs from "
-                           f"the pinned {expected} ({info.get('lock_key') or record}); delete it and fetch it again")
+        raise FtbenchError(
+            f"model file {path} is corrupt or not a MACE model: sha256 {got} differs from "
+            f"the pinned {expected} ({info.get('lock_key') or record}); delete it and fetch it again"
+        )
 
 
 def load_model(path: str | Path, device: str = "cpu", dtype: str = "float64", head: str | None = None):
@@ -76,8 +89,10 @@ def check_head(model, head: str, what: str) -> str:
     """`head` if the model has it; otherwise an error that lists the model's heads."""
     heads = heads_of(model)
     if head not in heads:
-        raise FtbenchError(f"{what} has no head {head!r}; its heads are: {', '.join(heads)}. "
-                           "Fix --head (or `head:` in the model's catalog entry)")
+        raise FtbenchError(
+            f"{what} has no head {head!r}; its heads are: {', '.join(heads)}. "
+            "Fix --head (or `head:` in the model's catalog entry)"
+        )
     return head
 
 
@@ -99,18 +114,18 @@ def elements_of(model) -> list[int]:
     return [int(z) for z in model.atomic_numbers]
 
 
-def check_elements(model, atoms_list, what: str, model_name: str) -> None:
-    """Error before any training when data holds elements the foundation model has no embedding for."""
+def check_elements(known, present, what: str, model: str, fix: str) -> None:
+    """The one element check: an error before any work when `present` (atomic numbers) holds an
+    element the model (`known` atomic numbers) has no embedding for."""
     from ase.data import chemical_symbols
 
-    known = set(elements_of(model))
-    present = {int(z) for a in atoms_list for z in a.numbers}
-    missing = sorted(present - known)
+    known = {int(z) for z in known}
+    missing = sorted({int(z) for z in present} - known)
     if missing:
         raise FtbenchError(
-            f"{what} contains {', '.join(chemical_symbols[z] for z in missing)}, which foundation model "
-            f"{model_name!r} does not know (it covers {', '.join(chemical_symbols[z] for z in sorted(known))}); "
-            "choose a foundation model that covers these elements or remove the benchmark from `benchmarks`")
+            f"{what} contains {', '.join(chemical_symbols[z] for z in missing)}, which {model} does not "
+            f"know (it covers {', '.join(chemical_symbols[z] for z in sorted(known))}); {fix}"
+        )
 
 
 def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, device: str = "cpu") -> list[dict]:
@@ -126,20 +141,25 @@ def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, de
     r_max = float(model.r_max)
     results: list[dict] = []
     for start in range(0, len(atoms_list), batch_size):
-        chunk = atoms_list[start:start + batch_size]
-        periodic = all(a.pbc.all() for a in chunk)
-        dataset = [data.AtomicData.from_config(data.config_from_atoms(a, head_name=head), z_table=z_table,
-                                               cutoff=r_max, heads=heads) for a in chunk]
+        chunk = atoms_list[start : start + batch_size]
+        # stress per configuration: a periodic one gets it whatever else shares its batch
+        periodic = [bool(a.pbc.all()) for a in chunk]
+        dataset = [
+            data.AtomicData.from_config(
+                data.config_from_atoms(a, head_name=head), z_table=z_table, cutoff=r_max, heads=heads
+            )
+            for a in chunk
+        ]
         loader = torch_geometric.dataloader.DataLoader(dataset, batch_size=len(dataset), shuffle=False)
         batch = next(iter(loader)).to(device)
-        out = model(batch.to_dict(), compute_stress=periodic, training=False)
+        out = model(batch.to_dict(), compute_stress=any(periodic), training=False)
         energies = torch_tools.to_numpy(out["energy"])
         forces = torch_tools.to_numpy(out["forces"])
-        stress = torch_tools.to_numpy(out["stress"]) if periodic and out.get("stress") is not None else None
+        stress = torch_tools.to_numpy(out["stress"]) if any(periodic) and out.get("stress") is not None else None
         ptr = torch_tools.to_numpy(batch.ptr)
         for i in range(len(chunk)):
-            rec = {"energy": float(energies[i]), "forces": forces[ptr[i]:ptr[i + 1]]}
-            if stress is not None:
+            rec = {"energy": float(energies[i]), "forces": forces[ptr[i] : ptr[i + 1]]}
+            if stress is not None and periodic[i]:
                 rec["stress"] = stress[i]
             results.append(rec)
     return results
@@ -153,10 +173,6 @@ def model_e0s(model, head: str | None = None) -> dict[int, float]:
     return {z: float(e) for z, e in zip(zs, row)}
 
 
-def foundation_e0s(model) -> dict[int, float]:
-    return model_e0s(model)
-
-
 def foundation_for(path: str | Path, head: str | None, device: str = "cpu", what: str | None = None):
     """The single-head foundation model E0 estimation and pseudolabelling use: `head` of a
     multihead model (select_head), or the model itself; a multihead model without a head is an
@@ -164,6 +180,8 @@ def foundation_for(path: str | Path, head: str | None, device: str = "cpu", what
     what = what or str(path)
     model = load_model(path, device, head=head)
     if len(heads_of(model)) > 1:
-        raise FtbenchError(f"{what} is a multihead model (heads: {', '.join(heads_of(model))}); "
-                           "choose one with --head (the catalog's `head:`)")
+        raise FtbenchError(
+            f"{what} is a multihead model (heads: {', '.join(heads_of(model))}); "
+            "choose one with --head (the catalog's `head:`)"
+        )
     return model

@@ -10,14 +10,7 @@ import re
 from pathlib import Path
 
 log = logging.getLogger("ftbench.mace")
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+_NON_FINITE = re.compile(r"\b(nan|inf|infinity|infinite|non-finite)\b", re.IGNORECASE)
 
 
 def set_threads(threads: int) -> None:
@@ -79,8 +72,10 @@ def trainable_parameters(log_path: Path) -> dict[str, int]:
     """Parameter counts mace logs (LoRA logs before/after injection)."""
     text = Path(log_path).read_text() if Path(log_path).is_file() else ""
     out = {}
-    for key, pattern in (("original", r"Original model has (\d+) trainable"),
-                         ("lora", r"Model with LoRA has (\d+) trainable")):
+    for key, pattern in (
+        ("original", r"Original model has (\d+) trainable"),
+        ("lora", r"Model with LoRA has (\d+) trainable"),
+    ):
         m = re.findall(pattern, text)
         if m:
             out[key] = int(m[-1])
@@ -98,6 +93,15 @@ def diverged(curve: list[dict], max_force_rmse: float) -> str | None:
     for row in curve:
         if (row.get("epoch") or 0) == last_epoch and row.get("rmse_f") is not None:
             if float(row["rmse_f"]) > max_force_rmse:
-                return (f"validation force RMSE {float(row['rmse_f']):.3g} eV/A at epoch {last_epoch} "
-                        f"(head {row.get('head')}) above {max_force_rmse}")
+                return (
+                    f"validation force RMSE {float(row['rmse_f']):.3g} eV/A at epoch {last_epoch} "
+                    f"(head {row.get('head')}) above {max_force_rmse}"
+                )
     return None
+
+
+def failure_status(error_text: str) -> str:
+    """Status of a run whose mace_run_train raised: "diverged" when the error is about a number
+    that blew up, otherwise "failed"."""
+    # whole words only: "info", "input" or a file name holding "nan" are ordinary failures
+    return "diverged" if _NON_FINITE.search(error_text) else "failed"

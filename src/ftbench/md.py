@@ -11,7 +11,6 @@ neighbour list per checked step.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from ase import Atoms, units
 from ftbench.calculators import add_model_arguments
 from ftbench.errors import FtbenchError
 from ftbench.geometry import min_distance_below
+from ftbench.provenance import finite_or_none, write_json
 
 REASONS = ("stable", "close_contact", "nonfinite_force", "huge_force", "temperature", "calculator_error")
 
@@ -41,8 +41,9 @@ def ramp_temperature(step: int, steps: int, t_start: float, t_end: float) -> flo
     return float(t_start + (t_end - t_start) * min(step, steps) / steps)
 
 
-def check_frame(atoms: Atoms, forces: np.ndarray, target_temperature: float,
-                criteria: Criteria) -> tuple[str, str] | None:
+def check_frame(
+    atoms: Atoms, forces: np.ndarray, target_temperature: float, criteria: Criteria
+) -> tuple[str, str] | None:
     """(reason, detail) for the first failed criterion, or None if the frame is sound."""
     if not np.isfinite(forces).all():
         return "nonfinite_force", "non-finite force"
@@ -62,8 +63,9 @@ def check_frame(atoms: Atoms, forces: np.ndarray, target_temperature: float,
     return None
 
 
-def _snapshot(atoms: Atoms, forces: np.ndarray | None, step: int, time_ps: float, target: float,
-              energy: float | None = None) -> Atoms:
+def _snapshot(
+    atoms: Atoms, forces: np.ndarray | None, step: int, time_ps: float, target: float, energy: float | None = None
+) -> Atoms:
     """A copy carrying the already computed energy/forces, so writing it triggers no calculation."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -117,15 +119,21 @@ class MaceBatchEvaluator:
 
         calc = self.calc
         with torch_tools.default_dtype(calc.default_dtype):
-            graphs = [data.AtomicData.from_config(data.config_from_atoms(a, head_name=calc.head),
-                                                  z_table=calc.z_table, cutoff=calc.r_max,
-                                                  heads=calc.available_heads) for a in structures]
+            graphs = [
+                data.AtomicData.from_config(
+                    data.config_from_atoms(a, head_name=calc.head),
+                    z_table=calc.z_table,
+                    cutoff=calc.r_max,
+                    heads=calc.available_heads,
+                )
+                for a in structures
+            ]
             batch = torch_geometric.batch.Batch.from_data_list(graphs).to(calc.device)
             out = self.model(batch.to_dict(), compute_stress=False, training=False)
         energy = torch_tools.to_numpy(out["energy"]).reshape(-1)
         forces = torch_tools.to_numpy(out["forces"])
         ptr = torch_tools.to_numpy(batch.ptr)
-        return [(float(energy[i]), np.array(forces[ptr[i]:ptr[i + 1]], dtype=float)) for i in range(len(structures))]
+        return [(float(energy[i]), np.array(forces[ptr[i] : ptr[i + 1]], dtype=float)) for i in range(len(structures))]
 
     def __call__(self, structures: list[Atoms]) -> list:
         try:
@@ -134,7 +142,7 @@ class MaceBatchEvaluator:
             if len(structures) == 1:
                 return [err]
             # one bad replica must not end the others: find it by evaluating each on its own
-            return [self(structures[i:i + 1])[0] for i in range(len(structures))]
+            return [self(structures[i : i + 1])[0] for i in range(len(structures))]
 
 
 def evaluator_for(calc):
@@ -167,19 +175,39 @@ def _save(rep: _Replica, steps: int, dt_ps: float, t_start: float, t_end: float)
         return
     from ase.io import write
 
-    frame = _snapshot(rep.atoms, rep.forces, rep.step, round(rep.step * dt_ps, 12),
-                      ramp_temperature(rep.step, steps, t_start, t_end), rep.energy)
+    frame = _snapshot(
+        rep.atoms,
+        rep.forces,
+        rep.step,
+        round(rep.step * dt_ps, 12),
+        ramp_temperature(rep.step, steps, t_start, t_end),
+        rep.energy,
+    )
     frame.info["phase"] = rep.phase
     write(rep.handle, frame, format="extxyz")
     rep.handle.flush()
     rep.frames += 1
 
 
-def run_replicas(atoms: Atoms, calc, *, replicas: int = 3, seed: int = 0, out_dir: str | Path | None = None,
-                 steps: int, timestep_fs: float = 0.5, t_start: float = 300.0, t_end: float = 1000.0,
-                 friction: float = 0.01, thermalise_steps: int = 0, save_every: int = 10,
-                 criteria: Criteria | None = None, check_every: int = 1, prefix: str = "replica",
-                 trajectories: list | None = None) -> dict:
+def run_replicas(
+    atoms: Atoms,
+    calc,
+    *,
+    replicas: int = 3,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    steps: int,
+    timestep_fs: float = 0.5,
+    t_start: float = 300.0,
+    t_end: float = 1000.0,
+    friction: float = 0.01,
+    thermalise_steps: int = 0,
+    save_every: int = 10,
+    criteria: Criteria | None = None,
+    check_every: int = 1,
+    prefix: str = "replica",
+    trajectories: list | None = None,
+) -> dict:
     """`replicas` Langevin runs from the same `atoms` (not modified), seeds seed, seed+1, ...
 
     Each replica draws Maxwell-Boltzmann velocities at t_start, is thermalised there for
@@ -276,32 +304,40 @@ def run_replicas(atoms: Atoms, calc, *, replicas: int = 3, seed: int = 0, out_di
     results = []
     for r in reps:
         reason, detail = r.failure or ("stable", "")
-        results.append({
-            "replica": r.index, "seed": r.seed, "steps_requested": steps, "steps_completed": r.step,
-            "thermalise_steps": thermalise_steps, "phase": r.phase, "integrated_steps": r.integrated,
-            "time_ps": round(r.step * dt_ps, 12),
-            "time_to_failure_ps": None if reason == "stable" else round(r.step * dt_ps, 12),
-            "temperature_target_K": ramp_temperature(r.step, steps, t_start, t_end),
-            "reason": reason, "detail": detail,
-            "final_temperature_K": _finite(r.atoms.get_temperature()),
-            "frames_saved": r.frames, "trajectory": r.trajectory,
-        })
-    speed = {"evaluations": evaluations, "elapsed_s": elapsed,
-             "steps_per_s": (evaluations - 1) / elapsed if evaluations > 1 and elapsed > 0 else None,
-             "batched": bool(getattr(evaluate, "batched", False))}
+        results.append(
+            {
+                "replica": r.index,
+                "seed": r.seed,
+                "steps_requested": steps,
+                "steps_completed": r.step,
+                "thermalise_steps": thermalise_steps,
+                "phase": r.phase,
+                "integrated_steps": r.integrated,
+                "time_ps": round(r.step * dt_ps, 12),
+                "time_to_failure_ps": None if reason == "stable" else round(r.step * dt_ps, 12),
+                "temperature_target_K": ramp_temperature(r.step, steps, t_start, t_end),
+                "reason": reason,
+                "detail": detail,
+                "final_temperature_K": finite_or_none(r.atoms.get_temperature()),
+                "frames_saved": r.frames,
+                "trajectory": r.trajectory,
+            }
+        )
+    speed = {
+        "evaluations": evaluations,
+        "elapsed_s": elapsed,
+        "steps_per_s": (evaluations - 1) / elapsed if evaluations > 1 and elapsed > 0 else None,
+        "batched": bool(getattr(evaluate, "batched", False)),
+    }
     return {"replicas": results, "summary": summarise(results, speed)}
 
 
 def run_replica(atoms: Atoms, calc, *, seed: int = 0, trajectory: str | Path | None = None, **kwargs) -> dict:
     """One replica of run_replicas (same protocol); its record, with the run's speed."""
-    result = run_replicas(atoms, calc, replicas=1, seed=seed,
-                          trajectories=None if trajectory is None else [trajectory], **kwargs)
+    result = run_replicas(
+        atoms, calc, replicas=1, seed=seed, trajectories=None if trajectory is None else [trajectory], **kwargs
+    )
     return {**result["replicas"][0], "steps_per_s": result["summary"]["steps_per_s"]}
-
-
-def _finite(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def summarise(replicas: list[dict], speed: dict | None = None) -> dict:
@@ -311,7 +347,9 @@ def summarise(replicas: list[dict], speed: dict | None = None) -> dict:
         "n_replicas": len(replicas),
         "survival_fraction": (len(replicas) - len(failed)) / len(replicas) if replicas else None,
         "n_failed": len(failed),
-        "reasons": {k: sum(r["reason"] == k for r in replicas) for k in REASONS if any(r["reason"] == k for r in replicas)},
+        "reasons": {
+            k: sum(r["reason"] == k for r in replicas) for k in REASONS if any(r["reason"] == k for r in replicas)
+        },
         "mean_time_ps": float(np.mean([r["time_ps"] for r in replicas])) if replicas else None,
         "mean_time_to_failure_ps": float(np.mean([r["time_to_failure_ps"] for r in failed])) if failed else None,
         "steps_per_s": speed.get("steps_per_s"),
@@ -348,14 +386,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t-start", type=float, default=300.0, help="ramp start temperature (K)")
     parser.add_argument("--t-end", type=float, default=1000.0, help="ramp end temperature (K)")
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction (1/fs)")
-    parser.add_argument("--thermalise-steps", type=int, default=0,
-                        help="Langevin steps at --t-start before the ramp (not on the clock)")
+    parser.add_argument(
+        "--thermalise-steps", type=int, default=0, help="Langevin steps at --t-start before the ramp (not on the clock)"
+    )
     parser.add_argument("--save-every", type=int, default=10, help="write a frame every k steps")
     parser.add_argument("--check-every", type=int, default=1, help="test the failure criteria every k steps")
     parser.add_argument("--min-distance", type=float, default=0.5, help="close-contact threshold (A)")
     parser.add_argument("--max-force", type=float, default=100.0, help="largest allowed force (eV/A)")
-    parser.add_argument("--max-temperature-factor", type=float, default=3.0,
-                        help="fail when T exceeds this times the ramp target")
+    parser.add_argument(
+        "--max-temperature-factor", type=float, default=3.0, help="fail when T exceeds this times the ramp target"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of replica 0; replica i uses seed + i")
 
 
@@ -376,16 +416,26 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = run_replicas(
-        atoms, calc, replicas=args.replicas, seed=args.seed, out_dir=out,
-        steps=args.steps, timestep_fs=args.timestep_fs, t_start=args.t_start, t_end=args.t_end,
-        friction=args.friction, save_every=args.save_every, check_every=args.check_every, criteria=criteria,
+        atoms,
+        calc,
+        replicas=args.replicas,
+        seed=args.seed,
+        out_dir=out,
+        steps=args.steps,
+        timestep_fs=args.timestep_fs,
+        t_start=args.t_start,
+        t_end=args.t_end,
+        friction=args.friction,
+        save_every=args.save_every,
+        check_every=args.check_every,
+        criteria=criteria,
         thermalise_steps=args.thermalise_steps,
     )
     for r in result["replicas"]:
         r["trajectory"] = Path(r["trajectory"]).name
     options = {k: v for k, v in vars(args).items() if k not in ("command",)}
     document = {"options": options, "n_atoms": len(atoms), "criteria": asdict(criteria), **result}
-    (out / "result.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    write_json(out / "result.json", document)
     s = result["summary"]
     print(f"survival {s['survival_fraction']:.2f} over {s['n_replicas']} replicas; reasons {s['reasons']}")
     return 0

@@ -50,8 +50,12 @@ def clean(atoms):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--structures", type=Path, help="the benchmark's test set (extxyz)")
     p.add_argument("--index", type=int, default=0, help="frame of --structures")
-    p.add_argument("--from-file", type=Path, default=None,
-                   help="a reference-level frame to use as is (config robustness.start.file)")
+    p.add_argument(
+        "--from-file",
+        type=Path,
+        default=None,
+        help="a reference-level frame to use as is (config robustness.start.file)",
+    )
     p.add_argument("--method", default=None, help="tblite method of the reference level (demo benchmarks)")
     p.add_argument("--charge", type=int, default=0)
     p.add_argument("--fmax", type=float, default=0.05, help="reference relaxation force limit (eV/A)")
@@ -62,7 +66,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ase.io import read, write
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     source = args.from_file or args.structures
     if source is None:
         raise FtbenchError("ftbench md-start needs --structures or --from-file")
@@ -74,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         frames = read(source, ":")
         if not -len(frames) <= args.index < len(frames):
-            raise FtbenchError(f"--index {args.index} out of range: {source} holds {len(frames)} structures "
-                               "(config robustness.structure_index)")
+            raise FtbenchError(
+                f"--index {args.index} out of range: {source} holds {len(frames)} structures "
+                "(config robustness.structure_index)"
+            )
         atoms = frames[args.index]
         if args.method and args.steps > 0:
             atoms, extra = reference_relax(atoms, args.method, args.charge, args.fmax, args.steps)

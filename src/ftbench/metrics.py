@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ftbench.errors import FtbenchError
-
-from ftbench.config import NO_MODEL, UNTOUCHED
+from ftbench.grid import NO_MODEL, UNTOUCHED
 from ftbench.style import STUDY_ROLES
 
 KEY = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]
@@ -59,19 +58,34 @@ METRICS = [
     # target (deployed) head on the model's own held-out pretraining slice, original labels
     Metric("pt_force_rmse", "pretraining F RMSE", "meV/A", True, 1.0, "errors", ("pt_eval", "forces", "target")),
     # the pretraining (pt) head of a multihead model on the same slice: no level-of-theory shift
-    Metric("pt_head_force_rmse", "pretraining F RMSE, pt head", "meV/A", True, 0.0, "errors",
-           ("pt_eval", "forces", "pretraining")),
+    Metric(
+        "pt_head_force_rmse",
+        "pretraining F RMSE, pt head",
+        "meV/A",
+        True,
+        0.0,
+        "errors",
+        ("pt_eval", "forces", "pretraining"),
+    ),
     # target head on the slice relabelled at the target level of theory (catalog pt_eval.relabelled)
-    Metric("pt_relabelled_force_rmse", "pretraining F RMSE, relabelled", "meV/A", True, 0.0, "errors",
-           ("pt_eval_relabelled", "forces", "target")),
+    Metric(
+        "pt_relabelled_force_rmse",
+        "pretraining F RMSE, relabelled",
+        "meV/A",
+        True,
+        0.0,
+        "errors",
+        ("pt_eval_relabelled", "forces", "target"),
+    ),
     Metric("md_survival", "MD survival", "", False, 1.0, "md", ("md", "summary", "survival_fraction")),
     Metric("md_time_ps", "MD time", "ps", False, 0.0, "md", ("md", "summary", "mean_time_ps")),
     Metric("md_steps_per_s", "MD speed", "steps/s", False, 0.0, "md", ("md", "summary", "steps_per_s")),
     Metric("emd_mean", "RDF EMD", "A", True, 1.0, "emd", ("emd", "emd", "*")),
     Metric("rss_collapse", "RSS collapse", "", True, 1.0, "rss", ("rss", "summary", "collapse_fraction")),
     Metric("rss_converged", "RSS converged", "", False, 0.0, "rss", ("rss", "summary", "converged_fraction")),
-    Metric("dimer_wall_failures", "dimer wall failures", "", True, 1.0, "dimers", ("dimers", "*", "wall_failures"),
-           "sum"),
+    Metric(
+        "dimer_wall_failures", "dimer wall failures", "", True, 1.0, "dimers", ("dimers", "*", "wall_failures"), "sum"
+    ),
     Metric("dimer_holes", "dimer holes", "", True, 1.0, "dimers", ("dimers", "*", "holes"), "sum"),
 ]
 BY_COLUMN = {m.column: m for m in METRICS}
@@ -102,8 +116,14 @@ def read_path(record: dict, path: tuple) -> list[tuple[str | None, float]]:
 
 def target_rmse(errors: pd.DataFrame, dataset: str, quantity: str, head_role: str = "target") -> pd.DataFrame:
     """RMSE rows of one head role, all config types, of the runs that finished ok."""
-    return errors[(errors.status == "ok") & (errors.dataset == dataset) & (errors.head_role == head_role)
-                  & (errors.config_type == "all") & (errors.quantity == quantity) & (errors.statistic == "rmse")]
+    return errors[
+        (errors.status == "ok")
+        & (errors.dataset == dataset)
+        & (errors.head_role == head_role)
+        & (errors.config_type == "all")
+        & (errors.quantity == quantity)
+        & (errors.statistic == "rmse")
+    ]
 
 
 def run_metrics(errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFrame) -> pd.DataFrame:
@@ -135,8 +155,13 @@ def run_metrics(errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFra
 
 def _fill_roles(frame: pd.DataFrame) -> None:
     """Role columns from runs.csv; results without them get the study strategies' catalog roles."""
-    defaults = {"role_foundation": ("foundation", True), "role_replay": ("replay", None),
-                "role_frozen": ("frozen", 0), "role_lora": ("lora", False), "role_trained": ("trained", True)}
+    defaults = {
+        "role_foundation": ("foundation", True),
+        "role_replay": ("replay", None),
+        "role_frozen": ("frozen", 0),
+        "role_lora": ("lora", False),
+        "role_trained": ("trained", True),
+    }
     for col, (key, default) in defaults.items():
         fallback = frame.strategy.map(lambda s, k=key, d=default: STUDY_ROLES.get(s, {}).get(k, d))
         frame[col] = frame[col].where(frame[col].notna(), fallback) if col in frame else fallback
@@ -150,8 +175,13 @@ def roles_by_strategy(frame: pd.DataFrame) -> dict[str, dict]:
         r = grp.iloc[0]
         replay = r.role_replay if isinstance(r.role_replay, str) and r.role_replay else None
         frozen = int(r.role_frozen) if pd.notna(r.role_frozen) else 0
-        out[strategy] = {"foundation": bool(r.role_foundation), "replay": replay, "frozen": frozen,
-                         "lora": bool(r.role_lora), "trained": bool(r.role_trained)}
+        out[strategy] = {
+            "foundation": bool(r.role_foundation),
+            "replay": replay,
+            "frozen": frozen,
+            "lora": bool(r.role_lora),
+            "trained": bool(r.role_trained),
+        }
     return out
 
 
@@ -170,8 +200,12 @@ def cost(metrics: pd.DataFrame, replay_steps: pd.DataFrame | None = None) -> pd.
     for col in ("optimiser_time_s", "optimiser_steps", "epochs", "wall_time_s", "gpu_hours"):
         if col not in trained:
             trained[col] = np.nan
-    plain = trained.role_foundation.astype(bool) & trained.role_replay.isna() & ~trained.role_lora.astype(bool) \
+    plain = (
+        trained.role_foundation.astype(bool)
+        & trained.role_replay.isna()
+        & ~trained.role_lora.astype(bool)
         & (trained.role_frozen.fillna(0) == 0)
+    )
     cell = ["benchmark", "train_size", "seed"]
     base = trained[plain]  # plain full fine-tunes (naive): no replay, LoRA or frozen groups
     naive = base.groupby(cell + ["model"])["optimiser_time_s"].median()
@@ -189,26 +223,33 @@ def cost(metrics: pd.DataFrame, replay_steps: pd.DataFrame | None = None) -> pd.
                 ratios.append(r.optimiser_time_s / b)
         steps = grp.optimiser_steps.sum()
         replays = grp.role_replay.notna().any()
-        rows.append({
-            "model": model, "strategy": strategy, "runs": len(grp),
-            "optimiser steps (median)": grp.optimiser_steps.median(),
-            "time per step (ms)": 1000 * grp.optimiser_time_s.sum() / steps if steps else np.nan,
-            "time per epoch (s)": (grp.optimiser_time_s / grp.epochs.where(grp.epochs > 0)).median(),
-            "optimiser time (median s)": grp.optimiser_time_s.median(),
-            "optimiser time / naive": float(np.median(ratios)) if ratios else np.nan,
-            "optimiser time / naive (spread)": float(np.std(ratios, ddof=1)) if len(ratios) > 1 else np.nan,
-            "replay step (s)": sum(v for (b, m), v in replay_cost.items()
-                                   if m == model and b in set(grp.benchmark)) if replays else np.nan,
-            "median wall time (s)": grp.wall_time_s.median(),
-            "total GPU hours": grp.gpu_hours.fillna(0).sum(),
-        })
+        rows.append(
+            {
+                "model": model,
+                "strategy": strategy,
+                "runs": len(grp),
+                "optimiser steps (median)": grp.optimiser_steps.median(),
+                "time per step (ms)": 1000 * grp.optimiser_time_s.sum() / steps if steps else np.nan,
+                "time per epoch (s)": (grp.optimiser_time_s / grp.epochs.where(grp.epochs > 0)).median(),
+                "optimiser time (median s)": grp.optimiser_time_s.median(),
+                "optimiser time / naive": float(np.median(ratios)) if ratios else np.nan,
+                "optimiser time / naive (spread)": float(np.std(ratios, ddof=1)) if len(ratios) > 1 else np.nan,
+                "replay step (s)": sum(v for (b, m), v in replay_cost.items() if m == model and b in set(grp.benchmark))
+                if replays
+                else np.nan,
+                "median wall time (s)": grp.wall_time_s.median(),
+                "total GPU hours": grp.gpu_hours.fillna(0).sum(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def read_tables(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     if not (tables / "errors.csv").is_file():
-        raise FtbenchError(f"{tables}/errors.csv does not exist: tables are computed from finished "
-                           "results; run the grid (or `snakemake aggregate`) first")
+        raise FtbenchError(
+            f"{tables}/errors.csv does not exist: tables are computed from finished "
+            "results; run the grid (or `snakemake aggregate`) first"
+        )
     errors = pd.read_csv(tables / "errors.csv")
     runs = pd.read_csv(tables / "runs.csv")
     rob_path = tables / "robustness.csv"

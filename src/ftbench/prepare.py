@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 from ase.io import read, write
 
-from ftbench.convert import check_labels, is_isolated_atom, normalise_atoms
+from ftbench.config import SPLIT_DEFAULTS
+from ftbench.convert import check_labels, normalise_atoms
 from ftbench.errors import FtbenchError
+from ftbench.geometry import is_isolated_atom
 from ftbench.provenance import Provenance
 
 log = logging.getLogger("ftbench.prepare")
@@ -24,23 +26,26 @@ def split(atoms_list, n_valid: int, n_test: int, seed: int):
     isolated = [a for a in atoms_list if is_isolated_atom(a)]
     rest = [a for a in atoms_list if not is_isolated_atom(a)]
     if n_valid + n_test >= len(rest):
-        raise FtbenchError(f"split asks for {n_valid} validation + {n_test} test configurations but only "
-                           f"{len(rest)} exist; lower `split.valid`/`split.test`")
+        raise FtbenchError(
+            f"split asks for {n_valid} validation + {n_test} test configurations but only "
+            f"{len(rest)} exist; lower `split.valid`/`split.test`"
+        )
     order = np.random.default_rng(seed).permutation(len(rest))
     shuffled = [rest[i] for i in order]
-    return shuffled[n_valid + n_test:], shuffled[:n_valid], shuffled[n_valid:n_valid + n_test], isolated
+    return shuffled[n_valid + n_test :], shuffled[:n_valid], shuffled[n_valid : n_valid + n_test], isolated
 
 
 def read_configs(path: Path) -> list:
     """All configurations of a benchmark file, or an error naming it (empty, unreadable)."""
     if path.stat().st_size == 0:
-        raise FtbenchError(f"benchmark file {path} is empty; put the labelled configurations there "
-                           "(extxyz) or remove the benchmark from `benchmarks`")
+        raise FtbenchError(
+            f"benchmark file {path} is empty; put the labelled configurations there "
+            "(extxyz) or remove the benchmark from `benchmarks`"
+        )
     try:
         atoms = read(path, ":")
     except Exception as err:  # ase raises many types for a malformed file
-        raise FtbenchError(f"benchmark file {path} is not a readable extxyz file: "
-                           f"{type(err).__name__}: {err}") from err
+        raise FtbenchError(f"benchmark file {path} is not a readable extxyz file: {type(err).__name__}: {err}") from err
     if not atoms:
         raise FtbenchError(f"benchmark file {path} holds no configurations")
     return atoms
@@ -65,17 +70,19 @@ def check_split_elements(pool, others: dict) -> None:
     for name, (atoms, path) in others.items():
         extra = sorted({int(z) for a in atoms for z in a.numbers} - trained)
         if extra:
-            raise FtbenchError(f"the {name} split of {path} contains {', '.join(chemical_symbols[z] for z in extra)}, "
-                               "which no training configuration has; add training data with these elements or "
-                               "remove those configurations")
+            raise FtbenchError(
+                f"the {name} split of {path} contains {', '.join(chemical_symbols[z] for z in extra)}, "
+                "which no training configuration has; add training data with these elements or "
+                "remove those configurations"
+            )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="all labelled configurations (or the train file)")
     p.add_argument("--valid-data", type=Path, default=None, help="the source's own validation split")
     p.add_argument("--test-data", type=Path, default=None, help="the source's own test split")
-    p.add_argument("--n-valid", type=int, default=20)
-    p.add_argument("--n-test", type=int, default=30)
+    p.add_argument("--n-valid", type=int, default=SPLIT_DEFAULTS["valid"])
+    p.add_argument("--n-test", type=int, default=SPLIT_DEFAULTS["test"])
     p.add_argument("--split-seed", type=int, default=12345)
     p.add_argument("--energy-key", default="REF_energy")
     p.add_argument("--forces-key", default="REF_forces")
@@ -84,7 +91,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     prov = Provenance([args.data, args.valid_data, args.test_data])
     sets = {}
     for name, path in (("all", args.data), ("valid", args.valid_data), ("test", args.test_data)):
@@ -102,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
         valid, test = sets["valid"], sets["test"]
     else:
         pool, valid, test, isolated = split(sets["all"], args.n_valid, args.n_test, args.split_seed)
-    check_split_elements(pool, {"validation": (valid, args.valid_data or args.data),
-                                "test": (test, args.test_data or args.data)})
+    check_split_elements(
+        pool, {"validation": (valid, args.valid_data or args.data), "test": (test, args.test_data or args.data)}
+    )
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     files = {"train_pool": pool, "valid": valid, "test": test, "isolated": isolated}
@@ -111,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
         write(out / f"{name}.xyz", atoms, format="extxyz")
     elements = sorted({int(z) for a in pool + valid + test for z in a.numbers})
     summary = {k: len(v) for k, v in files.items()}
-    prov.write(out / "summary.json", [out / f"{k}.xyz" for k in files],
-               extra={"counts": summary, "elements": elements,
-                      "periodic": bool(pool and all(a.pbc.all() for a in pool))})
+    prov.write(
+        out / "summary.json",
+        [out / f"{k}.xyz" for k in files],
+        extra={"counts": summary, "elements": elements, "periodic": bool(pool and all(a.pbc.all() for a in pool))},
+    )
     log.info("%s: %s", out, summary)
     return 0

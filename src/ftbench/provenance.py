@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import socket
@@ -34,9 +35,13 @@ def versions() -> dict[str, str | None]:
 
 
 def device_info(device: str = "cpu") -> dict:
-    info = {"device": device, "host": socket.gethostname(), "cpus": os.cpu_count(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    info = {
+        "device": device,
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
     if device.startswith("cuda"):
         import torch
 
@@ -72,6 +77,12 @@ class Provenance:
         return rec
 
 
+def finite_or_none(x) -> float | None:
+    """A number for a JSON result: None where it is not finite (JSON has no NaN or inf)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
 def write_json(path: str | Path, obj) -> None:
     """Atomic write, so an interrupted job never leaves a half-written result behind."""
     path = Path(path)
@@ -90,6 +101,4 @@ def _jsonable(obj):
         return float(obj)
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
+    return str(obj)  # Paths, and anything else a result's options hold, as its text

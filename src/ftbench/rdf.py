@@ -10,17 +10,17 @@ a-b pairs, so its integral up to r_max is the fraction of pairs closer than r_ma
 from __future__ import annotations
 
 import argparse
-import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
 from ftbench.errors import FtbenchError
-from ftbench.geometry import minimum_image_radius, pair_list, pair_name
+from ftbench.geometry import element_pairs, minimum_image_radius, pair_list, pair_name
+from ftbench.provenance import write_json
 
 
 @dataclass
@@ -36,17 +36,11 @@ class RDF:
     frames_per_pair: dict[str, int] = field(default_factory=dict)
 
 
-def all_pairs(symbols: Iterable[str]) -> list[tuple[str, str]]:
-    """Every unordered element pair (self pairs included), each in alphabetical order."""
-    elements = sorted(set(symbols))
-    return [(a, b) for i, a in enumerate(elements) for b in elements[i:]]
-
-
 def parse_pairs(spec: str | None, symbols: Iterable[str]) -> list[tuple[str, str]]:
     """'O-H,O-O' -> [('H', 'O'), ('O', 'O')]; None or '' -> all pairs of the elements present."""
     present = set(symbols)
     if not spec:
-        return all_pairs(present)
+        return element_pairs(present)
     pairs: list[tuple[str, str]] = []
     for item in spec.split(","):
         parts = [p.strip() for p in item.strip().split("-")]
@@ -178,13 +172,23 @@ def coordination_number(r: np.ndarray, g: np.ndarray, density: float, r_cut: flo
     return float(density * np.sum(g[mask] * shell[mask]))
 
 
-def write_csv(rdf: RDF, path: str | Path) -> None:
-    """CSV with columns r, then one per pair ('H-O', 'O-O', ...), sorted by label."""
-    labels = sorted(rdf.g)
-    data = np.column_stack([rdf.r] + [rdf.g[k] for k in labels])
+def write_curves(
+    path: str | Path, r, curves: Mapping[str, np.ndarray], fmt: str = "%.10g", r_fmt: str | None = None
+) -> None:
+    """The per-pair curve table (RDFs, dimer curves): CSV with column r, then one per pair
+    ('H-O', 'O-O', ...), sorted by label."""
+    labels = sorted(curves)
+    data = np.column_stack([r] + [curves[k] for k in labels])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, data, delimiter=",", header=",".join(["r"] + labels), comments="", fmt="%.10g")
+    np.savetxt(
+        path,
+        data,
+        delimiter=",",
+        header=",".join(["r"] + labels),
+        comments="",
+        fmt=[r_fmt or fmt] + [fmt] * len(labels),
+    )
 
 
 def metadata_path(csv_path: str | Path) -> Path:
@@ -222,14 +226,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("trajectory", help="trajectory file readable by ase.io (extxyz)")
     parser.add_argument("--pairs", default=None, help="comma-separated pairs, e.g. O-H,O-O (default: all)")
     parser.add_argument(
-        "--r-max", type=float, default=None,
+        "--r-max",
+        type=float,
+        default=None,
         help="largest r in A (default: min(6, minimum-image radius); refused above that radius)",
     )
     parser.add_argument("--bin-width", type=float, default=0.02, help="bin width in A (default 0.02)")
     parser.add_argument("--skip", type=int, default=0, help="frames to drop from the start (equilibration)")
     parser.add_argument("--every", type=int, default=1, help="use every k-th frame after --skip")
-    parser.add_argument("--label", default=None,
-                        help="what the frames are, for figures (e.g. 'reference-level NVT, 300 K')")
+    parser.add_argument(
+        "--label", default=None, help="what the frames are, for figures (e.g. 'reference-level NVT, 300 K')"
+    )
     parser.add_argument("--out", required=True, help="output CSV (a .meta.json sidecar is written next to it)")
 
 
@@ -241,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     if r_max is None:
         r_max = min(6.0, min(minimum_image_radius(f) for f in frames))
     result = partial_rdf(frames, r_max, args.bin_width, args.pairs)
-    write_csv(result, args.out)
+    write_curves(args.out, result.r, result.g)
     meta = {
         "kind": result.kind,
         "trajectory": str(args.trajectory),
@@ -254,6 +261,6 @@ def run(args: argparse.Namespace) -> int:
         "pairs": sorted(result.g),
         "label": args.label,
     }
-    metadata_path(args.out).write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(metadata_path(args.out), meta)
     print(f"wrote {args.out} ({result.kind}, {result.n_frames} frames, pairs {', '.join(sorted(result.g))})")
     return 0

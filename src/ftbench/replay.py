@@ -25,8 +25,9 @@ import numpy as np
 from ase.data import atomic_numbers
 from ase.io import read, write
 
-from ftbench.convert import ISOLATED, _label, normalise_atoms
+from ftbench.convert import _label, normalise_atoms
 from ftbench.errors import FtbenchError
+from ftbench.geometry import ISOLATED
 from ftbench.provenance import Provenance
 
 log = logging.getLogger("ftbench.replay")
@@ -49,7 +50,7 @@ def _species_column(properties: str) -> tuple[int, bool]:
     """Column of the species (or Z) in an extxyz Properties string; True when it holds Z."""
     parts = properties.split(":")
     col = 0
-    for name, kind, width in zip(parts[0::3], parts[1::3], parts[2::3]):
+    for name, _kind, width in zip(parts[0::3], parts[1::3], parts[2::3]):
         if name in ("species", "Z"):
             return col, name == "Z"
         col += int(width)
@@ -132,8 +133,9 @@ class _BottomK:
         return sorted(((tuple(-x for x in e[0]), e[2]) for e in self.heap), key=lambda t: (t[0], t[1].index))
 
 
-def select_stream(path: Path, elements: set[int], n_samples: int, n_eval: int, seed: int,
-                  mode: str = "subset", group_keys=GROUP_KEYS) -> tuple[list[Frame], list[Frame], dict]:
+def select_stream(
+    path: Path, elements: set[int], n_samples: int, n_eval: int, seed: int, mode: str = "subset", group_keys=GROUP_KEYS
+) -> tuple[list[Frame], list[Frame], dict]:
     """Disjoint (replay, held-out) frames of the pool, in one streaming pass (two when groups are
     large enough that the first pass kept too few replay candidates).
 
@@ -158,12 +160,20 @@ def select_stream(path: Path, elements: set[int], n_samples: int, n_eval: int, s
         replay.push((_u(seed, "replay", str(frame.index)),), _Keyed(frame, hg))
     n = stats["usable"]
     if n < 2:
-        raise FtbenchError(f"replay pool {path} has {n} configurations made of the benchmark's elements "
-                           f"({mode} filter); need at least 2. Use another pool or `replay.filter: overlap`")
+        raise FtbenchError(
+            f"replay pool {path} has {n} configurations made of the benchmark's elements "
+            f"({mode} filter); need at least 2. Use another pool or `replay.filter: overlap`"
+        )
     if n < n_samples + n_eval:
         n_eval_new = max(1, round(n * n_eval / (n_samples + n_eval))) if n_eval else 0
-        log.warning("replay pool holds %d usable configurations, fewer than %d + %d asked: using %d + %d",
-                    n, n_samples, n_eval, n - n_eval_new, n_eval_new)
+        log.warning(
+            "replay pool holds %d usable configurations, fewer than %d + %d asked: using %d + %d",
+            n,
+            n_samples,
+            n_eval,
+            n - n_eval_new,
+            n_eval_new,
+        )
         n_samples, n_eval = n - n_eval_new, n_eval_new
     held_items = held.items()[:n_eval] if held is not None else []
     threshold = held_items[-1][0][0] if held_items else -1.0
@@ -183,31 +193,52 @@ def select_stream(path: Path, elements: set[int], n_samples: int, n_eval: int, s
         stats["passes"] = 2
     chosen = sorted(candidates[:n_samples], key=lambda f: f.index)
     if len(chosen) < n_samples:
-        log.warning("only %d configurations are outside the held-out groups: replaying %d, not %d",
-                    len(chosen), len(chosen), n_samples)
+        log.warning(
+            "only %d configurations are outside the held-out groups: replaying %d, not %d",
+            len(chosen),
+            len(chosen),
+            n_samples,
+        )
     stats.update(held_out_groups=len(held_groups))
     return chosen, sorted((f for _, f in held_items), key=lambda f: f.index), stats
 
 
-def held_out_slice(path: Path, relabelled: Path | None, elements: set[int], mode: str, n_eval: int,
-                   seed: int, exclude: tuple[str, ...] = ()) -> tuple[list, list | None]:
+def held_out_slice(
+    path: Path,
+    relabelled: Path | None,
+    elements: set[int],
+    mode: str,
+    n_eval: int,
+    seed: int,
+    exclude: tuple[str, ...] = (),
+) -> tuple[list, list | None]:
     """The pretraining-distribution slice no foundation model saw (a file of its own), filtered
     like the replay pool and cut to n_eval frames by a seeded draw; the same frames of its copy
     at the target level of theory, which must list the same structures in the same order."""
     frames = read(path, ":")
     twins = read(relabelled, ":") if relabelled is not None else None
-    if twins is not None and (len(twins) != len(frames) or any(
+    if twins is not None and (
+        len(twins) != len(frames)
+        or any(
             a.get_chemical_formula() != b.get_chemical_formula() or not np.allclose(a.positions, b.positions, atol=1e-6)
-            for a, b in zip(frames, twins))):
-        raise FtbenchError(f"{relabelled} is not a relabelled copy of {path}: structures differ "
-                           "(it must hold the same configurations in the same order)")
-    keep = [i for i, a in enumerate(frames)
-            if not (len(a) == 1 and a.info.get("config_type") == ISOLATED)
-            and a.info.get("config_type") not in exclude
-            and (set(a.numbers) <= elements if mode == "subset" else bool(set(a.numbers) & elements))]
+            for a, b in zip(frames, twins)
+        )
+    ):
+        raise FtbenchError(
+            f"{relabelled} is not a relabelled copy of {path}: structures differ "
+            "(it must hold the same configurations in the same order)"
+        )
+    keep = [
+        i
+        for i, a in enumerate(frames)
+        if not (len(a) == 1 and a.info.get("config_type") == ISOLATED)
+        and a.info.get("config_type") not in exclude
+        and (set(a.numbers) <= elements if mode == "subset" else bool(set(a.numbers) & elements))
+    ]
     if not keep:
-        raise FtbenchError(f"held-out pretraining slice {path} has no configuration made of the benchmark's "
-                           f"elements ({mode} filter)")
+        raise FtbenchError(
+            f"held-out pretraining slice {path} has no configuration made of the benchmark's elements ({mode} filter)"
+        )
     keep = sorted(keep, key=lambda i: _u(seed, "pt_eval", str(i)))[:n_eval]
     keep.sort()
     return [frames[i] for i in keep], ([twins[i] for i in keep] if twins is not None else None)
@@ -223,8 +254,7 @@ class _Keyed:
         return self.frame.index
 
 
-def parse_frames(frames: list[Frame], energy_key: str, forces_key: str, stress_key: str | None,
-                 path: Path) -> list:
+def parse_frames(frames: list[Frame], energy_key: str, forces_key: str, stress_key: str | None, path: Path) -> list:
     """ASE atoms of the selected frames with labels under REF_*; stress only where the frame has
     one. Per-property weights of the pool (config_energy_weight: 0.1 in the study's SN2 pool)
     stay: mace's universal loss reads them."""
@@ -234,8 +264,9 @@ def parse_frames(frames: list[Frame], energy_key: str, forces_key: str, stress_k
     out = []
     for atoms, frame in zip(raw, frames):
         has_stress = stress_key is not None and _label(atoms, stress_key) is not None
-        (a,) = normalise_atoms([atoms], energy_key, forces_key, stress_key if has_stress else None,
-                               path=f"{path} frame {frame.index}")
+        (a,) = normalise_atoms(
+            [atoms], energy_key, forces_key, stress_key if has_stress else None, path=f"{path} frame {frame.index}"
+        )
         a.info["pool_index"] = frame.index
         out.append(a)
     return out
@@ -263,22 +294,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", required=True, type=Path, help="pretraining/replay pool (extxyz, streamed)")
     p.add_argument("--model", required=True, type=Path, help="foundation model (for pseudolabels)")
     p.add_argument("--head", default=None, help="head of a multihead foundation model to pseudolabel with")
-    p.add_argument("--benchmark-data", required=True, type=Path, nargs="+", help="files whose elements define the filter")
+    p.add_argument(
+        "--benchmark-data", required=True, type=Path, nargs="+", help="files whose elements define the filter"
+    )
     p.add_argument("--n-samples", type=int, default=1000)
     p.add_argument("--n-eval", type=int, default=200)
     p.add_argument("--filter", choices=("subset", "overlap"), default="subset")
-    p.add_argument("--group-key", nargs="*", default=list(GROUP_KEYS),
-                   help="info keys naming a frame's material/trajectory (first present wins); "
-                        "held-out and replay frames never share one")
+    p.add_argument(
+        "--group-key",
+        nargs="*",
+        default=list(GROUP_KEYS),
+        help="info keys naming a frame's material/trajectory (first present wins); "
+        "held-out and replay frames never share one",
+    )
     p.add_argument("--energy-key", default="REF_energy", help="the pool's energy key (MPtrj: energy)")
     p.add_argument("--forces-key", default="REF_forces", help="the pool's forces key (MPtrj: forces)")
     p.add_argument("--stress-key", default="REF_stress", help="the pool's stress key (MPtrj: stress)")
-    p.add_argument("--pt-eval", type=Path, default=None,
-                   help="held-out pretraining slice (its own file); default: held out from the pool")
-    p.add_argument("--pt-eval-relabelled", type=Path, default=None,
-                   help="the --pt-eval structures at the target level of theory (same order)")
-    p.add_argument("--pt-eval-exclude", nargs="*", default=[],
-                   help="config_types of --pt-eval not scored (e.g. low-weight short-range pairs)")
+    p.add_argument(
+        "--pt-eval",
+        type=Path,
+        default=None,
+        help="held-out pretraining slice (its own file); default: held out from the pool",
+    )
+    p.add_argument(
+        "--pt-eval-relabelled",
+        type=Path,
+        default=None,
+        help="the --pt-eval structures at the target level of theory (same order)",
+    )
+    p.add_argument(
+        "--pt-eval-exclude",
+        nargs="*",
+        default=[],
+        help="config_types of --pt-eval not scored (e.g. low-weight short-range pairs)",
+    )
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out-dir", required=True, type=Path)
@@ -287,24 +336,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ftbench.inference import foundation_for, heads_of
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.pool.is_file():
         raise FtbenchError(f"replay pool {args.pool} does not exist")
     prov = Provenance([args.pool, args.model, *args.benchmark_data], device=args.device)
     model = foundation_for(args.model, args.head, args.device)  # bad head: fail before the pool pass
     elements = {int(z) for path in args.benchmark_data for a in read(path, ":") for z in a.numbers}
-    chosen, held, stats = select_stream(args.pool, elements, args.n_samples,
-                                        0 if args.pt_eval else args.n_eval, args.seed,
-                                        args.filter, tuple(args.group_key))
-    log.info("%d of %d pool configurations pass the %s filter; replay %d, held out %d (%s)",
-             stats["usable"], stats["pool"], args.filter, len(chosen), len(held),
-             f"groups by {stats['groups_from']}" if stats["groups_from"] else "no group ids: by frame")
+    chosen, held, stats = select_stream(
+        args.pool,
+        elements,
+        args.n_samples,
+        0 if args.pt_eval else args.n_eval,
+        args.seed,
+        args.filter,
+        tuple(args.group_key),
+    )
+    log.info(
+        "%d of %d pool configurations pass the %s filter; replay %d, held out %d (%s)",
+        stats["usable"],
+        stats["pool"],
+        args.filter,
+        len(chosen),
+        len(held),
+        f"groups by {stats['groups_from']}" if stats["groups_from"] else "no group ids: by frame",
+    )
     keys = (args.energy_key, args.forces_key, args.stress_key or None)
     replay = parse_frames(chosen, *keys, args.pool)
     relabelled = []
     if args.pt_eval:
-        held_out, twins = held_out_slice(args.pt_eval, args.pt_eval_relabelled, elements, args.filter,
-                                         args.n_eval, args.seed, tuple(args.pt_eval_exclude))
+        held_out, twins = held_out_slice(
+            args.pt_eval,
+            args.pt_eval_relabelled,
+            elements,
+            args.filter,
+            args.n_eval,
+            args.seed,
+            tuple(args.pt_eval_exclude),
+        )
         relabelled = twins or []
     else:
         held_out = parse_frames(held, *keys, args.pool)
@@ -315,10 +382,19 @@ def run(args: argparse.Namespace) -> int:
     write(out / "replay.xyz", replay, format="extxyz")
     write(out / "replay_pseudo.xyz", pseudolabel(model, replay, device=args.device), format="extxyz")
     write(out / "pt_eval.xyz", held_out, format="extxyz")
-    prov.write(out / "summary.json", [out / "replay.xyz", out / "replay_pseudo.xyz", out / "pt_eval.xyz"],
-               extra={**stats, "replay": len(replay), "pt_eval": len(held_out), "filter": args.filter,
-                      "pt_eval_source": str(args.pt_eval or args.pool),
-                      "pt_eval_relabelled": len(relabelled),
-                      "elements": sorted(elements), "head": heads_of(model)[0],
-                      "group_keys": list(args.group_key)})
+    prov.write(
+        out / "summary.json",
+        [out / "replay.xyz", out / "replay_pseudo.xyz", out / "pt_eval.xyz"],
+        extra={
+            **stats,
+            "replay": len(replay),
+            "pt_eval": len(held_out),
+            "filter": args.filter,
+            "pt_eval_source": str(args.pt_eval or args.pool),
+            "pt_eval_relabelled": len(relabelled),
+            "elements": sorted(elements),
+            "head": heads_of(model)[0],
+            "group_keys": list(args.group_key),
+        },
+    )
     return 0

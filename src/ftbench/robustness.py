@@ -24,7 +24,7 @@ from ftbench.config import check_robustness
 from ftbench.errors import FtbenchError
 from ftbench.finetune import read_run
 from ftbench.geometry import minimum_image_radius
-from ftbench.mace_runner import resolve_device
+from ftbench.inference import resolve_device
 from ftbench.provenance import Provenance, write_json
 
 log = logging.getLogger("ftbench.robustness")
@@ -61,8 +61,15 @@ def reference_density(structure, settings: dict) -> tuple[float, str]:
     return 1.0, "1 g/cm^3 (molecular benchmark without robustness.rss.reference_density)"
 
 
-def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: Path,
-             reference_rdf: Path | None, device: str = "cpu") -> tuple[str, str | None, dict]:
+def robustness_of(
+    model: Path,
+    head: str | None,
+    structure,
+    settings: dict,
+    out_dir: Path,
+    reference_rdf: Path | None,
+    device: str = "cpu",
+) -> tuple[str, str | None, dict]:
     """(status, reason, results) of every robustness probe of one model from the common start."""
     # head None: mace picks the single head, or the fine-tuned 'Default' head of a multihead model
     calc = load_calculator(model, head=head, device=device)
@@ -76,11 +83,21 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
     md_dir.mkdir(parents=True, exist_ok=True)
     criteria = md.Criteria(s["min_distance"], s["max_force"], s["max_temperature_factor"])
     evaluator = md.evaluator_for(calc)
-    result["md"] = md.run_replicas(structure, evaluator, replicas=s["replicas"], seed=s.get("seed", 0),
-                                   out_dir=md_dir, steps=s["steps"], timestep_fs=s["timestep_fs"],
-                                   t_start=s["t_start"], t_end=s["t_end"], friction=s["friction"],
-                                   thermalise_steps=s.get("thermalise_steps", 0), save_every=s["save_every"],
-                                   criteria=criteria)
+    result["md"] = md.run_replicas(
+        structure,
+        evaluator,
+        replicas=s["replicas"],
+        seed=s.get("seed", 0),
+        out_dir=md_dir,
+        steps=s["steps"],
+        timestep_fs=s["timestep_fs"],
+        t_start=s["t_start"],
+        t_end=s["t_end"],
+        friction=s["friction"],
+        thermalise_steps=s.get("thermalise_steps", 0),
+        save_every=s["save_every"],
+        criteria=criteria,
+    )
     log.info("MD: %s", result["md"]["summary"])
     errors = [r for r in result["md"]["replicas"] if r["reason"] == "calculator_error"]
     at_start = [r for r in errors if r["integrated_steps"] == 0]  # the model cannot evaluate the start
@@ -93,17 +110,29 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
     result["production"] = {"run": survival >= p["min_survival"], "temperature_K": p["temperature"]}
     frames = []
     if result["production"]["run"]:
-        prod = md.run_replicas(structure, evaluator, replicas=p["replicas"], seed=s.get("seed", 0) + 1000,
-                               out_dir=md_dir, prefix="production", steps=p["steps"], timestep_fs=s["timestep_fs"],
-                               t_start=p["temperature"], t_end=p["temperature"], friction=s["friction"],
-                               thermalise_steps=p["thermalise_steps"], save_every=p["save_every"],
-                               criteria=criteria)
+        prod = md.run_replicas(
+            structure,
+            evaluator,
+            replicas=p["replicas"],
+            seed=s.get("seed", 0) + 1000,
+            out_dir=md_dir,
+            prefix="production",
+            steps=p["steps"],
+            timestep_fs=s["timestep_fs"],
+            t_start=p["temperature"],
+            t_end=p["temperature"],
+            friction=s["friction"],
+            thermalise_steps=p["thermalise_steps"],
+            save_every=p["save_every"],
+            criteria=criteria,
+        )
         result["production"].update(prod)
         frames = production_frames(prod["replicas"], md_dir, settings["rdf"]["skip_frames"])
         log.info("NVT production at %s K: %s", p["temperature"], prod["summary"])
     else:
-        result["production"]["reason"] = (f"ramp survival {survival:.2f} below robustness.production.min_survival "
-                                          f"{p['min_survival']}: no RDF")
+        result["production"]["reason"] = (
+            f"ramp survival {survival:.2f} below robustness.production.min_survival {p['min_survival']}: no RDF"
+        )
     result["rdf"] = {"n_frames": len(frames), "source": f"NVT production at {p['temperature']} K"}
     if frames and reference_rdf is not None:
         # same r range as the reference, so the EMD compares like with like
@@ -112,10 +141,17 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
         if structure.pbc.all():
             r_max = min(r_max, min(minimum_image_radius(f) for f in frames))
         table = rdf.partial_rdf(frames, r_max=r_max, bin_width=ref_meta["bin_width"])
-        rdf.write_csv(table, out_dir / "rdf.csv")
-        write_json(rdf.metadata_path(out_dir / "rdf.csv"),
-                   {"kind": table.kind, "n_frames": table.n_frames, "r_max": table.r_max,
-                    "bin_width": table.bin_width, "pairs": sorted(table.g)})
+        rdf.write_curves(out_dir / "rdf.csv", table.r, table.g)
+        write_json(
+            rdf.metadata_path(out_dir / "rdf.csv"),
+            {
+                "kind": table.kind,
+                "n_frames": table.n_frames,
+                "r_max": table.r_max,
+                "bin_width": table.bin_width,
+                "pairs": sorted(table.g),
+            },
+        )
         result["emd"] = emd.emd_tables(out_dir / "rdf.csv", reference_rdf)
         result["emd"]["reference"] = ref_meta.get("label")
         log.info("EMD to %s: %s", reference_rdf, result["emd"]["emd"])
@@ -126,10 +162,17 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
     periodic = s.get("periodic", bool(structure.pbc.all()))
     rho, rho_source = reference_density(structure, s)
     lo, hi = s["density_range"]
-    summary, relaxed = rss.run_rss(calc, composition, n_structures=s["n_structures"],
-                                   density_range=(lo * rho, hi * rho), periodic=periodic,
-                                   fmax=s["fmax"], max_steps=s["max_steps"],
-                                   collapse_fraction=s["collapse_fraction"], seed=s.get("seed", 0))
+    summary, relaxed = rss.run_rss(
+        calc,
+        composition,
+        n_structures=s["n_structures"],
+        density_range=(lo * rho, hi * rho),
+        periodic=periodic,
+        fmax=s["fmax"],
+        max_steps=s["max_steps"],
+        collapse_fraction=s["collapse_fraction"],
+        seed=s.get("seed", 0),
+    )
     summary["reference_density"] = {"g_per_cm3": rho, "source": rho_source}
     write(out_dir / "rss_relaxed.xyz", relaxed, format="extxyz")
     result["rss"] = summary
@@ -139,10 +182,7 @@ def evaluate(model: Path, head: str | None, structure, settings: dict, out_dir: 
     r = np.linspace(s["r_min"], s["r_max"], s["n_points"])
     elements = s.get("elements") or sorted(set(structure.get_chemical_symbols()))
     curves, metrics = dimers.dimer_curves(calc, elements, r, core_fraction=s["core_fraction"])
-    with open(out_dir / "dimers.csv", "w") as f:
-        f.write(",".join(["r", *curves]) + "\n")
-        for i, ri in enumerate(r):
-            f.write(",".join([f"{ri:.6f}", *(f"{curves[p][i]:.8g}" for p in curves)]) + "\n")
+    rdf.write_curves(out_dir / "dimers.csv", r, curves, fmt="%.8g", r_fmt="%.6f")
     result["dimers"] = metrics
     return "ok", None, result
 
@@ -152,8 +192,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--model", type=Path)
     src.add_argument("--run", type=Path, help="run.json of `ftbench finetune` (failed runs give a status record)")
     p.add_argument("--head", default=None, help="head to evaluate (default: the only head, or 'Default')")
-    p.add_argument("--structure", required=True, type=Path,
-                   help="the benchmark's common MD start (ftbench md-start), or structures to pick --index from")
+    p.add_argument(
+        "--structure",
+        required=True,
+        type=Path,
+        help="the benchmark's common MD start (ftbench md-start), or structures to pick --index from",
+    )
     p.add_argument("--index", type=int, default=-1)
     p.add_argument("--reference-rdf", type=Path, default=None, help="reference RDF table for the EMD")
     p.add_argument("--settings", required=True, help="JSON: md, rdf, rss, dimers settings (the config's)")
@@ -162,7 +206,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = json.loads(args.settings)
     model, status, reason = args.model, "ok", None
     if args.run is not None:
@@ -176,10 +219,12 @@ def run(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     result = {}
     if status == "ok":
-        status, reason, result = evaluate(model, args.head, structures[args.index], settings, args.out_dir,
-                                          args.reference_rdf, args.device)
+        status, reason, result = robustness_of(
+            model, args.head, structures[args.index], settings, args.out_dir, args.reference_rdf, args.device
+        )
         if status != "ok":
             log.error("robustness of %s: %s", model, reason)
-    prov.write(args.out_dir / "robustness.json", extra={"status": status, "reason": reason,
-                                                         "settings": settings, **result})
+    prov.write(
+        args.out_dir / "robustness.json", extra={"status": status, "reason": reason, "settings": settings, **result}
+    )
     return 0

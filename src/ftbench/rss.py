@@ -12,7 +12,6 @@ numbers, or when the cell caves in.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ase import Atoms
 from ftbench.calculators import add_model_arguments
 from ftbench.errors import FtbenchError
 from ftbench.geometry import min_pair_distance
+from ftbench.provenance import finite_or_none, write_json
 
 # g/cm^3 per amu/A^3
 _AMU_PER_A3_IN_G_PER_CM3 = 1.66053906660
@@ -37,7 +37,9 @@ def parse_composition(text: str) -> dict[str, int]:
     try:
         counts = Formula(text).count()
     except Exception as err:
-        raise FtbenchError(f"--composition {text!r} is not a chemical formula ({err}); write e.g. H2O or Na1Cl1H16O8") from None
+        raise FtbenchError(
+            f"--composition {text!r} is not a chemical formula ({err}); write e.g. H2O or Na1Cl1H16O8"
+        ) from None
     bad = [s for s in counts if s not in atomic_numbers]
     if not counts or bad:
         raise FtbenchError(f"--composition {text!r}: unknown element(s) {bad}")
@@ -159,11 +161,6 @@ def relax(atoms: Atoms, calc, fmax: float = 0.05, max_steps: int = 200) -> tuple
     return atoms, record
 
 
-def _finite_or_none(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def run_rss(
     calc,
     composition: dict[str, int] | str,
@@ -214,15 +211,16 @@ def run_rss(
             index=k,
             density_initial=float(densities[k]),
             density_final=(float(atomic_masses[final.numbers].sum()) * _AMU_PER_A3_IN_G_PER_CM3 / volume)
-            if volume else None,
-            close_contact_inserted=_finite_or_none(contact) if contact is not None else None,
-            min_distance_initial=_finite_or_none(d0),
-            min_distance=_finite_or_none(d1),
-            min_covalent_ratio=_finite_or_none(ratio),
+            if volume
+            else None,
+            close_contact_inserted=finite_or_none(contact) if contact is not None else None,
+            min_distance_initial=finite_or_none(d0),
+            min_distance=finite_or_none(d1),
+            min_covalent_ratio=finite_or_none(ratio),
             closest_pair=pair,
             collapsed=bool(collapsed),
-            energy=_finite_or_none(energy) if energy is not None else None,
-            energy_per_atom=_finite_or_none(energy / len(final)) if energy is not None else None,
+            energy=finite_or_none(energy) if energy is not None else None,
+            energy_per_atom=finite_or_none(energy / len(final)) if energy is not None else None,
         )
         records.append(record)
         frame = _results_snapshot(final)
@@ -260,14 +258,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--composition", required=True, help="cell content, e.g. H2O or Na1Cl1H16O8")
     parser.add_argument("--n-structures", type=int, default=20)
     parser.add_argument("--density-range", default="0.5,1.5", help="low,high in g/cm^3 (evenly spaced)")
-    parser.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=True,
-                        help="periodic cubic cells with cell relaxation (default) or free clusters")
+    parser.add_argument(
+        "--periodic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="periodic cubic cells with cell relaxation (default) or free clusters",
+    )
     parser.add_argument("--fmax", type=float, default=0.05, help="FIRE force convergence (eV/A)")
     parser.add_argument("--max-steps", type=int, default=200, help="FIRE step limit per structure")
-    parser.add_argument("--collapse-fraction", type=float, default=0.5,
-                        help="a relaxed pair closer than this fraction of the sum of its covalent radii collapses")
-    parser.add_argument("--close-contact-fraction", type=float, default=0.25,
-                        help="fraction of structures given one pair at 0.25-1 x the smallest collapse distance")
+    parser.add_argument(
+        "--collapse-fraction",
+        type=float,
+        default=0.5,
+        help="a relaxed pair closer than this fraction of the sum of its covalent radii collapses",
+    )
+    parser.add_argument(
+        "--close-contact-fraction",
+        type=float,
+        default=0.25,
+        help="fraction of structures given one pair at 0.25-1 x the smallest collapse distance",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output folder: result.json, relaxed.xyz")
 
@@ -281,16 +291,22 @@ def run(args: argparse.Namespace) -> int:
     density_range = parse_range(args.density_range)
     calc = calculator_for(args, composition, f"--composition {args.composition}")
     result, relaxed = run_rss(
-        calc, composition, n_structures=args.n_structures, density_range=density_range,
-        periodic=args.periodic, fmax=args.fmax, max_steps=args.max_steps,
-        collapse_fraction=args.collapse_fraction, close_contact_fraction=args.close_contact_fraction,
+        calc,
+        composition,
+        n_structures=args.n_structures,
+        density_range=density_range,
+        periodic=args.periodic,
+        fmax=args.fmax,
+        max_steps=args.max_steps,
+        collapse_fraction=args.collapse_fraction,
+        close_contact_fraction=args.close_contact_fraction,
         seed=args.seed,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write(out / "relaxed.xyz", relaxed, format="extxyz")
     options = {k: v for k, v in vars(args).items() if k != "command"}
-    (out / "result.json").write_text(json.dumps({"options": options, **result}, indent=2, default=str) + "\n")
+    write_json(out / "result.json", {"options": options, **result})
     s = result["summary"]
     print(f"collapse fraction {s['collapse_fraction']:.2f} ({s['n_collapsed']}/{s['n_structures']})")
     return 0

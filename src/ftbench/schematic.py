@@ -16,8 +16,7 @@ from pathlib import Path
 
 from ftbench.style import OKABE_ITO, strategy_style, strategy_styles
 
-DEFAULT_STRATEGIES = ["scratch", "naive", "freeze5", "freeze6", "lora", "replay", "pseudo_replay",
-                      "replay_lora"]
+DEFAULT_STRATEGIES = ["scratch", "naive", "freeze5", "freeze6", "lora", "replay", "pseudo_replay", "replay_lora"]
 TITLE = "Fine-tuning strategies (what trains, what is frozen, what is replayed)"
 
 # Module groups, bottom to top.
@@ -34,21 +33,30 @@ SPECS: dict[str, dict] = {
     "freeze6": {"blocks": [_F, _F, _F, _F, _T], "flags": ["--freeze 6"]},
     "lora": {"blocks": [_F] * 5, "flags": ["--lora True", "--lora_rank r"], "lora": True},
     "replay": {"blocks": [_T] * 5, "flags": ["--multiheads_finetuning", "True"], "replay": "original"},
-    "pseudo_replay": {"blocks": [_T] * 5, "replay": "pseudo",
-                      "flags": ["--multiheads_finetuning", "True", "--pseudolabel_replay True"]},
-    "replay_lora": {"blocks": [_F] * 5, "lora": True, "replay": "original",
-                    "flags": ["--multiheads_finetuning", "True", "--lora True"]},
+    "pseudo_replay": {
+        "blocks": [_T] * 5,
+        "replay": "pseudo",
+        "flags": ["--multiheads_finetuning", "True", "--pseudolabel_replay True"],
+    },
+    "replay_lora": {
+        "blocks": [_F] * 5,
+        "lora": True,
+        "replay": "original",
+        "flags": ["--multiheads_finetuning", "True", "--lora True"],
+    },
 }
-REPLAY_TEXT = {"original": "replay data\n(original labels)",
-               "pseudo": "replay data\n(pseudolabels from\nthe foundation)"}
+REPLAY_TEXT = {
+    "original": "replay data\n(original labels)",
+    "pseudo": "replay data\n(pseudolabels from\nthe foundation)",
+}
 
 FROZEN_FACE, FROZEN_EDGE, NEUTRAL_EDGE = "#dedede", "#8c8c8c", "#444444"
 
 # Geometry in data units; every column uses the same scale (1 unit wide = 1 unit tall on paper
 # is not required, only that all columns share it so text sizes match).
-ROW_Y = [0.3, 2.5, 4.7, 6.9, 9.1]     # bottom of each group
-ROW_H = [1.6, 1.6, 1.6, 1.6, 2.1]     # readout is taller: two text lines
-DATA_Y, DATA_H = 12.0, 2.2            # replay data box
+ROW_Y = [0.3, 2.5, 4.7, 6.9, 9.1]  # bottom of each group
+ROW_H = [1.6, 1.6, 1.6, 1.6, 2.1]  # readout is taller: two text lines
+DATA_Y, DATA_H = 12.0, 2.2  # replay data box
 NAME_Y, FLAGS_Y, TOP = 17.0, 16.1, 17.6
 LORA_W, GAP, PAD = 2.0, 0.35, 0.2
 BLOCK_FONT, SMALL_FONT = 7, 6.5
@@ -115,25 +123,30 @@ def _box_style(state: str, color: str) -> dict:
 def _box(ax, x, y, w, h, text, style, gid, fontsize=BLOCK_FONT, text_kw=None):
     from matplotlib.patches import FancyBboxPatch
 
-    patch = FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.25", gid=gid,
-                           **style)
-    if hasattr(patch, "set_hatch_linewidth"):   # matplotlib >= 3.10
+    patch = FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.25", gid=gid, **style)
+    if hasattr(patch, "set_hatch_linewidth"):  # matplotlib >= 3.10
         patch.set_hatch_linewidth(0.6)
     ax.add_patch(patch)
     if text:
         kw = {"ha": "center", "va": "center", "fontsize": fontsize, "linespacing": 1.1}
         kw.update(text_kw or {})
         # A white backing keeps labels legible over the frozen hatching.
-        bbox = {"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": "none", "alpha": 0.85} \
-            if style.get("hatch") else None
+        bbox = (
+            {"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+            if style.get("hatch")
+            else None
+        )
         ax.text(x + w / 2, y + h / 2, text, gid=f"{gid}:label", bbox=bbox, **kw)
     return patch
 
 
 def _arrow(ax, x0, y0, x1, y1, color=NEUTRAL_EDGE):
-    ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                arrowprops={"arrowstyle": "-|>", "color": color, "lw": 0.9, "mutation_scale": 7,
-                            "shrinkA": 0, "shrinkB": 0})
+    ax.annotate(
+        "",
+        xy=(x1, y1),
+        xytext=(x0, y0),
+        arrowprops={"arrowstyle": "-|>", "color": color, "lw": 0.9, "mutation_scale": 7, "shrinkA": 0, "shrinkB": 0},
+    )
 
 
 def _column(ax, name: str, spec: dict, color: str) -> None:
@@ -143,7 +156,7 @@ def _column(ax, name: str, spec: dict, color: str) -> None:
     ax.set_ylim(0, TOP)
     ax.set_axis_off()
 
-    x0, x1 = PAD, width - PAD - (LORA_W + GAP if lora else 0.0)   # main stack
+    x0, x1 = PAD, width - PAD - (LORA_W + GAP if lora else 0.0)  # main stack
     for i, (block, state) in enumerate(zip(BLOCKS, spec["blocks"])):
         y, h = ROW_Y[i], ROW_H[i]
         style = _box_style(state, color)
@@ -158,31 +171,66 @@ def _column(ax, name: str, spec: dict, color: str) -> None:
             _box(ax, x0, y, x1 - x0, h, block, style, f"{name}:{block}")
         if i:
             mid = (x0 + x1) / 2 if not (block == "readout" and replay) else None
-            for xm in ([mid] if mid is not None else [x0 + (x1 - x0 - GAP) / 4,
-                                                      x1 - (x1 - x0 - GAP) / 4]):
+            for xm in [mid] if mid is not None else [x0 + (x1 - x0 - GAP) / 4, x1 - (x1 - x0 - GAP) / 4]:
                 _arrow(ax, xm, ROW_Y[i - 1] + ROW_H[i - 1], xm, y)
         if lora:
             lx = x1 + GAP
-            _box(ax, lx, y + 0.2, LORA_W, h - 0.4, "LoRA\nr", _box_style(TRAIN, color) | {"linewidth": 1.4},
-                 f"{name}:lora:{block}", fontsize=SMALL_FONT)
+            _box(
+                ax,
+                lx,
+                y + 0.2,
+                LORA_W,
+                h - 0.4,
+                "LoRA\nr",
+                _box_style(TRAIN, color) | {"linewidth": 1.4},
+                f"{name}:lora:{block}",
+                fontsize=SMALL_FONT,
+            )
             ax.plot([x1, lx], [y + h / 2] * 2, color=NEUTRAL_EDGE, lw=0.9)
 
     if replay:
-        half = (x1 - x0 - GAP) / 2   # the pt head is the right half of the readout row
-        _box(ax, x0, DATA_Y, x1 - x0 + (LORA_W + GAP if lora else 0.0), DATA_H, REPLAY_TEXT[replay],
-             {"facecolor": "white", "edgecolor": color, "linewidth": 1.4}, f"{name}:replay_data",
-             fontsize=SMALL_FONT)
+        half = (x1 - x0 - GAP) / 2  # the pt head is the right half of the readout row
+        _box(
+            ax,
+            x0,
+            DATA_Y,
+            x1 - x0 + (LORA_W + GAP if lora else 0.0),
+            DATA_H,
+            REPLAY_TEXT[replay],
+            {"facecolor": "white", "edgecolor": color, "linewidth": 1.4},
+            f"{name}:replay_data",
+            fontsize=SMALL_FONT,
+        )
         xm = x0 + half + GAP + half / 2
         _arrow(ax, xm, DATA_Y, xm, ROW_Y[4] + ROW_H[4], color=color)
 
-    name_text = ax.text(width / 2, NAME_Y, name, ha="center", va="center", fontsize=11,
-                        fontweight="bold", color=color, gid=f"{name}:name")
-    if _luminance(color) > 0.7:   # pale colours (Okabe-Ito yellow) get a thin dark outline
+    name_text = ax.text(
+        width / 2,
+        NAME_Y,
+        name,
+        ha="center",
+        va="center",
+        fontsize=11,
+        fontweight="bold",
+        color=color,
+        gid=f"{name}:name",
+    )
+    if _luminance(color) > 0.7:  # pale colours (Okabe-Ito yellow) get a thin dark outline
         from matplotlib import patheffects
 
         name_text.set_path_effects([patheffects.withStroke(linewidth=1.0, foreground="#666666")])
-    ax.text(width / 2, FLAGS_Y, "\n".join(spec["flags"]), ha="center", va="top", fontsize=SMALL_FONT,
-            family="monospace", linespacing=1.25, color="#222222", gid=f"{name}:flags")
+    ax.text(
+        width / 2,
+        FLAGS_Y,
+        "\n".join(spec["flags"]),
+        ha="center",
+        va="top",
+        fontsize=SMALL_FONT,
+        family="monospace",
+        linespacing=1.25,
+        color="#222222",
+        gid=f"{name}:flags",
+    )
 
 
 def _legend_handles(colors: list[str]):
@@ -239,8 +287,18 @@ def draw_schematic(out: Path, strategies: list[str] | None = None, roles: dict[s
         x += frac + sep
     fig.suptitle(TITLE, fontsize=14, y=0.985)
     handles, labels, handler_map = _legend_handles([strategy_style(n)["color"] for n in DEFAULT_STRATEGIES[1:4]])
-    fig.legend(handles, labels, handler_map=handler_map, loc="lower center", ncol=3, fontsize=8,
-               frameon=False, bbox_to_anchor=(0.5, 0.005), handlelength=3.2, columnspacing=2.0)
+    fig.legend(
+        handles,
+        labels,
+        handler_map=handler_map,
+        loc="lower center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.005),
+        handlelength=3.2,
+        columnspacing=2.0,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=150)
     fig.savefig(out.with_suffix(".pdf"))

@@ -21,16 +21,21 @@ def roles(cfg: dict, strategy_name: str) -> dict:
     E0s, the zero-shot point of the learning curve). Findings, table order, styles and the schematic read these, not names."""
     preset = strategy(cfg, strategy_name)
     flags = preset["mace_flags"]
-    return {"foundation": bool(preset.get("foundation", True)), "replay": preset.get("replay"),
-            "frozen": int(flags.get("freeze") or 0), "lora": bool(flags.get("lora", False)),
-            "trained": bool(preset.get("train", True))}
+    return {
+        "foundation": bool(preset.get("foundation", True)),
+        "replay": preset.get("replay"),
+        "frozen": int(flags.get("freeze") or 0),
+        "lora": bool(flags.get("lora", False)),
+        "trained": bool(preset.get("train", True)),
+    }
 
 
 UNTOUCHED_ROLES = {"foundation": True, "replay": None, "frozen": 0, "lora": False, "trained": False}
 
 
-def mace_flags(cfg: dict, strategy_name: str, model_name: str | None, benchmark: str | None = None,
-               size: int | None = None) -> dict:
+def mace_flags(
+    cfg: dict, strategy_name: str, model_name: str | None, benchmark: str | None = None, size: int | None = None
+) -> dict:
     """Shared flags < strategy preset < the benchmark's `training` overrides; architecture for
     runs without a foundation model. No --weight_pt_head: mace 0.3.16 ignores it for a local
     --pt_train_file (config.validate refuses values other than 1.0)."""
@@ -66,12 +71,20 @@ def step_budget(cfg: dict, strategy_name: str, benchmark: str | None = None) -> 
     override = cfg["catalog"]["benchmarks"][benchmark].get("training", {}) if benchmark else {}
     if any("max_num_epochs" in d for d in (override, strategy(cfg, strategy_name), training)):
         return None
-    return {"steps": override.get("steps", training["steps"]),
-            "patience_fraction": override.get("patience_fraction", training.get("patience_fraction", 1.0))}
+    return {
+        "steps": override.get("steps", training["steps"]),
+        "patience_fraction": override.get("patience_fraction", training.get("patience_fraction", 1.0)),
+    }
 
 
-def epochs_for_budget(budget: dict, n_train: int, batch_size: int, n_replay: int = 0,
-                      replay_valid_fraction: float = 0.1, ratio_threshold: float = 0.1) -> dict:
+def epochs_for_budget(
+    budget: dict,
+    n_train: int,
+    batch_size: int,
+    n_replay: int = 0,
+    replay_valid_fraction: float = 0.1,
+    ratio_threshold: float = 0.1,
+) -> dict:
     """Epochs that give `budget["steps"]` optimiser steps, as mace batches the data.
 
     mace drops the last incomplete batch, trains a multihead run on the fine-tuning and replay
@@ -84,8 +97,13 @@ def epochs_for_budget(budget: dict, n_train: int, batch_size: int, n_replay: int
         ft += n_train * int(ratio_threshold / (n_train / replay_train))
     per_epoch = max(1, (ft + replay_train) // batch_size)
     epochs = max(1, math.ceil(budget["steps"] / per_epoch))
-    return {"steps": budget["steps"], "train_configs": ft + replay_train, "steps_per_epoch": per_epoch,
-            "max_num_epochs": epochs, "patience": max(1, math.ceil(budget["patience_fraction"] * epochs))}
+    return {
+        "steps": budget["steps"],
+        "train_configs": ft + replay_train,
+        "steps_per_epoch": per_epoch,
+        "max_num_epochs": epochs,
+        "patience": max(1, math.ceil(budget["patience_fraction"] * epochs)),
+    }
 
 
 def foundation_head(cfg: dict, model_name: str | None) -> str | None:
@@ -119,8 +137,10 @@ def to_argv(flags: dict) -> list[str]:
     for key, value in flags.items():
         action = actions.get(key)
         if action is None:
-            raise FtbenchError(f"mace_run_train has no option --{key} (from `mace_flags` in the config); "
-                               "fix the name, see `mace_run_train --help`")
+            raise FtbenchError(
+                f"mace_run_train has no option --{key} (from `mace_flags` in the config); "
+                "fix the name, see `mace_run_train --help`"
+            )
         if value is None:
             continue
         if isinstance(action, argparse._StoreTrueAction):

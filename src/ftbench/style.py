@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ftbench.config import UNTOUCHED
+from ftbench.grid import UNTOUCHED
 
 # Okabe-Ito palette (colour-blind safe), fixed per study strategy so figures agree with each other.
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
@@ -17,8 +17,18 @@ STRATEGY_ORDER = ["naive", "freeze5", "freeze6", "lora", "replay", "pseudo_repla
 MARKERS = "osD^vP*X"
 # Strategies beyond the study's eight (Paul Tol's muted palette: none equals an Okabe-Ito colour)
 # and markers the eight do not use, so a custom strategy is never a twin of a study strategy.
-EXTRA_COLOURS = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
-                 "#AA4499", "#DDDDDD"]
+EXTRA_COLOURS = [
+    "#332288",
+    "#88CCEE",
+    "#44AA99",
+    "#117733",
+    "#999933",
+    "#DDCC77",
+    "#CC6677",
+    "#882255",
+    "#AA4499",
+    "#DDDDDD",
+]
 EXTRA_MARKERS = "hp<>d8H"
 UNTOUCHED_STYLE = {"color": "#7f7f7f", "linestyle": "--", "marker": "*"}
 # E0 modes and heads are not strategies: line styles, so strategy colours stay unambiguous.
@@ -58,9 +68,14 @@ def strategy_sort(names: Iterable[str], roles: Mapping[str, Mapping] | None = No
 # The study strategies' roles as config/config.yaml defines them: the order when runs.csv carries
 # no role columns (results of an older ftbench).
 STUDY_ROLES = {
-    "naive": {}, "freeze5": {"frozen": 5}, "freeze6": {"frozen": 6}, "lora": {"lora": True},
-    "replay": {"replay": "original"}, "pseudo_replay": {"replay": "pseudo"},
-    "replay_lora": {"replay": "original", "lora": True}, "scratch": {"foundation": False},
+    "naive": {},
+    "freeze5": {"frozen": 5},
+    "freeze6": {"frozen": 6},
+    "lora": {"lora": True},
+    "replay": {"replay": "original"},
+    "pseudo_replay": {"replay": "pseudo"},
+    "replay_lora": {"replay": "original", "lora": True},
+    "scratch": {"foundation": False},
 }
 
 
@@ -71,9 +86,11 @@ def strategy_styles(names: Iterable[str]) -> dict[str, dict]:
     for name in names:
         out[name] = strategy_style(name)
     for i, name in enumerate(extra):
-        out[name] = {"color": EXTRA_COLOURS[i % len(EXTRA_COLOURS)],
-                     "marker": EXTRA_MARKERS[(i // len(EXTRA_COLOURS) + i) % len(EXTRA_MARKERS)],
-                     "linestyle": "-"}
+        out[name] = {
+            "color": EXTRA_COLOURS[i % len(EXTRA_COLOURS)],
+            "marker": EXTRA_MARKERS[(i // len(EXTRA_COLOURS) + i) % len(EXTRA_MARKERS)],
+            "linestyle": "-",
+        }
     return out
 
 
@@ -86,5 +103,8 @@ def strategy_style(name: str) -> dict:
         i = STRATEGY_ORDER.index(name)
         return {"color": OKABE_ITO[i], "marker": MARKERS[i], "linestyle": "-"}
     h = sum((k + 1) * ord(c) for k, c in enumerate(name))
-    return {"color": EXTRA_COLOURS[h % len(EXTRA_COLOURS)], "marker": EXTRA_MARKERS[h % len(EXTRA_MARKERS)],
-            "linestyle": "-"}
+    return {
+        "color": EXTRA_COLOURS[h % len(EXTRA_COLOURS)],
+        "marker": EXTRA_MARKERS[h % len(EXTRA_MARKERS)],
+        "linestyle": "-",
+    }

@@ -19,7 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     pool = read(args.pool, ":")
     if args.size > len(pool):
-        raise FtbenchError(f"training size {args.size} exceeds the {len(pool)} configurations in "
-                           f"{args.pool}; lower `train_sizes` or use `train_sizes: auto`")
-    write(args.out, pool[:args.size], format="extxyz")
+        raise FtbenchError(
+            f"training size {args.size} exceeds the {len(pool)} configurations in "
+            f"{args.pool}; lower `train_sizes` or use `train_sizes: auto`"
+        )
+    write(args.out, pool[: args.size], format="extxyz")
     return 0

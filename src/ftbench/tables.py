@@ -14,21 +14,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ftbench.config import NO_MODEL, UNTOUCHED, add_config_arguments, config_from_args, report_dir
+from ftbench.config import add_config_arguments, config_from_args, report_dir
 from ftbench.errors import FtbenchError
 from ftbench.findings import findings
-from ftbench.metrics import METRICS, at_largest_size, cost, read_replay_steps, read_tables, roles_by_strategy, \
-    run_metrics, seed_stats
+from ftbench.grid import NO_MODEL, UNTOUCHED
+from ftbench.metrics import (
+    METRICS,
+    at_largest_size,
+    cost,
+    read_replay_steps,
+    read_tables,
+    roles_by_strategy,
+    run_metrics,
+    seed_stats,
+)
 from ftbench.style import strategy_sort
 
 log = logging.getLogger("ftbench.tables")
 # The summary's metric columns: every registry metric, with its seed spread (`<column>_sd`).
 SUMMARY_METRICS = [m.column for m in METRICS] + ["optimiser_time_s", "wall_time_s", "gpu_hours"]
 SUMMARY_COLUMNS = {
-    "model": "model", "strategy": "strategy", "e0": "E0s", "train_size": "N train", "n_seeds": "seeds",
+    "model": "model",
+    "strategy": "strategy",
+    "e0": "E0s",
+    "train_size": "N train",
+    "n_seeds": "seeds",
     **{m.column: m.header for m in METRICS},
     "pt_rel_untouched": "pretraining F / untouched",
-    "optimiser_time_s": "optimiser time (s)", "wall_time_s": "wall time (s)", "gpu_hours": "GPU hours",
+    "optimiser_time_s": "optimiser time (s)",
+    "wall_time_s": "wall time (s)",
+    "gpu_hours": "GPU hours",
 }
 
 
@@ -75,19 +90,29 @@ def recommendations(metrics: pd.DataFrame) -> pd.DataFrame:
                     weights.append(metric.weight)
             cand["deployment_rank"] = (pd.concat(ranks, axis=1) * weights).sum(axis=1) / sum(weights)
             dep = cand.loc[cand.deployment_rank.idxmin()]
-            rows.append({"benchmark": bench, "model": model, "train_size": int(acc.train_size),
-                         "accuracy pick": acc.label, "accuracy pick F RMSE (meV/A)": acc.target_force_rmse,
-                         "accuracy pick F RMSE spread": acc.target_force_rmse_sd, "seeds": acc.n_seeds,
-                         "deployment pick": dep.label, "deployment pick mean rank": dep.deployment_rank,
-                         "deployment pick F RMSE (meV/A)": dep.target_force_rmse,
-                         "deployment pick pretraining F / untouched": dep.pt_rel_untouched,
-                         "deployment pick MD survival": dep.md_survival,
-                         "candidates": len(cand)})
+            rows.append(
+                {
+                    "benchmark": bench,
+                    "model": model,
+                    "train_size": int(acc.train_size),
+                    "accuracy pick": acc.label,
+                    "accuracy pick F RMSE (meV/A)": acc.target_force_rmse,
+                    "accuracy pick F RMSE spread": acc.target_force_rmse_sd,
+                    "seeds": acc.n_seeds,
+                    "deployment pick": dep.label,
+                    "deployment pick mean rank": dep.deployment_rank,
+                    "deployment pick F RMSE (meV/A)": dep.target_force_rmse,
+                    "deployment pick pretraining F / untouched": dep.pt_rel_untouched,
+                    "deployment pick MD survival": dep.md_survival,
+                    "candidates": len(cand),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def _with_spread(frame: pd.DataFrame) -> pd.DataFrame:
     """`x` and `x_sd` columns as one "mean ± sd" text column (4 significant digits)."""
+
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) and np.isfinite(v) else ("" if isinstance(v, float) else v)
 
@@ -96,8 +121,10 @@ def _with_spread(frame: pd.DataFrame) -> pd.DataFrame:
         if c.endswith("_sd") and c[:-3] in frame:
             continue
         if c + "_sd" in frame:
-            out[c] = [fmt(v) + (f" ± {sd:.2g}" if isinstance(sd, float) and np.isfinite(sd) else "")
-                      for v, sd in zip(frame[c], frame[c + "_sd"])]
+            out[c] = [
+                fmt(v) + (f" ± {sd:.2g}" if isinstance(sd, float) and np.isfinite(sd) else "")
+                for v, sd in zip(frame[c], frame[c + "_sd"])
+            ]
         else:
             out[c] = frame[c].map(fmt)
     return out
@@ -123,8 +150,13 @@ def run_warnings(runs: pd.DataFrame, benchmark: str) -> list[str]:
     return list(dict.fromkeys(w for t in texts for w in t.split(" | ") if w.strip()))
 
 
-def missing_cells(runs: pd.DataFrame, benchmarks: list[str], models: list[str], strategies: list[str],
-                  no_foundation: set[str] = frozenset()) -> dict[str, list[str]]:
+def missing_cells(
+    runs: pd.DataFrame,
+    benchmarks: list[str],
+    models: list[str],
+    strategies: list[str],
+    no_foundation: set[str] = frozenset(),
+) -> dict[str, list[str]]:
     """Per benchmark, the model/strategy cells of the grid that have no run in runs.csv."""
     have = set(zip(runs.benchmark, runs.model, runs.strategy))
     out = {}
@@ -141,26 +173,37 @@ def missing_cells(runs: pd.DataFrame, benchmarks: list[str], models: list[str], 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # No silent default: a bare `ftbench tables` must not rewrite results/. The folder comes from
     # --tables, or from the config's report_dir when a --configfile/--config is given.
-    p.add_argument("--tables", type=Path, default=None,
-                   help="folder with aggregate's errors.csv, runs.csv, robustness.csv; tables are written here")
+    p.add_argument(
+        "--tables",
+        type=Path,
+        default=None,
+        help="folder with aggregate's errors.csv, runs.csv, robustness.csv; tables are written here",
+    )
     add_config_arguments(p, "; they set the default --tables")
-    p.add_argument("--benchmarks", nargs="*", default=[],
-                   help="benchmarks the config expects: each gets its summary table, an empty one that "
-                        "says so when it has no finished runs")
+    p.add_argument(
+        "--benchmarks",
+        nargs="*",
+        default=[],
+        help="benchmarks the config expects: each gets its summary table, an empty one that "
+        "says so when it has no finished runs",
+    )
     p.add_argument("--models", nargs="*", default=[], help="foundation models the config expects")
     p.add_argument("--strategies", nargs="*", default=[], help="strategies the config expects")
-    p.add_argument("--no-foundation", nargs="*", default=[],
-                   help="strategies that train without a foundation model (scratch)")
-    p.add_argument("--findings", default=None,
-                   help="JSON of the config's `findings:` thresholds (default: from the config)")
+    p.add_argument(
+        "--no-foundation", nargs="*", default=[], help="strategies that train without a foundation model (scratch)"
+    )
+    p.add_argument(
+        "--findings", default=None, help="JSON of the config's `findings:` thresholds (default: from the config)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.tables is None:
         if not (args.configfile or args.config):
-            raise FtbenchError("name the folder: --tables results/tables, or give --configfile/--config "
-                               "to take it from the config's report_dir")
+            raise FtbenchError(
+                "name the folder: --tables results/tables, or give --configfile/--config "
+                "to take it from the config's report_dir"
+            )
         args.tables = report_dir(args) / "tables"
     errors, runs, robustness = read_tables(args.tables)
     metrics = run_metrics(errors, runs, robustness)
@@ -171,29 +214,44 @@ def run(args: argparse.Namespace) -> int:
     # missing output would make Snakemake delete all of this job's tables).
     missing = missing_cells(runs, args.benchmarks, args.models, args.strategies, set(args.no_foundation))
     for bench, cells in missing.items():
-        print(f"missing: {bench}: {len(cells)} cells have no finished run in {args.tables}/runs.csv: "
-              f"{', '.join(cells)}")
+        print(
+            f"missing: {bench}: {len(cells)} cells have no finished run in {args.tables}/runs.csv: {', '.join(cells)}"
+        )
     for bench in args.benchmarks:
         if bench not in set(metrics.benchmark):
-            written += write_table(pd.DataFrame(columns=list(SUMMARY_COLUMNS.values())),
-                                   args.tables / f"summary_{bench}",
-                                   f"ftbench summary, benchmark {bench}: no finished runs in these results "
-                                   "(run its grid, then the tables again)")
+            written += write_table(
+                pd.DataFrame(columns=list(SUMMARY_COLUMNS.values())),
+                args.tables / f"summary_{bench}",
+                f"ftbench summary, benchmark {bench}: no finished runs in these results "
+                "(run its grid, then the tables again)",
+            )
     for bench in sorted(metrics.benchmark.unique()):
         warnings = run_warnings(runs, bench)
         for w in warnings:
             print(f"warning: {bench}: {w}")
-        caption = (f"ftbench summary, benchmark {bench} (largest training set; seed mean ± seed SD; "
-                   "untouched = foundation model without fine-tuning)" + "".join(f"\n\nWarning: {w}" for w in warnings))
-        written += write_table(summary(metrics, bench), args.tables / f"summary_{bench}", caption,
-                               SUMMARY_COLUMNS)
-    written += write_table(recommendations(metrics), args.tables / "recommendations",
-                           "Recommended strategy per benchmark and foundation model")
-    written += write_table(cost(metrics, replay_steps), args.tables / "cost",
-                           "Training cost per strategy (optimiser-step time from mace's per-step log; replay step "
-                           "once per model and benchmark)")
-    written += write_table(findings(metrics, settings, replay_steps), args.tables / "findings",
-                           "The study's findings, checked against these results")
-    print(f"wrote {len(written)} table files into {args.tables}/"
-          + (f"; {sum(map(len, missing.values()))} grid cells missing (listed above)" if missing else ""))
+        caption = (
+            f"ftbench summary, benchmark {bench} (largest training set; seed mean ± seed SD; "
+            "untouched = foundation model without fine-tuning)" + "".join(f"\n\nWarning: {w}" for w in warnings)
+        )
+        written += write_table(summary(metrics, bench), args.tables / f"summary_{bench}", caption, SUMMARY_COLUMNS)
+    written += write_table(
+        recommendations(metrics),
+        args.tables / "recommendations",
+        "Recommended strategy per benchmark and foundation model",
+    )
+    written += write_table(
+        cost(metrics, replay_steps),
+        args.tables / "cost",
+        "Training cost per strategy (optimiser-step time from mace's per-step log; replay step "
+        "once per model and benchmark)",
+    )
+    written += write_table(
+        findings(metrics, settings, replay_steps),
+        args.tables / "findings",
+        "The study's findings, checked against these results",
+    )
+    print(
+        f"wrote {len(written)} table files into {args.tables}/"
+        + (f"; {sum(map(len, missing.values()))} grid cells missing (listed above)" if missing else "")
+    )
     return 0

@@ -8,9 +8,6 @@ localrules:
     figure,
     figures,
     benchmark_done,
-    untouched,
-    subset,
-    check_elements,
 
 
 REPORT_DIR = report_dir()

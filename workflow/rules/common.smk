@@ -11,6 +11,7 @@ sys.path.insert(0, SRC)
 from snakemake.settings.types import DeploymentMethod
 
 from ftbench import config as ftc
+from ftbench import grid as ftg
 from ftbench import forkserver
 from ftbench import jobenv
 from ftbench.errors import FtbenchError
@@ -39,12 +40,12 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 try:
     ftc.validate(config)
-    RUNS = ftc.expand_grid(config)
+    RUNS = ftg.expand_grid(config)
 except FtbenchError as err:
     raise WorkflowError(f"ftbench config: {err}")
 
-UNTOUCHED = ftc.untouched_runs(config)
-for _bench, _dropped in ftc.dropped_sizes(config).items():
+UNTOUCHED = ftg.untouched_runs(config)
+for _bench, _dropped in ftg.dropped_sizes(config).items():
     print(
         f"ftbench: {_bench}: sizes {_dropped} dropped, the benchmark holds less data",
         file=sys.stderr,
@@ -65,7 +66,20 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-RUN_DIR = "results/runs/{benchmark}/{model}/{strategy}/{e0}/n{size}/seed{seed}"
+RUNS_ROOT = "results/runs"
+RUN_DIR = f"{RUNS_ROOT}/{ftg.RUN_PATTERN}"
+# an untouched foundation model's run: benchmark and model stay wildcards
+UNTOUCHED_DIR = os.path.join(
+    RUNS_ROOT,
+    ftg.RUN_PATTERN.format(
+        benchmark="{benchmark}",
+        model="{model}",
+        strategy=ftg.UNTOUCHED,
+        e0=ftg.UNTOUCHED_E0,
+        size=0,
+        seed=0,
+    ),
+)
 
 
 def runtime(rule):
@@ -118,7 +132,7 @@ def tables_grid_args():
 
 
 def run_files(runs, name):
-    return [f"results/runs/{r.path}/{name}" for r in runs]
+    return [f"{RUNS_ROOT}/{r.path}/{name}" for r in runs]
 
 
 def run_results(runs):
@@ -128,7 +142,7 @@ def run_results(runs):
     return {
         "errors": run_files(runs, "errors.json"),
         "pt_eval": [
-            f"results/runs/{r.path}/pt_eval/{m}.json"
+            f"{RUNS_ROOT}/{r.path}/pt_eval/{m}.json"
             for r in scratch
             for m in config["foundation_models"]
         ],
@@ -142,18 +156,18 @@ def robustness_runs(runs):
     """
     largest = {}
     for r in runs:
-        if r.strategy != ftc.UNTOUCHED:
+        if r.strategy != ftg.UNTOUCHED:
             largest[r.benchmark] = max(largest.get(r.benchmark, 0), r.size)
     # a `train: false` run has the untouched model's forces: its dynamics are the untouched one's
     trained = [
         r
         for r in runs
-        if r.strategy == ftc.UNTOUCHED or roles(config, r.strategy)["trained"]
+        if r.strategy == ftg.UNTOUCHED or roles(config, r.strategy)["trained"]
     ]
     return [
         r
         for r in trained
-        if r.strategy == ftc.UNTOUCHED
+        if r.strategy == ftg.UNTOUCHED
         or robustness_settings(r.benchmark).get("sizes", "all") == "all"
         or r.size == largest[r.benchmark]
     ]
@@ -184,7 +198,7 @@ def budget_arg(strategy, benchmark):
 
 
 def head_arg(model):
-    head = foundation_head(config, None if model == ftc.NO_MODEL else model)
+    head = foundation_head(config, None if model == ftg.NO_MODEL else model)
     return f"--head {head}" if head else ""
 
 
@@ -233,12 +247,12 @@ def demo_args(gen):
 
 def prepare_args(benchmark, input):
     entry = CATALOG["benchmarks"][benchmark]
-    split = entry.get("split", {})
+    split = ftc.split_sizes(entry)
     args = [f"--data {input.data}"]
     for key in ("valid_data", "test_data"):
         if key in input.keys():
             args.append(f"--{key.replace('_', '-')} {input[key]}")
-    args += [f"--n-valid {split.get('valid', 20)}", f"--n-test {split.get('test', 30)}"]
+    args += [f"--n-valid {split['valid']}", f"--n-test {split['test']}"]
     return " ".join(args + [label_keys(entry)])
 
 
@@ -247,7 +261,7 @@ def e0_inputs(w):
         "train": f"results/data/{w.benchmark}/train_n{w.size}.xyz",
         "isolated": f"results/data/{w.benchmark}/isolated.xyz",
     }
-    if w.model != ftc.NO_MODEL:
+    if w.model != ftg.NO_MODEL:
         inputs["model"] = foundation_model(w.model)
         inputs["elements"] = ancient(
             f"results/data/{w.benchmark}/elements/{w.model}.json"
@@ -264,7 +278,7 @@ def finetune_inputs(w):
         "e0": f"{e0}.json",
         "e0_info": f"{e0}.provenance.json",
     }
-    if w.model != ftc.NO_MODEL:
+    if w.model != ftg.NO_MODEL:
         inputs["foundation"] = foundation_model(w.model)
     if preset.get("replay"):
         name = "replay_pseudo" if preset["replay"] == "pseudo" else "replay"
@@ -287,7 +301,7 @@ def evaluate_inputs(w):
     }
     # Scratch has no pretraining slice of its own: rule evaluate_pt_eval scores it on each
     # model's, one file per model, so a slice of foundation_models never rewrites this file.
-    if w.model != ftc.NO_MODEL:
+    if w.model != ftg.NO_MODEL:
         inputs.update(pt_eval_inputs(w.benchmark, w.model))
     return inputs
 
@@ -403,6 +417,6 @@ def reference_rdf_args(w):
 def untouched_head(w):
     """An untouched multihead foundation (MACE-MH-1) is scored with the head the config adapts
     (its single-head artefact holds only that head; the rows carry its name)."""
-    if w.strategy != ftc.UNTOUCHED:
+    if w.strategy != ftg.UNTOUCHED:
         return ""
     return head_arg(w.model)

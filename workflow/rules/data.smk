@@ -1,6 +1,11 @@
 # Benchmark splits, nested training subsets, E0s and replay pools: everything a fine-tune reads.
 
 
+localrules:
+    check_elements,
+    subset,
+
+
 rule prepare_benchmark:
     input:
         unpack(lambda w: benchmark_files(w.benchmark)),

@@ -8,7 +8,7 @@ rule evaluate:
     output:
         os.path.join(RUN_DIR, "errors.json"),
     log:
-        "logs/evaluate/{benchmark}/{model}/{strategy}/{e0}/n{size}/seed{seed}.log",
+        f"logs/evaluate/{ftg.RUN_PATTERN}.log",
     conda:
         "../envs/ftbench.yaml"
     threads: THREADS
@@ -34,9 +34,9 @@ rule evaluate_pt_eval:
     output:
         os.path.join(RUN_DIR, "pt_eval", "{pt_model}.json"),
     log:
-        "logs/evaluate_pt_eval/{benchmark}/{model}/{strategy}/{e0}/n{size}/seed{seed}/{pt_model}.log",
+        f"logs/evaluate_pt_eval/{ftg.RUN_PATTERN}/{{pt_model}}.log",
     wildcard_constraints:
-        model=ftc.NO_MODEL,
+        model=ftg.NO_MODEL,
         pt_model=r"[A-Za-z0-9_]+",
     conda:
         "../envs/ftbench.yaml"

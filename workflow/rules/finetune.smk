@@ -1,13 +1,17 @@
 # One fine-tune per grid cell, driven by mace_run_train; untouched foundation models as runs.
 
 
+localrules:
+    untouched,
+
+
 rule finetune:
     input:
         unpack(lambda w: finetune_inputs(w)),
     output:
         os.path.join(RUN_DIR, "run.json"),
     log:
-        "logs/finetune/{benchmark}/{model}/{strategy}/{e0}/n{size}/seed{seed}.log",
+        f"logs/finetune/{ftg.RUN_PATTERN}.log",
     wildcard_constraints:
         strategy=r"(?!untouched)[A-Za-z0-9_]+",
     conda:
@@ -20,7 +24,7 @@ rule finetune:
             mace_flags(
                 config,
                 w.strategy,
-                None if w.model == ftc.NO_MODEL else w.model,
+                None if w.model == ftg.NO_MODEL else w.model,
                 w.benchmark,
                 int(w.size),
             )
@@ -35,8 +39,9 @@ rule finetune:
         ),
         head=lambda w: head_arg(w.model),
         out_dir=subpath(output[0], parent=True),
-        checkpoints=lambda w: "results/checkpoints/"
-        + RUN_DIR.format(**w).removeprefix("results/runs/"),
+        checkpoints=lambda w: os.path.join(
+            "results/checkpoints", ftg.RUN_PATTERN.format(**w)
+        ),
         max_force=config["divergence"]["max_force_rmse_ev_per_a"],
         device=config["device"],
         cueq="--enable-cueq" if config["enable_cueq"] else "",
@@ -54,7 +59,7 @@ rule untouched:
         # a gate, not data: a rerun of the check does not make finished work outdated
         elements=ancient("results/data/{benchmark}/elements/{model}.json"),
     output:
-        "results/runs/{benchmark}/{model}/untouched/foundation/n0/seed0/run.json",
+        os.path.join(UNTOUCHED_DIR, "run.json"),
     log:
         "logs/untouched/{benchmark}/{model}.log",
     conda:
@@ -62,4 +67,4 @@ rule untouched:
     params:
         head=lambda w: head_arg(w.model),
     shell:
-        "python -m ftbench finetune --untouched {input.model} {params.head} --out-dir $(dirname {output}) > {log} 2>&1"
+        "python -m ftbench untouched --model {input.model} {params.head} --out-dir $(dirname {output}) > {log} 2>&1"

@@ -1,5 +1,5 @@
-# The embedded demo world: corpus and benchmarks labelled offline with tblite, and the demo
-# foundation models pretrained on the corpus with mace_run_train.
+# The embedded demo world's data: corpus and benchmarks labelled offline with tblite, and the
+# demo foundation models pretrained on the corpus with mace_run_train.
 
 
 rule demo_corpus:
@@ -96,7 +96,7 @@ rule pretrain:
         out_dir=subpath(output.run, parent=True),
         device=config["device"],
     shell:
-        "python -m ftbench finetune --require-ok --flags {params.flags} --train {input.train} "
+        "python -m ftbench pretrain --flags {params.flags} --train {input.train} "
         "--valid {input.valid} --e0 {input.e0} --seed {params.seed} --threads {threads} "
         "--device {params.device} --out-dir {params.out_dir} "
         "--checkpoints results/checkpoints/pretrain/{wildcards.model} > {log} 2>&1"

@@ -1,0 +1,50 @@
+"""`ftbench untouched`: record a foundation model as a run without training it, so the untouched
+model is evaluated (test errors, robustness) like every fine-tune."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ftbench.errors import FtbenchError
+from ftbench.inference import read_model
+from ftbench.provenance import Provenance, write_json
+from ftbench.strategies import UNTOUCHED_ROLES
+
+
+def record_untouched(model: Path, out_dir: Path, head: str | None = None) -> int:
+    """A run.json for a foundation model as downloaded or pretrained (for a multihead model, the
+    single-head artefact of `head`): evaluated like any run."""
+    if not model.is_file():
+        raise FtbenchError(f"foundation model {model} does not exist")
+    read_model(model)  # a corrupt file fails here, not in every evaluation after it
+    prov = Provenance([model])
+    write_json(
+        out_dir / "run.json",
+        prov.record(
+            [model],
+            extra={
+                "status": "ok",
+                "reason": None,
+                "model": str(model),
+                "epochs": 0,
+                "gpu_hours": 0.0,
+                "trainable_parameters": {},
+                "warnings": [],
+                "flags": {},
+                "roles": UNTOUCHED_ROLES,
+                "foundation_head": head,
+            },
+        ),
+    )
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, type=Path, help="the foundation model file")
+    p.add_argument("--head", default=None, help="head of the foundation model the config adapts (recorded in run.json)")
+    p.add_argument("--out-dir", required=True, type=Path)
+
+
+def run(args: argparse.Namespace) -> int:
+    return record_untouched(args.model, args.out_dir, args.head)
