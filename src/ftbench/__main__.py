@@ -1,3 +1,5 @@
+"""Run the ftbench command line (`python -m ftbench`)."""
+
 import sys
 
 # Through the workflow's fork server when it runs one (ftbench.forkserver), else in this process.

@@ -58,6 +58,7 @@ REFERENCE = "reference"  # strategy name of a benchmark's reference RDF rows
 
 
 def run_key(run_dir: Path, runs_root: Path) -> dict:
+    """Return the run key (benchmark, model, strategy, e0, train_size, seed) of a run directory."""
     r = parse_run_path(str(run_dir.relative_to(runs_root)))
     return {
         "benchmark": r.benchmark,
@@ -72,6 +73,23 @@ def run_key(run_dir: Path, runs_root: Path) -> dict:
 def collect(
     errors_files: list[Path], runs_root: Path, pt_eval_files: list[Path] = ()
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the runs' errors.json and run.json files into the errors and runs tables.
+
+    Parameters
+    ----------
+    errors_files
+        errors.json of each run, under `runs_root`.
+    runs_root
+        Directory the run paths are parsed relative to (results/runs).
+    pt_eval_files
+        pt_eval/<model>.json of runs without a foundation model; their rows join the run's errors.
+
+    Returns
+    -------
+    tuple of DataFrame
+        The error rows (one per dataset and head, with the run key; a failed run has one row
+        carrying its status) and one row per run (status, cost, flags, roles).
+    """
     error_rows, run_rows = [], []
     extra: dict[Path, list[dict]] = {}  # run dir -> rows of its pt_eval/<model>.json files
     for path in pt_eval_files:
@@ -186,7 +204,7 @@ def survival_rows(path: Path, runs_root: Path) -> list[dict]:
 
 
 def reference_rows(references: list[Path]) -> pd.DataFrame:
-    """What each benchmark's reference RDF was computed from (its .meta.json label)."""
+    """Return what each benchmark's reference RDF was computed from (its .meta.json label)."""
     rows = []
     for path in references:
         meta = path.with_suffix(".meta.json")
@@ -198,7 +216,7 @@ def reference_rows(references: list[Path]) -> pd.DataFrame:
 
 
 def curve_rows(path: Path, key: dict) -> pd.DataFrame:
-    """A wide per-pair curve file (r, A-B, ...) as long rows with the run key."""
+    """Return a wide per-pair curve file (r, A-B, ...) as long rows with the run key."""
     if not path.is_file():
         return pd.DataFrame(columns=CURVE_COLUMNS)
     wide = pd.read_csv(path)
@@ -207,7 +225,7 @@ def curve_rows(path: Path, key: dict) -> pd.DataFrame:
 
 
 def training_rows(run_dir: Path, key: dict) -> list[dict]:
-    """mace's per-epoch validation rows ({run}/mace_results/*_train.txt), one per epoch and head."""
+    """Mace's per-epoch validation rows ({run}/mace_results/*_train.txt), one per epoch and head."""
     rows = []
     for rec in training_curve(run_dir / "mace_results"):
         if rec.get("mode") != "eval" or rec.get("epoch") is None:
@@ -237,6 +255,7 @@ def _frame(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 def collect_curves(
     errors_files: list[Path], robustness_files: list[Path], references: list[Path], runs_root: Path
 ) -> dict[str, pd.DataFrame]:
+    """Collect the RDF, dimer and training curves of all runs (and the references) as long tables."""
     rdf, dimers, training = [], [], []
     for path in errors_files:
         training += training_rows(path.parent, run_key(path.parent, runs_root))
@@ -255,6 +274,7 @@ def collect_curves(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench aggregate` options to `p`."""
     p.add_argument("--errors", nargs="+", required=True, type=Path, help="errors.json files of the runs")
     p.add_argument(
         "--pt-eval",
@@ -283,6 +303,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench aggregate` with parsed `args`: write the tables under --tables; return the exit code."""
     errors, runs = collect(args.errors, args.runs_root, args.pt_eval)
     args.tables.mkdir(parents=True, exist_ok=True)
     errors.sort_values(KEY).to_csv(args.tables / "errors.csv", index=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def load_calculator(model: str | Path, head: str | None = None, device: str = "cpu", default_dtype: str = "float64"):
-    """A MACECalculator for a saved mace model file, with `head` selected for multihead models."""
+    """Return a MACECalculator for a saved mace model file, with `head` selected for multihead models."""
     from mace.calculators import MACECalculator
 
     from ftbench.inference import read_model
@@ -16,7 +16,7 @@ def load_calculator(model: str | Path, head: str | None = None, device: str = "c
 
 
 def add_model_arguments(parser) -> None:
-    """The options every model-driven subcommand (md, rss, dimers) takes."""
+    """Add the options every model-driven subcommand (md, rss, dimers) takes."""
     parser.add_argument("--model", required=True, help="MACE model file")
     parser.add_argument("--head", default=None, help="head of a multihead model (the pipeline passes the target head)")
     parser.add_argument("--device", default="cpu")
@@ -24,7 +24,7 @@ def add_model_arguments(parser) -> None:
 
 
 def calculator_for(args, elements, what: str):
-    """The calculator of `args`, refusing elements (symbols) the model was not trained on."""
+    """Return the calculator of `args`, refusing elements (symbols) the model was not trained on."""
     from ase.data import atomic_numbers
 
     from ftbench.inference import check_elements

@@ -44,11 +44,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def setup_logging() -> None:
-    """The log format of every subcommand (its run() only gets loggers)."""
+    """Set the log format of every subcommand (its run() only gets loggers)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Return the `ftbench` parser; with `only`, import and add the options of that subcommand alone.
+
+    Every subcommand is listed, but only the chosen one's module is imported (keeps start-up fast).
+    """
     parser = argparse.ArgumentParser(prog="ftbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, helptext) in SUBCOMMANDS.items():
@@ -59,6 +63,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `ftbench` command line; return the exit code (2 on an FtbenchError)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # Import only the module of the chosen subcommand.
     only = argv[0] if argv and not argv[0].startswith("-") else None

@@ -24,6 +24,7 @@ SINGULAR = {"strategies": "strategy", "foundation_models": "foundation model", "
 
 
 def deep_update(base: dict, new: dict) -> dict:
+    """Merge `new` into `base` recursively, in place (nested dicts merge, other values replace); return `base`."""
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             deep_update(base[key], value)
@@ -33,8 +34,10 @@ def deep_update(base: dict, new: dict) -> dict:
 
 
 def read_yaml(path: str | Path) -> dict:
-    """A config file as a dict; a YAML error names the file, line and column (Snakemake's own
-    message names neither)."""
+    """Read a config file as a dict.
+
+    A YAML error names the file, line and column (Snakemake's own message names neither).
+    """
     path = Path(path)
     if not path.is_file():
         raise FtbenchError(f"config file {path} does not exist")
@@ -51,8 +54,11 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def load_config(configfiles: list[str | Path] | None = None, overrides: dict | None = None) -> dict:
-    """Merge config files as Snakemake does: the Snakefile's config/config.yaml first, then each
-    --configfile on top (later files update earlier ones), then --config overrides; validate."""
+    """Merge config files as Snakemake does, then validate.
+
+    The Snakefile's config/config.yaml first, then each --configfile on top (later files update
+    earlier ones), then --config overrides.
+    """
     cfg: dict = {}
     for path in [DEFAULT_CONFIG, *(configfiles or [])]:
         deep_update(cfg, read_yaml(path))
@@ -65,7 +71,7 @@ def _schema() -> dict:
 
 
 def _deref(node, root: dict):
-    """The schema node a `$ref: "#/definitions/x"` points at (one level is all the schema uses)."""
+    """Return the schema node a `$ref: "#/definitions/x"` points at (one level is all the schema uses)."""
     if isinstance(node, dict) and "$ref" in node:
         target = root
         for part in node["$ref"].lstrip("#/").split("/"):
@@ -75,8 +81,11 @@ def _deref(node, root: dict):
 
 
 def _known_keys(node: dict) -> set[str] | None:
-    """Keys an object node allows, or None when it is open (no `properties`, or an
-    `additionalProperties` schema). Keys a conditional (`then`/`else`) requires count as known."""
+    """Return the keys an object node allows, or None when it is open.
+
+    Open: no `properties`, or an `additionalProperties` schema. Keys a conditional (`then`/`else`)
+    requires count as known.
+    """
     if not isinstance(node, dict) or "properties" not in node:
         return None
     if node.get("additionalProperties", False) is not False:
@@ -89,7 +98,7 @@ def _known_keys(node: dict) -> set[str] | None:
 
 
 def nearest(key: str, known) -> list[str]:
-    """The closest known key, also matching the first word (`treshold` -> `threshold_ev_per_atom`)."""
+    """Return the closest known key, also matching the first word (`treshold` -> `threshold_ev_per_atom`)."""
     near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
     if not near:
         heads = {k.split("_")[0]: k for k in sorted(known)}
@@ -98,8 +107,10 @@ def nearest(key: str, known) -> list[str]:
 
 
 def check_unknown_keys(cfg, node, root: dict, where: str = "") -> None:
-    """Refuse keys the schema does not know, naming the nearest known key: a typo such as
-    `strategy:` or `max_num_epoch:` must not be silently ignored."""
+    """Refuse keys the schema does not know, naming the nearest known key.
+
+    A typo such as `strategy:` or `max_num_epoch:` must not be silently ignored.
+    """
     node = _deref(node, root)
     if not isinstance(cfg, dict) or not isinstance(node, dict):
         return
@@ -132,7 +143,7 @@ def _types(node: dict) -> set[str]:
 
 
 def _scalar(value: str, node: dict, root: dict):
-    """A command-line string as the number/boolean the schema node asks for, or unchanged."""
+    """Return a command-line string as the number/boolean the schema node asks for, or unchanged."""
     node = _deref(node, root)
     branches = [node] + [_deref(b, root) for b in node.get("oneOf", []) + node.get("anyOf", [])]
     types = set().union(*(_types(b) for b in branches))
@@ -156,8 +167,10 @@ def _scalar(value: str, node: dict, root: dict):
 
 
 def coerce_strings(cfg, node, root: dict):
-    """Snakemake passes `--config seeds=[1]` values as strings (YAML BaseLoader): turn them into
-    the numbers and booleans the schema asks for, in place, before validation."""
+    """Turn `--config` strings into the numbers and booleans the schema asks for, in place.
+
+    Snakemake passes `--config seeds=[1]` values as strings (YAML BaseLoader); this runs before validation.
+    """
     node = _deref(node, root)
     if not isinstance(node, dict):
         return cfg
@@ -209,16 +222,17 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def config_from_args(args) -> dict:
+    """Return the validated config of `--configfile` and `--config` in `args`."""
     return load_config(args.configfile, parse_overrides(args.config))
 
 
 def report_dir(args) -> Path:
-    """The config's report_dir (results, or results/ablations/<name> for an ablation)."""
+    """Return the config's report_dir (results, or results/ablations/<name> for an ablation)."""
     return Path(config_from_args(args)["report_dir"])
 
 
 def validate(cfg: dict) -> dict:
-    """Schema validation (fills defaults) and cross-references between the axes and the catalog."""
+    """Validate `cfg` against the schema (filling defaults) and cross-check the axes against the catalog."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate as schema_validate
 
@@ -261,7 +275,7 @@ def validate(cfg: dict) -> dict:
 
 
 def robustness_settings(cfg: dict, benchmark: str) -> dict:
-    """The top-level `robustness` settings with the benchmark's own overrides on top."""
+    """Return the top-level `robustness` settings with the benchmark's own overrides on top."""
     import copy
 
     override = cfg["catalog"]["benchmarks"][benchmark].get("robustness", {})
@@ -283,9 +297,10 @@ def check_robustness(settings: dict, benchmark: str) -> None:
 
 
 def split_sizes(bench: dict) -> dict[str, int]:
-    """Validation and test configurations a benchmark's catalog entry holds out."""
+    """Return the validation and test configurations a benchmark's catalog entry holds out."""
     return {**SPLIT_DEFAULTS, **bench.get("split", {})}
 
 
 def strategy(cfg: dict, name: str) -> dict:
+    """Return the catalog entry of strategy `name`."""
     return cfg["catalog"]["strategies"][name]

@@ -106,7 +106,7 @@ def normalise_atoms(
     path: str | Path = "<memory>",
     default_config_type: str = "Default",
 ) -> list:
-    """Copies of `atoms_list` with labels under REF_energy / REF_forces / REF_stress."""
+    """Return copies of `atoms_list` with labels under REF_energy / REF_forces / REF_stress."""
     out = []
     for i, src in enumerate(atoms_list):
         where = f"{path}: {_record(src, i)}"
@@ -206,6 +206,7 @@ def read_extxyz(
     stress_key: str | None = None,
     default_config_type: str = "Default",
 ) -> list:
+    """Read an extxyz file with labels under the given keys, normalised to REF_* keys."""
     import ase.io
 
     path = Path(path)
@@ -234,7 +235,7 @@ def read_spice_hdf5(
     config_type: str = "Default",
     stats: dict | None = None,
 ) -> list:
-    """Configurations of a SPICE HDF5 file passing the filters, in eV and Angstrom."""
+    """Return the configurations of a SPICE HDF5 file passing the filters, in eV and Angstrom."""
     import h5py
     from ase import Atoms
     from ase.data import chemical_symbols
@@ -315,6 +316,7 @@ def read_spice_hdf5(
 
 
 def isolated_atom(symbol: str, energy: float):
+    """Return an isolated-atom configuration of `symbol` with `energy` (eV) as its E0 label."""
     from ase import Atoms
 
     atoms = Atoms(symbol, positions=[[0.0, 0.0, 0.0]], pbc=False)
@@ -324,6 +326,7 @@ def isolated_atom(symbol: str, energy: float):
 
 
 def read_free_atom_energies(path: str | Path) -> dict[str, float]:
+    """Read a JSON file {symbol: eV} of free-atom energies, refusing unknown symbols and non-numbers."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -466,6 +469,7 @@ def convert(
 
 
 def add_arguments(parser) -> None:
+    """Add the `ftbench convert` options to `parser`."""
     parser.add_argument("--format", required=True, choices=FORMATS, help="input format")
     parser.add_argument("input", help="source file")
     parser.add_argument("output", help="normalised extxyz to write")
@@ -498,6 +502,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    """Run `ftbench convert` with parsed `args`; return the exit code."""
     if args.free_atom_energies and args.format != "sn2-npz":
         raise FtbenchError("--free-atom-energies applies to --format sn2-npz only")
     if (args.subset or args.elements or args.charge is not None) and args.format != "spice-hdf5":

@@ -231,6 +231,7 @@ def isolated_atoms(elements: list[str], method: str) -> list[Atoms]:
 def make_dataset(
     kind: str, n: int, seed: int, method: str, charge: int = 0, elements: list[str] | None = None
 ) -> list[Atoms]:
+    """Return `n` labelled `kind` structures, preceded by the isolated atoms of the elements they hold."""
     structures = generate_structures(kind, n, seed, elements)
     data = label(structures, method, charge)
     present = sorted({chemical_symbols[z] for a in data for z in a.numbers}, key=lambda s: atomic_numbers[s])
@@ -238,6 +239,7 @@ def make_dataset(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench demo` options to `p`."""
     p.add_argument("--generator", required=True, help="demo family: corpus, sn2, water, nacl, organic, licl")
     p.add_argument("--n", type=int, required=True, help="number of labelled structures")
     p.add_argument("--seed", type=int, default=0)
@@ -248,6 +250,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench demo` with parsed `args`: write the dataset and its provenance; return the exit code."""
     from ase.io import write
 
     from ftbench.provenance import Provenance

@@ -114,12 +114,14 @@ def sn2_complex(rng, p, index):
 
 
 def water_cluster(rng, p, index):
+    """Build a cluster of `n_min`..`n_max` water molecules in a sphere sized from the water density (charge 0)."""
     n = int(rng.integers(p["n_min"], p["n_max"] + 1))
     radius = 1.4 * (n / WATER_DENSITY * 3 / (4 * np.pi)) ** (1 / 3) + 1.0
     return _pack([molecule("H2O") for _ in range(n)], rng, radius=radius, min_dist=2.7), 0
 
 
 def water_box(rng, p, index):
+    """Build a periodic box of `n_water` molecules and the listed `ions` (charge 0)."""
     n = p["n_water"]
     ions = p.get("ions", [])
     box = _water_box_length(n, 30.0 * len(ions))
@@ -149,6 +151,7 @@ def _g2_molecules(elements: set[str]) -> list[str]:
 
 
 def organic(rng, p, index):
+    """Build the `index`-th G2 molecule made of the family's `elements`, randomly rotated (charge 0)."""
     names = _g2_molecules(set(p["elements"]))
     return _rotated(g2[names[index % len(names)]], rng), 0
 
@@ -294,6 +297,7 @@ def short_range_pairs(elements: list[str], method: str, settings: dict, seed: in
 
 
 def isolated_atoms(elements: list[str], method: str) -> list[Atoms]:
+    """Return an isolated-atom configuration of each element, labelled with `method` (its E0)."""
     out = []
     for el in sorted(elements, key=lambda s: atomic_numbers[s]):
         a = Atoms(el)
@@ -321,7 +325,7 @@ def held_out_split(frames: list[Atoms], fraction: float, seed: int) -> tuple[lis
 
 
 def relabel(frames: list[Atoms], method: str) -> list[Atoms]:
-    """The same configurations at another level of theory (forgetting vs level-of-theory shift)."""
+    """Return the same configurations at another level of theory (forgetting vs level-of-theory shift)."""
     out = []
     for a in frames:
         b = a.copy()
@@ -337,7 +341,7 @@ def relabel(frames: list[Atoms], method: str) -> list[Atoms]:
 
 
 def write_gz(path: Path, frames: list[Atoms]) -> None:
-    """extxyz (gzip by suffix, as ASE reads it back), written whole or not at all."""
+    """Extxyz (gzip by suffix, as ASE reads it back), written whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".partial.{path.name}")
     write(tmp, frames, format="extxyz")
@@ -345,6 +349,7 @@ def write_gz(path: Path, frames: list[Atoms]) -> None:
 
 
 def read_frames(path: Path) -> list[Atoms]:
+    """Read every frame of an extxyz file."""
     return read(path, ":", format="extxyz")
 
 
@@ -358,8 +363,10 @@ def assemble(files: list[Path], fraction: float, seed: int) -> tuple[list[Atoms]
 
 
 def generation_data(pool: list[Atoms], recipe: dict, seed: int) -> tuple[list[Atoms], list[Atoms]]:
-    """(train, valid) of one generation: its families, a fraction of their trajectories, and a
-    validation slice split by trajectory too."""
+    """Return (train, valid) of one generation.
+
+    Its families, a fraction of their trajectories, and a validation slice split by trajectory too.
+    """
     families = set(recipe.get("families") or {a.info["config_type"] for a in pool})
     chosen = [a for a in pool if a.info["config_type"] in families]
     groups = sorted({a.info["group"] for a in chosen})
@@ -398,7 +405,8 @@ def pretrain_stage(
     A run that already went past this stage (trained ahead in one go, e.g. on a GPU) is not
     repeated: the record then takes the stage's epoch from the training curve. Every mace run
     is appended to `work/runs.jsonl` (device, epochs, wall time) before and after it runs, so a
-    killed run is recorded too."""
+    killed run is recorded too.
+    """
     from ftbench.mace_runner import run_mace_train, set_threads, training_curve
     from ftbench.provenance import sha256
     from ftbench.strategies import LABEL_KEYS, to_argv
@@ -466,8 +474,11 @@ def pretrain_stage(
 
 
 def _keep_newest_checkpoint(folder: Path) -> None:
-    """With --save_all_checkpoints mace writes one checkpoint an epoch (so a stopped stage resumes
-    at its last epoch, not its best one) and never deletes them: keep the newest only."""
+    """Delete all but the newest epoch checkpoint in `folder`.
+
+    With --save_all_checkpoints mace writes one checkpoint an epoch (so a stopped stage resumes at its
+    last epoch, not its best one) and never deletes them.
+    """
     found = sorted(folder.glob("*_epoch-*.pt"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
     for old in found[:-1]:
         old.unlink()
@@ -480,14 +491,17 @@ def _append_jsonl(path: Path, row: dict) -> None:
 
 
 def training_runs(work: Path) -> list[dict]:
-    """The mace runs of a pretraining (`runs.jsonl`): a start without a finish was killed."""
+    """Return the mace runs of a pretraining (`runs.jsonl`): a start without a finish was killed."""
     path = work / "runs.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def gate(model_path: Path, datasets: dict[str, Path]) -> dict:
-    """Force and energy RMSE (meV/A, meV/atom) of a model on each dataset (E0s as in the model),
-    without isolated atoms and the low-weight short-range pairs (scored as `<name>_short_range`)."""
+    """Return force and energy RMSE (meV/A, meV/atom) of a model on each dataset (E0s as in the model).
+
+    Isolated atoms and the low-weight short-range pairs are left out of each dataset (the pairs are
+    scored as `<name>_short_range`).
+    """
     from ftbench.evaluate import error_rows
     from ftbench.inference import load_model, predict
 
@@ -511,7 +525,8 @@ def check_gates(gates: dict[str, dict], limits: dict) -> list[str]:
     """Failures of the shipped-world quality gates (empty: all pass).
 
     gen2 must reach `gen2_heldout_force_rmse_mev_per_a` on the held-out corpus slice and beat
-    gen1 on that slice and zero-shot on every benchmark (force RMSE)."""
+    gen1 on that slice and zero-shot on every benchmark (force RMSE).
+    """
     fails = []
     g1, g2 = gates["demo_gen1"], gates["demo_gen2"]
     limit = limits["gen2_heldout_force_rmse_mev_per_a"]
@@ -587,8 +602,11 @@ def ship(build_dir: Path, recipe: dict, out_dir: Path, allow_failed_gates: bool 
 
 
 def write_sources(out_dir: Path, manifest: dict, name: str = "demo_world") -> Path:
-    """`sources.yaml` of the shipped world: one `kind: local` source whose files carry their
-    sha256, read by `ftbench fetch` like any download (config `sources_file`)."""
+    """Write `sources.yaml` of the shipped world; return its path.
+
+    One `kind: local` source whose files carry their sha256, read by `ftbench fetch` like any download
+    (config `sources_file`).
+    """
     import yaml
 
     from ftbench.fetch import REPO_ROOT
@@ -614,6 +632,7 @@ def write_sources(out_dir: Path, manifest: dict, name: str = "demo_world") -> Pa
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench demo-world` actions and their options to `p`."""
     sub = p.add_subparsers(dest="action", required=True)
     s = sub.add_parser("trajectory", help="one labelled trajectory of a family")
     s.add_argument("--family", required=True)
@@ -675,6 +694,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the `ftbench demo-world` action of parsed `args`; return the exit code."""
     t0 = time.time()
     if args.action == "trajectory":
         settings = json.loads(args.settings)

@@ -26,6 +26,7 @@ from ftbench.rdf import write_curves
 
 
 def parse_elements(text: str) -> list[str]:
+    """Return the element symbols of a comma-separated list, without repeats; refuse unknown symbols."""
     from ase.data import atomic_numbers
 
     elements = [e.strip() for e in text.split(",") if e.strip()]
@@ -68,7 +69,8 @@ def wall_metrics(
     """Minimum, well, wall and hole metrics of a shifted curve E(r) on an ascending grid.
 
     r_core: the core radius (A); None: no core, the well is the outermost minimum and every
-    non-rising point inside it is a wall failure (no holes)."""
+    non-rising point inside it is a wall failure (no holes).
+    """
     r = np.asarray(r, dtype=float)
     e = np.asarray(energy, dtype=float)
     if r.ndim != 1 or r.shape != e.shape or len(r) < 3 or np.any(np.diff(r) <= 0):
@@ -171,6 +173,7 @@ def dimer_curves(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `ftbench dimers` options to `parser`."""
     add_model_arguments(parser)
     parser.add_argument("--elements", required=True, help="comma-separated symbols, e.g. H,F,Cl")
     parser.add_argument("--r-min", type=float, default=0.3, help="shortest distance (A)")
@@ -193,6 +196,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench dimers` with parsed `args`: write the curves and their metrics; return the exit code."""
     from ftbench.calculators import calculator_for
 
     elements = parse_elements(args.elements)

@@ -36,6 +36,7 @@ def _keyspec():
 
 
 def isolated_e0s(isolated_atoms, zs: list[int], path: str) -> dict[int, float]:
+    """Return the E0s of `zs` from IsolatedAtom configurations; refuse an element without one."""
     found = {int(a.numbers[0]): float(a.info["REF_energy"]) for a in isolated_atoms}
     missing = [chemical_symbols[z] for z in zs if z not in found]
     if missing:
@@ -49,6 +50,12 @@ def isolated_e0s(isolated_atoms, zs: list[int], path: str) -> dict[int, float]:
 def compute_e0s(
     mode: str, train, zs: list[int], model=None, isolated=None, isolated_path: str = "", device: str = "cpu"
 ) -> dict[int, float]:
+    """Return the E0 (eV) of each atomic number in `zs` under e0 `mode`.
+
+    isolated: from IsolatedAtom configurations; average: mace's least-squares fit on `train`;
+    foundation: the foundation model's own; estimated: mace's estimate from the foundation model's
+    predictions on `train`. The last two need `model`.
+    """
     from mace import data
     from mace.tools.utils import AtomicNumberTable
 
@@ -71,8 +78,10 @@ def compute_e0s(
 
 
 def mismatch_rmse(model, train, e0s: dict[int, float], device: str = "cpu") -> float:
-    """Energy RMSE per atom (eV) of the foundation model with these E0s on the training set:
-    what a fine-tune sees at its first epoch, before any training."""
+    """Return the energy RMSE per atom (eV) of the foundation model with these E0s on the training set.
+
+    That is what a fine-tune sees at its first epoch, before any training.
+    """
     from ftbench.inference import model_e0s, predict
 
     fm = model_e0s(model)
@@ -98,7 +107,7 @@ ADVICE = {
 
 
 def mismatch_message(mode: str, rmse: float, threshold: float, data, action: str) -> str:
-    """The E0-mismatch warning, with advice that fits the E0 mode and the `e0_mismatch.action`."""
+    """Return the E0-mismatch warning, with advice that fits the E0 mode and the `e0_mismatch.action`."""
     msg = (
         f"E0 mismatch: with e0 mode {mode!r} the foundation model's energy RMSE on {data} is "
         f"{rmse:.3f} eV/atom before training (threshold {threshold}); {ADVICE[mode]}"
@@ -114,6 +123,7 @@ def mismatch_message(mode: str, rmse: float, threshold: float, data, action: str
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench e0` options to `p`."""
     p.add_argument("--data", required=True, type=Path, help="training set (extxyz, REF_energy)")
     p.add_argument("--mode", required=True, choices=MODES)
     p.add_argument("--model", type=Path, default=None, help="foundation model (needed by estimated/foundation)")
@@ -129,6 +139,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench e0` with parsed `args`: write the E0s and check the mismatch; return the exit code."""
     prov = Provenance([args.data, args.model, args.isolated], device=args.device)
     train = read(args.data, ":")
     zs = sorted({int(z) for a in train for z in a.numbers})

@@ -2,7 +2,8 @@
 
 The pipeline runs this once per (benchmark, foundation model); e0, replay and untouched depend on
 it, so an element the model has no embedding for stops the grid before E0s, replay, training or
-evaluation instead of surfacing as `35 is not in list` in an evaluation."""
+evaluation instead of surfacing as `35 is not in list` in an evaluation.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def check_splits(known: set[int], splits: dict[str, Path], model_name: str) -> d
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench elements` options to `p`."""
     p.add_argument("--model", required=True, type=Path, help="foundation model file")
     p.add_argument("--model-name", default=None, help="its name in the catalog, for messages")
     p.add_argument("--split", nargs="+", required=True, metavar="NAME=PATH", help="benchmark splits (extxyz)")
@@ -42,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench elements` with parsed `args`: refuse splits with elements the model lacks; return the exit code."""
     from ftbench.inference import elements_of, read_model
 
     splits = {}

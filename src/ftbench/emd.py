@@ -75,6 +75,7 @@ def emd_tables(path_a: str | Path, path_b: str | Path, kind: str = "auto") -> di
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `ftbench emd` options to `parser`."""
     parser.add_argument("a", help="first RDF CSV (from `ftbench rdf`)")
     parser.add_argument("b", help="second RDF CSV")
     parser.add_argument("--out", default=None, help="write the distances as JSON here")
@@ -87,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench emd` with parsed `args`: print (and optionally write) the distances; return the exit code."""
     result = emd_tables(args.a, args.b, args.kind)
     for pair, value in result["emd"].items():
         print(f"{pair}\t{'nan' if value is None else f'{value:.6g}'}")

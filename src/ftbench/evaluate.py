@@ -1,5 +1,8 @@
-"""Test errors of one model: energy per atom, forces and stress, RMSE and MAE, overall and per
-config_type, for every dataset and every head asked for. Units: meV/atom, meV/A, meV/A^3."""
+"""Test errors of one model on each dataset and head.
+
+Energy per atom, forces and stress, RMSE and MAE, overall and per config_type, for every dataset
+and every head asked for. Units: meV/atom, meV/A, meV/A^3.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ def _voigt_to_full(v):
 
 
 def parse_datasets(items: list[str]) -> dict[str, Path]:
+    """Return {name: path} of `[NAME=]PATH` items (the name defaults to the file's stem)."""
     out = {}
     for item in items:
         name, sep, path = item.partition("=")
@@ -74,6 +78,7 @@ def parse_datasets(items: list[str]) -> dict[str, Path]:
 def model_errors(
     model_path: Path, datasets: dict[str, Path], heads: list[str] | None, batch_size: int, device: str
 ) -> list[dict]:
+    """Return the error rows of a model on each dataset (isolated atoms left out) and each head."""
     model = load_model(model_path, device)
     heads = [check_head(model, h, f"model {model_path}") for h in heads] if heads else heads_of(model)
     rows = []
@@ -90,6 +95,7 @@ def model_errors(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench evaluate` options to `p`."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", type=Path, help="a saved mace model")
     src.add_argument("--run", type=Path, help="a run.json from `ftbench finetune` (failed runs give status rows)")
@@ -103,6 +109,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench evaluate` with parsed `args`; return the exit code (a failed run gives status rows)."""
     datasets = parse_datasets(args.data)
     for path in datasets.values():
         if not path.is_file():

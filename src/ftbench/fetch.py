@@ -80,7 +80,7 @@ _CHUNK = 1 << 20
 
 
 def load_sources(path: str | Path) -> dict:
-    """The validated `sources:` mapping of a YAML file (a bare mapping is accepted too)."""
+    """Return the validated `sources:` mapping of a YAML file (a bare mapping is accepted too)."""
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())
@@ -155,7 +155,7 @@ def local_file(src: dict, path: str) -> Path:
 
 
 def file_url(src: dict, path: str) -> str:
-    """The download URL of `path` in source entry `src`."""
+    """Return the download URL of `path` in source entry `src`."""
     quoted = urllib.parse.quote(path, safe="/")
     kind = src["kind"]
     if kind == "local":
@@ -172,10 +172,12 @@ def file_url(src: dict, path: str) -> str:
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """Return the data cache folder: `data_dir`, else $FTBENCH_DATA_DIR, else the default."""
     return Path(data_dir or os.environ.get("FTBENCH_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
 def cache_path(data_dir: str | Path | None, name: str, path: str) -> Path:
+    """Return where file `path` of source `name` sits in the data cache."""
     return resolve_data_dir(data_dir) / name / path
 
 
@@ -188,6 +190,7 @@ _LOCK_HEADER = (
 
 
 def read_lock(path: str | Path | None) -> dict[str, str]:
+    """Return the lock file's {key: sha256} (empty when there is none), read under a shared lock."""
     if path is None or not Path(path).exists():
         return {}
     with open(path) as fh:
@@ -442,7 +445,7 @@ def fetch_file(
 
 
 def _copy_local(origin_file: Path, dest: Path, expected: str | None, origin: str, key: str, lock_path) -> Path:
-    """A shipped file into the cache, hash-checked like a download."""
+    """Copy a shipped file into the cache, hash-checked like a download; return its cache path."""
     if not origin_file.is_file():
         raise FtbenchError(
             f"{key}: {origin_file} does not exist; it ships with ftbench (git checkout "
@@ -575,6 +578,7 @@ def _print_listing(name: str, src: dict, listing: list[dict], out=None) -> None:
 
 
 def add_arguments(parser) -> None:
+    """Add the `ftbench fetch` options to `parser`."""
     parser.add_argument(
         "--sources", default=DEFAULT_SOURCES, help=f"YAML with a `sources:` mapping (default {DEFAULT_SOURCES})"
     )
@@ -605,6 +609,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    """Run `ftbench fetch` with parsed `args`: fetch (or list) and print the paths; return the exit code."""
     sources = load_sources(args.sources)
     if args.list:
         if args.list not in sources:
@@ -645,16 +650,20 @@ def run(args) -> int:
 def record_source(
     out: str | Path, fetched: str | Path, sources: dict, name: str, logical: str, lock: str | Path | None
 ) -> None:
-    """`<out>.source.json`: the sha256 and lock-file key of a placed file, so ftbench.inference can
-    tell a model that was corrupted after its download from a good one."""
+    """Write `<out>.source.json`: the sha256 and lock-file key of a placed file.
+
+    With it ftbench.inference can tell a model that was corrupted after its download from a good one.
+    """
     path = sources[name]["files"][logical]["path"]
     record = {"sha256": sha256(fetched), "lock_key": f"{name}/{path}", "lock": str(lock) if lock else None}
     write_json(str(out) + ".source.json", record)
 
 
 def place(src: str | Path, out: str | Path) -> Path:
-    """Put a cached file at `out` atomically (hard link when possible, else copy); a `.gz`
-    source placed under a name without `.gz` is decompressed (the pipeline streams plain extxyz)."""
+    """Put a cached file at `out` atomically (hard link when possible, else copy).
+
+    A `.gz` source placed under a name without `.gz` is decompressed (the pipeline streams plain extxyz).
+    """
     src, out = Path(src), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")

@@ -34,7 +34,7 @@ ABLATION = {
 
 
 def strategy_style(name: str, tables: dict | None = None) -> dict:
-    """The strategy's style in this figure set (distinct for every strategy of the run)."""
+    """Return the strategy's style in this figure set (distinct for every strategy of the run)."""
     styles = (tables or {}).get("styles") or strategy_styles([name])
     return styles.get(name) or strategy_styles([name])[name]
 
@@ -151,8 +151,10 @@ def learning_curves(tables: dict, out: Path):
 
 
 def forgetting(tables: dict, out: Path):
-    """Target test force RMSE vs pretraining-distribution force RMSE (forgetting trade-off); seed
-    mean, seed-SD error bars."""
+    """Plot target test force RMSE vs pretraining-distribution force RMSE (the forgetting trade-off).
+
+    Seed mean, seed-SD error bars.
+    """
     metrics = tables["metrics"]
     benchmarks, models = sorted(metrics.benchmark.unique()), _models(metrics) or [NO_MODEL]
     fig, axes = _grid(len(benchmarks), len(models))
@@ -201,7 +203,7 @@ def _training(tables: dict) -> pd.DataFrame:
 
 
 def multihead_lr_sweep(tables: dict, out: Path):
-    """Validation force RMSE vs epoch per head of multihead (replay) runs, one colour per lr."""
+    """Plot validation force RMSE vs epoch per head of multihead (replay) runs, one colour per lr."""
     tc = _training(tables)
     mh = tc[tc.get("multiheads_finetuning", pd.Series(False, index=tc.index)).astype(str) == "True"]
     benchmarks = sorted(mh.benchmark.unique()) or ["(none)"]
@@ -238,8 +240,10 @@ def multihead_lr_sweep(tables: dict, out: Path):
 
 
 def stage_two(tables: dict, out: Path):
-    """Validation force RMSE vs epoch: constant loss weights (solid) vs Stage Two (dashed,
-    mace --stage_two). A Stage-Two strategy named <base>_stage_two shares <base>'s colour."""
+    """Plot validation force RMSE vs epoch: constant loss weights (solid) vs Stage Two (dashed).
+
+    Stage Two is mace --stage_two. A Stage-Two strategy named <base>_stage_two shares <base>'s colour.
+    """
     tc = _training(tables)
     tc = tc[tc["head"] == "Default"]
     if "stage_two" not in tc:
@@ -316,8 +320,10 @@ def _bars(tables: dict, out: Path, column: str, ylabel: str, title: str, ylim=No
 
 
 def md_stability(tables: dict, out: Path):
-    """Mean time before the MD run failed (or ended), per strategy and model; bars: seed mean,
-    error bars: seed spread."""
+    """Plot the mean time before the MD run failed (or ended), per strategy and model.
+
+    Bars: seed mean, error bars: seed spread.
+    """
     return _bars(
         tables,
         out,
@@ -329,8 +335,11 @@ def md_stability(tables: dict, out: Path):
 
 
 def md_survival(tables: dict, out: Path):
-    """Kaplan-Meier survival of the MD replicas over the ramp, one curve per strategy (replicas of
-    every seed pooled), per benchmark (rows) and model (columns), at the largest training set."""
+    """Plot Kaplan-Meier survival of the MD replicas over the ramp, one curve per strategy.
+
+    Replicas of every seed are pooled; one panel per benchmark (rows) and model (columns), at the
+    largest training set.
+    """
     surv = tables["survival"]
     surv = surv[surv.segment == "ramp"] if len(surv) else surv
     benchmarks = sorted(surv.benchmark.unique()) or ["(none)"]
@@ -377,12 +386,14 @@ def md_survival(tables: dict, out: Path):
 
 
 def emd(tables: dict, out: Path):
+    """Plot the RDF earth mover's distance (mean over pairs) per strategy."""
     return _bars(
         tables, out, "emd_mean", "RDF EMD, mean over pairs (Å)", "RDF earth mover's distance (lower is better)"
     )
 
 
 def rss_collapse(tables: dict, out: Path):
+    """Plot the collapsed fraction of random structure search structures per strategy."""
     return _bars(
         tables,
         out,
@@ -401,8 +412,11 @@ def _reference_label(tables: dict, bench: str) -> str:
 
 
 def rdf_overlays(tables: dict, out: Path, max_pairs: int = 3):
-    """g(r) of each strategy's NVT production against the benchmark's reference (a reference-level
-    trajectory, or the test set where none is configured: the legend says which), first model."""
+    """Plot g(r) of each strategy's NVT production against the benchmark's reference, first model.
+
+    The reference is a reference-level trajectory, or the test set where none is configured: the
+    legend says which.
+    """
     rdf = tables["rdf"]
     benchmarks = sorted(rdf.benchmark.unique()) or ["(none)"]
     fig, axes = _grid(len(benchmarks), max_pairs, w=3.8, h=3.0)
@@ -510,6 +524,7 @@ def e0_dimers(tables: dict, out: Path, pairs=("H-H", "F-F", "Cl-Cl"), strategy: 
 
 
 def schematic(tables: dict, out: Path):
+    """Draw the strategy schematic (what each strategy trains, freezes, adapts and replays)."""
     fig = draw_schematic(out, tables.get("strategies"), tables.get("roles"))
     _plt().close(fig)
     return fig
@@ -531,6 +546,10 @@ FIGURES = {
 
 
 def load_tables(tables: Path) -> dict:
+    """Read aggregate's tables under `tables` and derive the metrics, roles and styles.
+
+    A missing curve, survival or references table reads as an empty frame.
+    """
     errors, runs, robustness = read_tables(tables)
     loaded = {
         "errors": errors,
@@ -574,6 +593,7 @@ def load_tables(tables: Path) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench figures` options to `p`."""
     # No silent default: a bare `ftbench figures` must not redraw results/. The folders come from
     # --tables/--out, or from the config's report_dir when a --configfile/--config is given.
     p.add_argument("--tables", type=Path, default=None, help="aggregate's tidy tables (e.g. results/tables)")
@@ -590,6 +610,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench figures` with parsed `args`: draw the chosen figures; return the exit code."""
     if args.tables is None or args.out is None:
         if not (args.configfile or args.config):
             raise FtbenchError(

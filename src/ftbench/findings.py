@@ -50,13 +50,17 @@ class Stat:
     seeds: int | None = None
 
     def __post_init__(self):
+        """Count every value as its own seed unless `seeds` was given."""
         if self.seeds is None:
             self.seeds = self.n
 
     @classmethod
     def of(cls, values, seeds=None) -> Stat:
-        """Over runs; `seeds` (one per value) counts the distinct training seeds behind them, so
-        pooling strategies or sizes never passes for seed replication."""
+        """Return the Stat of `values` over runs, NaNs dropped.
+
+        `seeds` (one per value) counts the distinct training seeds behind them, so pooling strategies or
+        sizes never passes for seed replication.
+        """
         v = pd.Series(values, dtype=float).reset_index(drop=True)
         keep = v.notna()
         x = np.asarray(v[keep], dtype=float)
@@ -66,6 +70,7 @@ class Stat:
         return cls(float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan, len(x), n_seeds)
 
     def text(self, fmt: str = ".3g") -> str:
+        """Return `mean ± sd (n=N)` (no spread for one value, `n/a` for none)."""
         if self.n == 0:
             return "n/a"
         spread = f" ± {self.sd:{fmt}}" if self.n > 1 else ""
@@ -89,8 +94,11 @@ def against(a: Stat, threshold: float, cfg: dict) -> int | None:
 
 
 def cell(outcomes: list[int | None], want: list[int]) -> bool | str | None:
-    """One cell's verdict from several comparisons: True when all come out as wanted, False when
-    any comes out the other way, "tie" when some are within spread, None when any lacks seeds."""
+    """Return one cell's verdict from several comparisons.
+
+    True when all come out as wanted, False when any comes out the other way, "tie" when some are
+    within spread, None when any lacks seeds.
+    """
     if any(o is None for o in outcomes):
         return None
     if any(o == -w for o, w in zip(outcomes, want)):
@@ -123,6 +131,7 @@ def verdict(cells: list, untestable_note: str, cfg: dict) -> tuple[str, str]:
 
 
 def rule(cfg: dict) -> str:
+    """Return the decision rule of the findings, with the configured spread factor and seed count."""
     return (
         f"decided when the difference exceeds {cfg['spread_factor']:g} x the larger seed SD "
         f"(findings.spread_factor) with >= {cfg['min_seeds']} seeds (findings.min_seeds)"
@@ -155,8 +164,10 @@ def _plain(runs: pd.DataFrame) -> pd.Series:
 
 
 def _cells(metrics: pd.DataFrame, size: str = "max"):
-    """(benchmark, model, size, runs of that model and scratch) at each benchmark's smallest or
-    largest size, e0 'estimated' where present (scratch: its own E0 mode)."""
+    """Yield (benchmark, model, size, runs of that model and scratch) at each benchmark's smallest or largest size.
+
+    The e0 mode is 'estimated' where present (scratch: its own E0 mode).
+    """
     for bench, runs in _trained(metrics).groupby("benchmark"):
         n = runs.train_size.min() if size == "min" else runs.train_size.max()
         runs = runs[runs.train_size == n]
@@ -282,7 +293,7 @@ def beats_scratch(metrics: pd.DataFrame, cfg: dict) -> dict:
 
 
 def forgetting_metric(runs: pd.DataFrame) -> tuple[str, str]:
-    """The pretraining-error column finding 3 uses, and why."""
+    """Return the pretraining-error column finding 3 uses, and why."""
     if "pt_relabelled_force_rmse" in runs and runs.pt_relabelled_force_rmse.notna().any():
         return (
             "pt_relabelled_force_rmse",
@@ -297,6 +308,7 @@ def forgetting_metric(runs: pd.DataFrame) -> tuple[str, str]:
 
 
 def replay_keeps_pretraining(metrics: pd.DataFrame, cfg: dict) -> dict:
+    """Check finding 3: only multihead replay keeps pretraining accuracy (and the short-range wall)."""
     kept = cfg["kept_ratio"]
     untouched = metrics[metrics.strategy == UNTOUCHED]
     cells, ev, used = [], [], set()
@@ -360,6 +372,7 @@ def replay_keeps_pretraining(metrics: pd.DataFrame, cfg: dict) -> dict:
 
 
 def replay_lora_worse(metrics: pd.DataFrame, cfg: dict) -> dict:
+    """Check finding 4: replay + LoRA is worse than either alone; higher LoRA ranks help on broad data."""
     cells, ev = [], []
     for bench, model, _n, runs in _cells(metrics):
         runs = runs[runs.role_foundation.astype(bool)]
@@ -402,7 +415,7 @@ def replay_lora_worse(metrics: pd.DataFrame, cfg: dict) -> dict:
 
 
 def md_stability_order(metrics: pd.DataFrame, cfg: dict) -> dict:
-    """naive < LoRA/frozen < replay in MD time survived; average-E0 less stable than estimated."""
+    """Naive < LoRA/frozen < replay in MD time survived; average-E0 less stable than estimated."""
     cells, ev, saturated = [], [], []
     trained = _trained(metrics)
     for bench, model, _n, runs in _cells(metrics):
@@ -461,6 +474,7 @@ def md_stability_order(metrics: pd.DataFrame, cfg: dict) -> dict:
 
 
 def replay_cost(metrics: pd.DataFrame, cfg: dict, replay_steps: pd.DataFrame | None = None) -> dict:
+    """Check finding 6: replay costs about 3-15x the training compute of naive."""
     lo, hi = cfg["cost_range"]
     trained = _trained(metrics)
     if "optimiser_time_s" not in trained or trained.optimiser_time_s.isna().all():
@@ -511,6 +525,7 @@ CHECKS = [foundation_quality, beats_scratch, replay_keeps_pretraining, replay_lo
 def findings(
     metrics: pd.DataFrame, settings: dict | None = None, replay_steps: pd.DataFrame | None = None
 ) -> pd.DataFrame:
+    """Return one row per finding (claim, verdict, evidence), with `settings` over the defaults."""
     cfg = {**DEFAULTS, **(settings or {})}
     rows = [check(metrics, cfg) for check in CHECKS] + [replay_cost(metrics, cfg, replay_steps)]
     return pd.DataFrame(rows)

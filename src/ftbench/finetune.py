@@ -38,7 +38,7 @@ NOT_FINGERPRINTED = ("--device=", "--enable_cueq=")
 
 
 def fingerprint(argv: list[str], inputs: list[Path | None]) -> str:
-    """What a checkpoint belongs to: mace's argv and the sha256 of every input file."""
+    """Return what a checkpoint belongs to: a hash of mace's argv and the sha256 of every input file."""
     h = hashlib.sha256()
     for a in argv:
         if not a.startswith(NOT_FINGERPRINTED):
@@ -56,9 +56,12 @@ def _last_activity(*folders: Path) -> float | None:
 
 
 def start_attempt(checkpoints: Path, out_dir: Path, key: str) -> dict:
-    """Resume only an interrupted run of the same argv and inputs. A finished run (rerun with
-    --forcerun), a changed run or a first run starts clean: old checkpoints would make mace's
-    --restart_latest load a finished model and train 0 epochs, old result rows would repeat."""
+    """Resume only an interrupted run of the same argv and inputs.
+
+    A finished run (rerun with --forcerun), a changed run or a first run starts clean: old checkpoints
+    would make mace's --restart_latest load a finished model and train 0 epochs, old result rows
+    would repeat.
+    """
     path = checkpoints / ATTEMPTS
     state = json.loads(path.read_text()) if path.is_file() else {}
     interrupted = state.get("fingerprint") == key and not state.get("finished")
@@ -104,6 +107,7 @@ def build_argv(
     pt_train: Path | None = None,
     enable_cueq: bool = False,
 ) -> list[str]:
+    """Return the mace_run_train argv of a run: the strategy's `flags` plus its files, seed, device and folders."""
     flags = dict(flags)
     if enable_cueq and device.startswith("cuda"):  # cuEquivariance kernels exist for CUDA only
         flags["enable_cueq"] = True
@@ -153,6 +157,7 @@ def budget_epochs(budget: dict, flags: dict, train: Path, pt_train: Path | None)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench finetune` options to `p` (also used by `ftbench pretrain`)."""
     p.add_argument("--flags", help="JSON object of mace_run_train flags (the strategy preset)")
     p.add_argument(
         "--roles", default=None, help="JSON of the strategy's roles (strategies.roles), recorded in run.json"
@@ -194,6 +199,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench finetune` (or `pretrain`) with parsed `args`: train and write run.json; return the exit code."""
     missing = [f"--{k}" for k in ("flags", "train", "valid", "e0") if getattr(args, k) is None]
     if missing:
         raise FtbenchError(f"ftbench {getattr(args, 'command', 'finetune')} needs {', '.join(missing)}")
@@ -314,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
-    """A copy of the foundation model carrying the run's E0s.
+    """Write a copy of the foundation model carrying the run's E0s; return its path.
 
     mace 0.3.16 ends its transfer of foundation weights (load_foundations_elements) by copying
     every same-shaped tensor of the foundation's state, E0 buffer included: when the fine-tuning
@@ -347,8 +353,11 @@ def e0s_in_model(model) -> dict[int, float]:
 
 
 def parameter_counts(model, mace_log: Path) -> dict[str, int]:
-    """Total and trained parameters. LoRA adapters are merged into the saved model, so their
-    count comes from mace's log (parameters after injection minus before)."""
+    """Return the total and trained parameters of a run.
+
+    LoRA adapters are merged into the saved model, so their count comes from mace's log (parameters
+    after injection minus before).
+    """
     logged = trainable_parameters(mace_log)
     total = sum(p.numel() for p in model.parameters())
     if "lora" in logged:
@@ -368,8 +377,11 @@ def read_run(path: Path) -> tuple[Path | None, str, str | None]:
 
 
 def record_e0_only(args: argparse.Namespace) -> int:
-    """A run that trains nothing: the foundation model carrying the run's E0s (fitted on its
-    training set), so its energies are on the target's reference and its forces the foundation's."""
+    """Record a run that trains nothing: the foundation model carrying the run's E0s.
+
+    The E0s are fitted on its training set, so its energies are on the target's reference and its
+    forces the foundation's.
+    """
     if args.foundation is None:
         raise FtbenchError("--e0-only needs --foundation (a `train: false` strategy needs a foundation model)")
     args.out_dir.mkdir(parents=True, exist_ok=True)

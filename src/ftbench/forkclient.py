@@ -1,7 +1,8 @@
-"""`python -m ftbench ...` through the fork server when the workflow runs one
-(FTBENCH_FORKSERVER_SOCKET, see ftbench.forkserver); standard library only, so this start-up
-stays cheap. Without a reachable, matching server the job runs in this process as before
-(FTBENCH_FORKSERVER_DEBUG=1 prints why a server refused a job).
+"""Run `python -m ftbench ...` through the fork server when the workflow runs one.
+
+The server is found by FTBENCH_FORKSERVER_SOCKET (see ftbench.forkserver); standard library
+only, so this start-up stays cheap. Without a reachable, matching server the job runs in this
+process as before (FTBENCH_FORKSERVER_DEBUG=1 prints why a server refused a job).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _server_alive(path: str) -> bool:
 
 
 def _connect(path: str, wait: float) -> socket.socket | None:
-    """A connection, waiting for a server still importing (its socket appears when it is ready)."""
+    """Return a connection, waiting for a server still importing (its socket appears when it is ready)."""
     deadline = time.monotonic() + wait
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -70,7 +71,7 @@ def _lines(sock: socket.socket):
 
 
 def run_via_server(argv: list[str], path: str, wait: float = 300.0) -> int | None:
-    """The job's exit status when the server ran it; None when it would not (run it here)."""
+    """Return the job's exit status when the server ran it; None when it would not (run it here)."""
     sock = _connect(path, wait)
     if sock is None:
         return None
@@ -151,6 +152,7 @@ def run_via_server(argv: list[str], path: str, wait: float = 300.0) -> int | Non
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `ftbench` with `argv` through the fork server when one serves, else in this process; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     path = os.environ.get(SOCKET_ENV)
     if path:

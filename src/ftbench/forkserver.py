@@ -1,5 +1,7 @@
-"""A fork server ("zygote") for local workflow runs: imports torch, mace and ase once, then
-forks one child per `python -m ftbench ...` job, so a job skips the ~5 s import start-up.
+"""Fork server ("zygote") for local workflow runs.
+
+It imports torch, mace and ase once, then forks one child per `python -m ftbench ...` job, so a
+job skips the ~5 s import start-up.
 
 Protocol (one Unix stream connection per job, see ftbench.forkclient):
   client -> server: 4-byte length + JSON request {argv, cwd, env, ...}, with the client's
@@ -66,11 +68,12 @@ _OFF = {"0", "off", "false", "no"}
 
 
 def startup_env(env: dict) -> dict:
+    """Return the variables read at interpreter start-up (PYTHON*), less those applied per job."""
     return {k: v for k, v in env.items() if k.startswith(_STARTUP_PREFIX) and k not in _PER_JOB}
 
 
 def compat_key(env: dict) -> dict:
-    """What must match between a client and the server for a fork to equal a fresh start."""
+    """Return what must match between a client and the server for a fork to equal a fresh start."""
     return {
         "protocol": PROTOCOL,
         "prefix": sys.prefix,
@@ -158,6 +161,7 @@ def start(workflow, config: dict, log_path: str = "logs/forkserver.log") -> str 
 
 
 def stop() -> None:
+    """Stop the server start() launched and remove its socket folder (the workflow's onsuccess/onerror)."""
     proc, folder = _server.pop("proc", None), _server.pop("folder", None)
     os.environ.pop(SOCKET_ENV, None)
     if proc is not None and proc.poll() is None:
@@ -219,6 +223,8 @@ def _send(conn: socket.socket, obj: dict) -> None:
 
 
 class Server:
+    """The server process: preload the imports, then fork one child per client job."""
+
     def __init__(self, path: str, parent: int | None):
         self.path, self.parent = path, parent
         self.jobs: dict[int, socket.socket] = {}  # child pid -> its client's connection
@@ -227,6 +233,7 @@ class Server:
         self.startup = startup_env(os.environ)  # before the imports change anything
 
     def preload(self) -> None:
+        """Import everything the jobs use, refusing to serve if that started a thread pool or CUDA."""
         # A CUDA probe during the imports must not initialise the driver (not fork-safe), and
         # OpenBLAS (numpy, scipy) must not start its thread pool as it loads; each job sets
         # the BLAS thread count its own environment asks for (_blas_threads).
@@ -264,6 +271,7 @@ class Server:
         )
 
     def serve(self) -> None:
+        """Accept jobs until stopped, or until the workflow that started the server is gone."""
         import selectors
 
         self.signals = {
@@ -456,8 +464,10 @@ class Server:
 
 
 def _blas_threads() -> None:
-    """OpenBLAS threads as a fresh process would start them (it reads these variables as it
-    loads, else uses every CPU); the server loaded it single-threaded."""
+    """Set OpenBLAS threads as a fresh process would start them.
+
+    OpenBLAS reads these variables as it loads, else uses every CPU; the server loaded it single-threaded.
+    """
     want = None
     for var in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(var, "")
@@ -587,6 +597,7 @@ def _run_job(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the fork server on `--socket` (`python -m ftbench.forkserver`); return the exit code."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m ftbench.forkserver", description=__doc__.splitlines()[0])

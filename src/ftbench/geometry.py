@@ -1,5 +1,7 @@
-"""Geometry helpers shared by the data and robustness modules: isolated atoms, element pairs,
-pair lists (vesin), minimum-image radius."""
+"""Geometry helpers shared by the data and robustness modules.
+
+Isolated atoms, element pairs, pair lists (vesin), minimum-image radius.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +17,15 @@ ISOLATED = "IsolatedAtom"  # config_type of a single free atom (mace reads its e
 
 
 def is_isolated_atom(atoms) -> bool:
-    """An isolated-atom configuration: what mace reads as an E0 rather than a training sample."""
+    """Return True for an isolated-atom configuration: what mace reads as an E0 rather than a training sample."""
     return len(atoms) == 1 and atoms.info.get("config_type") == ISOLATED
 
 
 def element_pairs(elements) -> list[tuple]:
-    """Every unordered pair of the distinct elements (self pairs included), each pair and the list
-    sorted: symbols alphabetically, atomic numbers numerically."""
+    """Return every unordered pair of the distinct elements (self pairs included).
+
+    Each pair and the list are sorted: symbols alphabetically, atomic numbers numerically.
+    """
     unique = sorted(set(elements))
     return [(a, b) for i, a in enumerate(unique) for b in unique[i:]]
 
@@ -74,7 +78,7 @@ def _mean_spacing(atoms: Atoms) -> float:
 
 
 def min_distance_below(atoms: Atoms, threshold: float) -> float | None:
-    """The smallest pair distance if it is below `threshold`, else None (cheap: one short-range list)."""
+    """Return the smallest pair distance if it is below `threshold`, else None (cheap: one short-range list)."""
     if len(atoms) < 2 and not np.asarray(atoms.pbc).any():
         return None
     spacing = min(max(_mean_spacing(atoms), _MIN_SEARCH_CUTOFF), _MAX_SEARCH_CUTOFF)

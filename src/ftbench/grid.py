@@ -1,4 +1,5 @@
-"""The fine-tune grid: its cells (Run), their expansion from the config and their folder layout;
+"""The fine-tune grid: its cells (Run), their expansion from the config and their folder layout.
+
 `ftbench grid` prints it, one line per job, and counts.
 
 Cheap on purpose (no torch): the Snakefile expands the grid at parse time.
@@ -34,16 +35,21 @@ class Run:
 
     @property
     def path(self) -> str:
+        """The run's folder under the runs root (RUN_PATTERN)."""
         return RUN_PATTERN.format(**asdict(self))
 
     @property
     def has_foundation(self) -> bool:
+        """Whether the run starts from a foundation model (not from scratch)."""
         return self.model != NO_MODEL
 
 
 def sizes_for(cfg: dict, benchmark: str) -> list[int]:
-    """Training-set sizes of one benchmark: explicit list (checked against the pool) or `auto`
-    (the size ladder up to the pool, plus the whole pool)."""
+    """Return the training-set sizes of one benchmark.
+
+    An explicit list (checked against the pool) or `auto` (the size ladder up to the pool, plus the
+    whole pool).
+    """
     pool = _pool(cfg, benchmark)
     if cfg["train_sizes"] == "auto":
         sizes = [s for s in cfg["size_ladder"] if pool is None or s <= pool]
@@ -104,11 +110,12 @@ def expand_grid(cfg: dict) -> list[Run]:
 
 
 def untouched_runs(cfg: dict) -> list[Run]:
-    """The untouched foundation models, evaluated like runs (no training)."""
+    """Return the untouched foundation models as runs, evaluated like runs (no training)."""
     return [Run(b, m, UNTOUCHED, UNTOUCHED_E0, 0, 0) for b in cfg["benchmarks"] for m in cfg["foundation_models"]]
 
 
 def parse_run_path(path: str) -> Run:
+    """Return the Run of a run folder path (benchmark/model/strategy/e0/nSIZE/seedSEED)."""
     parts = path.strip("/").split("/")
     if len(parts) != 6 or not parts[4].startswith("n") or not parts[5].startswith("seed"):
         raise FtbenchError(f"not a run path: {path} (expected benchmark/model/strategy/e0/nSIZE/seedSEED)")
@@ -116,11 +123,13 @@ def parse_run_path(path: str) -> Run:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench grid` options to `p`."""
     add_config_arguments(p)
     p.add_argument("--counts-only", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench grid` with parsed `args`: print the jobs and counts; return the exit code."""
     cfg = config_from_args(args)
     runs = expand_grid(cfg)
     if not args.counts_only:

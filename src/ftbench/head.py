@@ -36,12 +36,14 @@ def write_head_model(model_path: Path, head: str, out: Path) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench head` options to `p`."""
     p.add_argument("--model", required=True, type=Path, help="a (multihead) mace model")
     p.add_argument("--head", required=True, help="the head to keep; an unknown head lists the model's heads")
     p.add_argument("--out", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench head` with parsed `args`: write the one-head model; return the exit code."""
     prov = Provenance([args.model])
     heads = write_head_model(args.model, args.head, args.out)
     prov.write(

@@ -19,8 +19,11 @@ def resolve_device(device: str) -> str:
 
 
 def read_model(path: str | Path, device: str = "cpu"):
-    """The one way ftbench opens a saved MACE model: a missing, corrupt or foreign file, or a fetched
-    model whose bytes no longer match its pinned sha256, is an error naming the file."""
+    """Open a saved MACE model: the one way ftbench does.
+
+    A missing, corrupt or foreign file, or a fetched model whose bytes no longer match its pinned
+    sha256, is an error naming the file.
+    """
     import torch
 
     path = Path(path)
@@ -43,8 +46,11 @@ def read_model(path: str | Path, device: str = "cpu"):
 
 
 def check_model_checksum(path: Path) -> None:
-    """A fetched model carries `<file>.source.json` (written by `ftbench fetch --out`): its bytes
-    must still have the sha256 of the lock file (or of the config) they were fetched with."""
+    """Refuse a fetched model whose bytes changed since its download.
+
+    A fetched model carries `<file>.source.json` (written by `ftbench fetch --out`): its bytes must
+    still have the sha256 of the lock file (or of the config) they were fetched with.
+    """
     import json
 
     from ftbench.provenance import sha256
@@ -68,8 +74,10 @@ def check_model_checksum(path: Path) -> None:
 
 
 def load_model(path: str | Path, device: str = "cpu", dtype: str = "float64", head: str | None = None):
-    """A saved MACE model for inference (read_model, then dtype, no gradients, eval mode); with
-    `head`, reduced to that head (select_head)."""
+    """Load a saved MACE model for inference (read_model, then dtype, no gradients, eval mode).
+
+    With `head`, the model is reduced to that head (select_head).
+    """
     from mace.tools import torch_tools
 
     model = read_model(path, "cpu")
@@ -82,6 +90,7 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str = "float64", he
 
 
 def heads_of(model) -> list[str]:
+    """Return the model's head names (`Default` for a model without heads)."""
     return list(getattr(model, "heads", None) or ["Default"])
 
 
@@ -97,9 +106,11 @@ def check_head(model, head: str, what: str) -> str:
 
 
 def select_head(model, head: str | None, what: str = "the model"):
-    """The single-head model of `head`: a multihead model is reduced with mace's own
-    remove_pt_head, the path mace_run_train takes with --foundation_head, so E0s, predictions
-    and pseudolabels all come from that head. head None keeps the model as it is."""
+    """Return the single-head model of `head`; head None keeps the model as it is.
+
+    A multihead model is reduced with mace's own remove_pt_head, the path mace_run_train takes with
+    --foundation_head, so E0s, predictions and pseudolabels all come from that head.
+    """
     if head is None:
         return model
     check_head(model, head, what)
@@ -111,12 +122,16 @@ def select_head(model, head: str | None, what: str = "the model"):
 
 
 def elements_of(model) -> list[int]:
+    """Return the atomic numbers the model has embeddings for."""
     return [int(z) for z in model.atomic_numbers]
 
 
 def check_elements(known, present, what: str, model: str, fix: str) -> None:
-    """The one element check: an error before any work when `present` (atomic numbers) holds an
-    element the model (`known` atomic numbers) has no embedding for."""
+    """Refuse elements a model cannot handle, before any work: the one element check.
+
+    An error when `present` (atomic numbers) holds an element the model (`known` atomic numbers) has
+    no embedding for.
+    """
     from ase.data import chemical_symbols
 
     known = {int(z) for z in known}
@@ -174,9 +189,11 @@ def model_e0s(model, head: str | None = None) -> dict[int, float]:
 
 
 def foundation_for(path: str | Path, head: str | None, device: str = "cpu", what: str | None = None):
-    """The single-head foundation model E0 estimation and pseudolabelling use: `head` of a
-    multihead model (select_head), or the model itself; a multihead model without a head is an
-    error, since mace would silently use its first head."""
+    """Load the single-head foundation model that E0 estimation and pseudolabelling use.
+
+    That is `head` of a multihead model (select_head), or the model itself; a multihead model
+    without a head is an error, since mace would silently use its first head.
+    """
     what = what or str(path)
     model = load_model(path, device, head=head)
     if len(heads_of(model)) > 1:

@@ -7,6 +7,11 @@ import sys
 
 
 def prepare(src: str, use_conda: bool) -> None:
+    """Set the environment every Snakemake job inherits.
+
+    `src` first on PYTHONPATH, unbuffered output, and (without conda) this interpreter's folder first
+    on PATH.
+    """
     # Jobs (local, cluster, conda) run the package from this checkout.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
     # Progress (training epochs, labelling) reaches the rule logs as it happens.

@@ -14,6 +14,7 @@ _NON_FINITE = re.compile(r"\b(nan|inf|infinity|infinite|non-finite)\b", re.IGNOR
 
 
 def set_threads(threads: int) -> None:
+    """Set torch's and OpenMP's thread count to `threads`."""
     import torch
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -30,7 +31,7 @@ def run_mace_train(argv: list[str]) -> None:
 
 
 def _result_rows(results_dir: Path):
-    """The JSON rows of mace's {results_dir}/*_train.txt files (eval and per-step opt rows)."""
+    """Yield the JSON rows of mace's {results_dir}/*_train.txt files (eval and per-step opt rows)."""
     for path in sorted(Path(results_dir).glob("*_train.txt")):
         for line in path.read_text().splitlines():
             try:
@@ -40,10 +41,11 @@ def _result_rows(results_dir: Path):
 
 
 def training_curve(results_dir: Path) -> list[dict]:
-    """mace's per-epoch evaluation rows ({results_dir}/*_train.txt, one JSON object a line).
+    """Mace's per-epoch evaluation rows ({results_dir}/*_train.txt, one JSON object a line).
 
     A resumed run appends to the same file and repeats the checkpoint's epoch: the last row of an
-    (epoch, head) wins, so every epoch appears once."""
+    (epoch, head) wins, so every epoch appears once.
+    """
     rows: dict = {}
     for row in _result_rows(results_dir):
         if row.get("mode") != "eval":
@@ -58,8 +60,11 @@ def training_curve(results_dir: Path) -> list[dict]:
 
 
 def optimiser_steps(results_dir: Path) -> tuple[int | None, float | None]:
-    """(optimiser steps, their summed time in s) from mace's per-step "opt" rows: the training
-    compute itself, without start-up, data loading before the first epoch or evaluation."""
+    """Return (optimiser steps, their summed time in s) from mace's per-step "opt" rows.
+
+    That is the training compute itself, without start-up, data loading before the first epoch or
+    evaluation.
+    """
     steps, seconds = 0, 0.0
     for row in _result_rows(results_dir):
         if row.get("mode") == "opt" and row.get("time") is not None:
@@ -101,7 +106,9 @@ def diverged(curve: list[dict], max_force_rmse: float) -> str | None:
 
 
 def failure_status(error_text: str) -> str:
-    """Status of a run whose mace_run_train raised: "diverged" when the error is about a number
-    that blew up, otherwise "failed"."""
+    """Return the status of a run whose mace_run_train raised.
+
+    "diverged" when the error is about a number that blew up, otherwise "failed".
+    """
     # whole words only: "info", "input" or a file name holding "nan" are ordinary failures
     return "diverged" if _NON_FINITE.search(error_text) else "failed"

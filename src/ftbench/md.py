@@ -1,5 +1,6 @@
-"""MD stability test: Langevin NVT with a linear temperature ramp, several replicas per model,
-all replicas advanced together (one batched model evaluation per step).
+"""MD stability test: Langevin NVT with a linear temperature ramp, several replicas per model.
+
+All replicas are advanced together (one batched model evaluation per step).
 
 A run fails at the first frame with a pair closer than `min_distance`, a non-finite force, a
 force above `max_force`, or a temperature above `max_temperature_factor` times the ramp's
@@ -29,6 +30,8 @@ REASONS = ("stable", "close_contact", "nonfinite_force", "huge_force", "temperat
 
 @dataclass
 class Criteria:
+    """Failure criteria of an MD frame (see check_frame)."""
+
     min_distance: float = 0.5  # A
     max_force: float = 100.0  # eV/A, on any atom
     max_temperature_factor: float = 3.0  # times the ramp's target temperature
@@ -66,7 +69,7 @@ def check_frame(
 def _snapshot(
     atoms: Atoms, forces: np.ndarray | None, step: int, time_ps: float, target: float, energy: float | None = None
 ) -> Atoms:
-    """A copy carrying the already computed energy/forces, so writing it triggers no calculation."""
+    """Return a copy carrying the already computed energy/forces, so writing it triggers no calculation."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
     frame = atoms.copy()
@@ -91,6 +94,7 @@ class CalculatorEvaluator:
         self.calc = calc
 
     def __call__(self, structures: list[Atoms]) -> list:
+        """Return (energy, forces) of each structure, or the exception its calculation raised."""
         out = []
         for atoms in structures:
             work = atoms.copy()
@@ -103,9 +107,12 @@ class CalculatorEvaluator:
 
 
 class MaceBatchEvaluator:
-    """Energies and forces of several structures in ONE model evaluation: mace's own AtomicData
-    graphs of every replica collated into a disjoint-union batch (mace's torch_geometric), exactly
-    as MACECalculator builds its one-structure batch, so the forces are the calculator's."""
+    """Energies and forces of several structures in ONE model evaluation.
+
+    mace's own AtomicData graphs of every replica are collated into a disjoint-union batch (mace's
+    torch_geometric), exactly as MACECalculator builds its one-structure batch, so the forces are the
+    calculator's.
+    """
 
     batched = True
 
@@ -136,6 +143,7 @@ class MaceBatchEvaluator:
         return [(float(energy[i]), np.array(forces[ptr[i] : ptr[i + 1]], dtype=float)) for i in range(len(structures))]
 
     def __call__(self, structures: list[Atoms]) -> list:
+        """Return (energy, forces) of each structure, or the exception that replica raised."""
         try:
             return self._forward(structures)
         except Exception as err:
@@ -146,7 +154,7 @@ class MaceBatchEvaluator:
 
 
 def evaluator_for(calc):
-    """The batched evaluator for a MACE calculator, the sequential one for any other calculator."""
+    """Return the batched evaluator for a MACE calculator, the sequential one for any other calculator."""
     if hasattr(calc, "models") and hasattr(calc, "z_table") and hasattr(calc, "available_heads"):
         return MaceBatchEvaluator(calc)
     return CalculatorEvaluator(calc)
@@ -341,6 +349,7 @@ def run_replica(atoms: Atoms, calc, *, seed: int = 0, trajectory: str | Path | N
 
 
 def summarise(replicas: list[dict], speed: dict | None = None) -> dict:
+    """Return the summary of the replicas: survival fraction, failure reasons, mean times and speed."""
     failed = [r for r in replicas if r["reason"] != "stable"]
     speed = speed or {}
     return {
@@ -361,7 +370,8 @@ def kaplan_meier(times, failed) -> tuple[np.ndarray, np.ndarray]:
     """Kaplan-Meier survival estimate: (event times, survival just after each), starting at (0, 1).
 
     `times`: time on the clock per replica; `failed`: True where the replica failed then, False
-    where it was still running when observation stopped (censored)."""
+    where it was still running when observation stopped (censored).
+    """
     times = np.asarray(times, dtype=float)
     failed = np.asarray(failed, dtype=bool)
     t_out, s_out, s = [0.0], [1.0], 1.0
@@ -376,6 +386,7 @@ def kaplan_meier(times, failed) -> tuple[np.ndarray, np.ndarray]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `ftbench md` options to `parser`."""
     add_model_arguments(parser)
     parser.add_argument("--structure", required=True, help="starting structure (any ase.io format)")
     parser.add_argument("--index", type=int, default=0, help="frame of --structure to start from")
@@ -400,6 +411,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench md` with parsed `args`: run the replicas and write result.json; return the exit code."""
     from ase.io import read
 
     from ftbench.calculators import calculator_for

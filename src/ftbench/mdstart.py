@@ -48,6 +48,7 @@ def clean(atoms):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench md-start` options to `p`."""
     p.add_argument("--structures", type=Path, help="the benchmark's test set (extxyz)")
     p.add_argument("--index", type=int, default=0, help="frame of --structures")
     p.add_argument(
@@ -64,6 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench md-start` with parsed `args`: write the MD start structure; return the exit code."""
     from ase.io import read, write
 
     source = args.from_file or args.structures

@@ -49,6 +49,7 @@ class Metric:
 
     @property
     def header(self) -> str:
+        """The column header: label and unit."""
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
 
@@ -169,7 +170,7 @@ def _fill_roles(frame: pd.DataFrame) -> None:
 
 
 def roles_by_strategy(frame: pd.DataFrame) -> dict[str, dict]:
-    """strategy -> roles (foundation, replay, frozen, lora), from a frame with role columns."""
+    """Strategy -> roles (foundation, replay, frozen, lora), from a frame with role columns."""
     out = {}
     for strategy, grp in frame.groupby("strategy"):
         r = grp.iloc[0]
@@ -186,16 +187,19 @@ def roles_by_strategy(frame: pd.DataFrame) -> dict[str, dict]:
 
 
 def at_largest_size(frame: pd.DataFrame) -> pd.DataFrame:
-    """The untouched foundation rows and the trained runs at the frame's largest training set."""
+    """Return the untouched foundation rows and the trained runs at the frame's largest training set."""
     largest = frame[frame.strategy != UNTOUCHED].train_size.max()
     return frame[(frame.strategy == UNTOUCHED) | (frame.train_size == largest)]
 
 
 def cost(metrics: pd.DataFrame, replay_steps: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Training cost per model and strategy: optimiser-step time (mace's own per-step timing, so
-    start-up and evaluation are excluded), per step and per epoch, and its ratio to naive (the
-    plain fine-tunes: no replay, LoRA or frozen groups) on the same cell; wall time for reference. Replay strategies also
-    get the replay step's own cost (selection + pseudolabels, once per model and benchmark)."""
+    """Return the training cost per model and strategy.
+
+    Optimiser-step time (mace's own per-step timing, so start-up and evaluation are excluded), per
+    step and per epoch, and its ratio to naive (the plain fine-tunes: no replay, LoRA or frozen
+    groups) on the same cell; wall time for reference. Replay strategies also get the replay step's
+    own cost (selection + pseudolabels, once per model and benchmark).
+    """
     trained = metrics[(metrics.strategy != UNTOUCHED) & metrics.role_trained.astype(bool)].copy()
     for col in ("optimiser_time_s", "optimiser_steps", "epochs", "wall_time_s", "gpu_hours"):
         if col not in trained:
@@ -245,6 +249,7 @@ def cost(metrics: pd.DataFrame, replay_steps: pd.DataFrame | None = None) -> pd.
 
 
 def read_tables(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Read aggregate's errors, runs and robustness tables (robustness may be absent)."""
     if not (tables / "errors.csv").is_file():
         raise FtbenchError(
             f"{tables}/errors.csv does not exist: tables are computed from finished "
@@ -258,6 +263,7 @@ def read_tables(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 
 def read_replay_steps(tables: Path) -> pd.DataFrame:
+    """Read aggregate's replay-step costs (empty when there are none)."""
     path = tables / "replay_steps.csv"
     return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["benchmark", "model", "wall_time_s"])
 

@@ -23,6 +23,7 @@ log = logging.getLogger("ftbench.prepare")
 
 
 def split(atoms_list, n_valid: int, n_test: int, seed: int):
+    """Return (train pool, valid, test, isolated atoms): a seeded shuffle of the non-isolated configurations."""
     isolated = [a for a in atoms_list if is_isolated_atom(a)]
     rest = [a for a in atoms_list if not is_isolated_atom(a)]
     if n_valid + n_test >= len(rest):
@@ -52,8 +53,11 @@ def read_configs(path: Path) -> list:
 
 
 def label_keys(atoms_list, energy_key: str, forces_key: str, stress_key: str | None):
-    """The catalog's label keys, or REF_* when the file was already normalised by `ftbench convert`
-    (fetched benchmarks): the same catalog entry serves files placed by hand and fetched ones."""
+    """Return the catalog's label keys, or REF_* when the file was already normalised.
+
+    Fetched benchmarks are normalised by `ftbench convert`: the same catalog entry serves files
+    placed by hand and fetched ones.
+    """
     first = atoms_list[0]
     if energy_key not in first.info and "REF_energy" in first.info:
         return "REF_energy", "REF_forces", ("REF_stress" if stress_key else None)
@@ -61,9 +65,11 @@ def label_keys(atoms_list, energy_key: str, forces_key: str, stress_key: str | N
 
 
 def check_split_elements(pool, others: dict) -> None:
-    """An element seen only in validation or test data has no training data: every model trained
-    on this benchmark (scratch, and fine-tunes whose element table is the training set's) would
-    fail at evaluation."""
+    """Refuse an element seen only in validation or test data.
+
+    Such an element has no training data: every model trained on this benchmark (scratch, and
+    fine-tunes whose element table is the training set's) would fail at evaluation.
+    """
     from ase.data import chemical_symbols
 
     trained = {int(z) for a in pool for z in a.numbers}
@@ -78,6 +84,7 @@ def check_split_elements(pool, others: dict) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench prepare` options to `p`."""
     p.add_argument("--data", required=True, type=Path, help="all labelled configurations (or the train file)")
     p.add_argument("--valid-data", type=Path, default=None, help="the source's own validation split")
     p.add_argument("--test-data", type=Path, default=None, help="the source's own test split")
@@ -91,6 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench prepare` with parsed `args`: write the train pool and splits; return the exit code."""
     prov = Provenance([args.data, args.valid_data, args.test_data])
     sets = {}
     for name, path in (("all", args.data), ("valid", args.valid_data), ("test", args.test_data)):

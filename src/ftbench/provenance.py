@@ -17,6 +17,7 @@ PACKAGES = ("ftbench", "mace-torch", "torch", "ase", "numpy", "tblite")
 
 
 def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Return the hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -25,6 +26,7 @@ def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def versions() -> dict[str, str | None]:
+    """Return the versions of python and of the packages a result depends on (None when missing)."""
     out = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -35,6 +37,7 @@ def versions() -> dict[str, str | None]:
 
 
 def device_info(device: str = "cpu") -> dict:
+    """Return where a step ran: device, host, CPUs, SLURM job, visible GPUs (and the GPU name on cuda)."""
     info = {
         "device": device,
         "host": socket.gethostname(),
@@ -60,6 +63,7 @@ class Provenance:
         self.device = device
 
     def record(self, outputs: list[str | Path] = (), extra: dict | None = None) -> dict:
+        """Return the provenance record: argv, versions, input hashes, outputs, timing, device and `extra`."""
         return {
             "argv": self.argv,
             "versions": versions(),
@@ -72,13 +76,14 @@ class Provenance:
         }
 
     def write(self, path: str | Path, outputs: list[str | Path] = (), extra: dict | None = None) -> dict:
+        """Write the provenance record (with `extra`) as JSON to `path`; return it."""
         rec = self.record(outputs, extra)
         write_json(path, rec)
         return rec
 
 
 def finite_or_none(x) -> float | None:
-    """A number for a JSON result: None where it is not finite (JSON has no NaN or inf)."""
+    """Return a number for a JSON result: None where it is not finite (JSON has no NaN or inf)."""
     x = float(x)
     return x if math.isfinite(x) else None
 

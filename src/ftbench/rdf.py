@@ -175,8 +175,10 @@ def coordination_number(r: np.ndarray, g: np.ndarray, density: float, r_cut: flo
 def write_curves(
     path: str | Path, r, curves: Mapping[str, np.ndarray], fmt: str = "%.10g", r_fmt: str | None = None
 ) -> None:
-    """The per-pair curve table (RDFs, dimer curves): CSV with column r, then one per pair
-    ('H-O', 'O-O', ...), sorted by label."""
+    """Write a per-pair curve table (RDFs, dimer curves).
+
+    CSV with column r, then one per pair ('H-O', 'O-O', ...), sorted by label.
+    """
     labels = sorted(curves)
     data = np.column_stack([r] + [curves[k] for k in labels])
     path = Path(path)
@@ -212,6 +214,7 @@ def read_csv(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
 
 def read_frames(path: str | Path, skip: int = 0, every: int = 1) -> list[Atoms]:
+    """Read every `every`-th frame of a trajectory after the first `skip`."""
     from ase.io import read
 
     path = Path(path)
@@ -223,6 +226,7 @@ def read_frames(path: str | Path, skip: int = 0, every: int = 1) -> list[Atoms]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `ftbench rdf` options to `parser`."""
     parser.add_argument("trajectory", help="trajectory file readable by ase.io (extxyz)")
     parser.add_argument("--pairs", default=None, help="comma-separated pairs, e.g. O-H,O-O (default: all)")
     parser.add_argument(
@@ -241,6 +245,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench rdf` with parsed `args`: write the RDF table and its .meta.json; return the exit code."""
     frames = read_frames(args.trajectory, args.skip, args.every)
     if not frames:
         raise FtbenchError(f"{args.trajectory}: no frames left after --skip {args.skip}")

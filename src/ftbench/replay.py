@@ -38,6 +38,8 @@ GROUP_KEYS = ("mp_id", "material_id", "trajectory_id", "traj_id")
 
 @dataclass
 class Frame:
+    """One extxyz frame of the pool: its text and what selection needs."""
+
     index: int
     n_atoms: int
     text: str
@@ -64,6 +66,7 @@ _KEY_VALUE = re.compile(r"""([A-Za-z_][\w.-]*)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*'|
 
 
 def comment_keys(comment: str, wanted) -> dict[str, str]:
+    """Return the `wanted` keys of an extxyz comment line as strings, quotes and braces stripped."""
     out = {}
     for key, value in _KEY_VALUE.findall(comment):
         if key in wanted:
@@ -72,8 +75,10 @@ def comment_keys(comment: str, wanted) -> dict[str, str]:
 
 
 def scan_frames(path: Path, group_keys=GROUP_KEYS):
-    """Each frame of an extxyz file as text plus what selection needs (elements, group id,
-    config_type), one at a time."""
+    """Yield each frame of an extxyz file as a Frame, one at a time.
+
+    A Frame holds the text plus what selection needs (elements, group id, config_type).
+    """
     wanted = {"Properties", "config_type", *group_keys}
     columns: dict[str, tuple[int, bool]] = {}
     with open(path) as f:
@@ -105,7 +110,7 @@ def scan_frames(path: Path, group_keys=GROUP_KEYS):
 
 
 def _u(seed: int, tag: str, key: str) -> float:
-    """A seeded uniform number in [0, 1) for `key`: the same id always draws the same number."""
+    """Return a seeded uniform number in [0, 1) for `key`: the same id always draws the same number."""
     digest = hashlib.blake2b(f"{seed}:{tag}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
 
@@ -136,13 +141,16 @@ class _BottomK:
 def select_stream(
     path: Path, elements: set[int], n_samples: int, n_eval: int, seed: int, mode: str = "subset", group_keys=GROUP_KEYS
 ) -> tuple[list[Frame], list[Frame], dict]:
-    """Disjoint (replay, held-out) frames of the pool, in one streaming pass (two when groups are
-    large enough that the first pass kept too few replay candidates).
+    """Return disjoint (replay, held-out) frames of the pool, and counts.
+
+    One streaming pass (two when groups are large enough that the first pass kept too few replay
+    candidates).
 
     Held out: the n_eval frames with the smallest (group key, frame key), so groups are taken
     whole, lowest group key first; the last group may be cut, and its other frames are not
     replayed either. Replay: a uniform draw (smallest replay key) of n_samples frames among the
-    frames of the other groups. Both shrink proportionally when the pool is small."""
+    frames of the other groups. Both shrink proportionally when the pool is small.
+    """
     held = _BottomK(n_eval) if n_eval else None  # n_eval 0: the held-out slice comes from elsewhere
     replay = _BottomK(n_samples + n_eval)  # n_eval spare: held-out frames among them drop out
     stats = {"pool": 0, "usable": 0, "groups_from": None}
@@ -212,9 +220,12 @@ def held_out_slice(
     seed: int,
     exclude: tuple[str, ...] = (),
 ) -> tuple[list, list | None]:
-    """The pretraining-distribution slice no foundation model saw (a file of its own), filtered
-    like the replay pool and cut to n_eval frames by a seeded draw; the same frames of its copy
-    at the target level of theory, which must list the same structures in the same order."""
+    """Return the pretraining-distribution slice no foundation model saw, and its relabelled copy.
+
+    The slice is a file of its own, filtered like the replay pool and cut to n_eval frames by a
+    seeded draw; its copy at the target level of theory (or None) must list the same structures in
+    the same order, and the same frames of it are kept.
+    """
     frames = read(path, ":")
     twins = read(relabelled, ":") if relabelled is not None else None
     if twins is not None and (
@@ -255,9 +266,11 @@ class _Keyed:
 
 
 def parse_frames(frames: list[Frame], energy_key: str, forces_key: str, stress_key: str | None, path: Path) -> list:
-    """ASE atoms of the selected frames with labels under REF_*; stress only where the frame has
-    one. Per-property weights of the pool (config_energy_weight: 0.1 in the study's SN2 pool)
-    stay: mace's universal loss reads them."""
+    """Return ASE atoms of the selected frames with labels under REF_*.
+
+    Stress only where the frame has one. Per-property weights of the pool (config_energy_weight:
+    0.1 in the study's SN2 pool) stay: mace's universal loss reads them.
+    """
     if not frames:
         return []
     raw = read(io.StringIO("".join(f.text for f in frames)), ":", format="extxyz")
@@ -291,6 +304,7 @@ def pseudolabel(model, atoms_list, batch_size: int = 32, device: str = "cpu"):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench replay` options to `p`."""
     p.add_argument("--pool", required=True, type=Path, help="pretraining/replay pool (extxyz, streamed)")
     p.add_argument("--model", required=True, type=Path, help="foundation model (for pseudolabels)")
     p.add_argument("--head", default=None, help="head of a multihead foundation model to pseudolabel with")
@@ -334,6 +348,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench replay` with parsed `args`; return the exit code.
+
+    Writes the replay pool, its pseudolabelled copy and the held-out pretraining slice.
+    """
     from ftbench.inference import foundation_for, heads_of
 
     if not args.pool.is_file():

@@ -1,8 +1,9 @@
-"""The robustness evaluations of one model, as the pipeline runs them: MD stability (a ramp from
-the benchmark's common start, replicas batched), RDF of a separate fixed-temperature NVT
-production segment and its EMD to the benchmark's reference, random structure search and dimer
-curves. A result built on calculator errors (an element the model does not know, a model that
-cannot evaluate the start) is a failed evaluation, never ok.
+"""The robustness evaluations of one model, as the pipeline runs them.
+
+MD stability (a ramp from the benchmark's common start, replicas batched), RDF of a separate
+fixed-temperature NVT production segment and its EMD to the benchmark's reference, random
+structure search and dimer curves. A result built on calculator errors (an element the model
+does not know, a model that cannot evaluate the start) is a failed evaluation, never ok.
 
 One process per model (the science lives in md, rdf, emd, rss and dimers): loading torch and
 the model once instead of four times keeps a grid of hundreds of models affordable.
@@ -31,8 +32,10 @@ log = logging.getLogger("ftbench.robustness")
 
 
 def production_frames(replicas: list[dict], out_dir: Path, skip: int) -> list:
-    """Frames of the NVT production segment after `skip` frames: a failed replica's frames before
-    its failing frame, a stable replica's frames including its last one."""
+    """Return the frames of the NVT production segment after `skip` frames.
+
+    A failed replica's frames before its failing frame, a stable replica's frames including its last one.
+    """
     frames = []
     for r in replicas:
         path = out_dir / Path(r["trajectory"]).name
@@ -45,6 +48,7 @@ def production_frames(replicas: list[dict], out_dir: Path, skip: int) -> list:
 
 
 def unknown_elements(calc, structure) -> list[str]:
+    """Return the elements of `structure` the calculator was not trained on (none when it does not say)."""
     known = supported_elements(calc)
     return sorted(set(structure.get_chemical_symbols()) - known) if known is not None else []
 
@@ -188,6 +192,7 @@ def robustness_of(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench robustness` options to `p`."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", type=Path)
     src.add_argument("--run", type=Path, help="run.json of `ftbench finetune` (failed runs give a status record)")
@@ -206,6 +211,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench robustness` with parsed `args`: write robustness.json; return the exit code."""
     settings = json.loads(args.settings)
     model, status, reason = args.model, "ok", None
     if args.run is not None:

@@ -47,6 +47,7 @@ def parse_composition(text: str) -> dict[str, int]:
 
 
 def parse_range(text: str, option: str = "--density-range") -> tuple[float, float]:
+    """Return (low, high) of a `low,high` option, refusing anything but 0 < low <= high."""
     try:
         lo, hi = (float(x) for x in text.split(","))
     except ValueError:
@@ -254,6 +255,7 @@ def _summarise(records: list[dict]) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `ftbench rss` options to `parser`."""
     add_model_arguments(parser)
     parser.add_argument("--composition", required=True, help="cell content, e.g. H2O or Na1Cl1H16O8")
     parser.add_argument("--n-structures", type=int, default=20)
@@ -283,6 +285,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench rss` with parsed `args`: write the relaxed structures and result.json; return the exit code."""
     from ase.io import write
 
     from ftbench.calculators import calculator_for

@@ -1,5 +1,6 @@
-"""Method schematic: a drawing (not computed from data) of what each fine-tuning strategy trains,
-freezes, re-initialises, adapts with LoRA and replays, one column per strategy.
+"""Method schematic: a drawing (not computed from data) of what each fine-tuning strategy does.
+
+What it trains, freezes, re-initialises, adapts with LoRA and replays, one column per strategy.
 
 The MACE network is drawn as a stack of module groups, bottom to top: embedding, two interaction
 blocks, products (symmetric contraction), readout. These are the groups that `--freeze` thresholds
@@ -67,8 +68,10 @@ FREEZE_AT = [1, 5, 5, 6, 7]
 
 
 def spec_from_roles(roles: dict) -> dict:
-    """What a strategy trains, freezes, adapts and replays, from its catalog roles (see
-    strategies.roles): a custom strategy is drawn from what it does, not from its name."""
+    """Return what a strategy trains, freezes, adapts and replays, from its catalog roles.
+
+    The roles are strategies.roles: a custom strategy is drawn from what it does, not from its name.
+    """
     if not roles.get("foundation", True):
         return {"blocks": [RANDOM] * 5, "flags": ["no foundation", "(random init)"]}
     frozen, lora, replay = int(roles.get("frozen") or 0), bool(roles.get("lora")), roles.get("replay")
@@ -96,7 +99,7 @@ def _width(spec: dict) -> float:
 
 
 def _tint(color: str, amount: float = 0.55) -> tuple:
-    """The strategy colour mixed with white, so black block labels stay readable on it."""
+    """Return the strategy colour mixed with white, so black block labels stay readable on it."""
     from matplotlib.colors import to_rgb
 
     r, g, b = to_rgb(color)

@@ -15,10 +15,13 @@ ROLES = ("foundation", "replay", "frozen", "lora")
 
 
 def roles(cfg: dict, strategy_name: str) -> dict:
-    """What a strategy does, read from its catalog entry: starts from a foundation model, replays
-    pretraining data (original or pseudo labels), freezes module groups (mace --freeze threshold),
-    trains LoRA adapters, trains at all (`train: false`: the foundation model with the run's
-    E0s, the zero-shot point of the learning curve). Findings, table order, styles and the schematic read these, not names."""
+    """Return what a strategy does, read from its catalog entry.
+
+    Starts from a foundation model, replays pretraining data (original or pseudo labels), freezes
+    module groups (mace --freeze threshold), trains LoRA adapters, trains at all (`train: false`:
+    the foundation model with the run's E0s, the zero-shot point of the learning curve). Findings,
+    table order, styles and the schematic read these, not names.
+    """
     preset = strategy(cfg, strategy_name)
     flags = preset["mace_flags"]
     return {
@@ -36,9 +39,11 @@ UNTOUCHED_ROLES = {"foundation": True, "replay": None, "frozen": 0, "lora": Fals
 def mace_flags(
     cfg: dict, strategy_name: str, model_name: str | None, benchmark: str | None = None, size: int | None = None
 ) -> dict:
-    """Shared flags < strategy preset < the benchmark's `training` overrides; architecture for
-    runs without a foundation model. No --weight_pt_head: mace 0.3.16 ignores it for a local
-    --pt_train_file (config.validate refuses values other than 1.0)."""
+    """Return the mace flags of a run: shared flags < strategy preset < the benchmark's `training` overrides.
+
+    Architecture flags are added for runs without a foundation model. No --weight_pt_head: mace
+    0.3.16 ignores it for a local --pt_train_file (config.validate refuses values other than 1.0).
+    """
     preset = strategy(cfg, strategy_name)
     training = cfg["training"]
     override = cfg["catalog"]["benchmarks"][benchmark].get("training", {}) if benchmark else {}
@@ -65,8 +70,11 @@ def mace_flags(
 
 
 def step_budget(cfg: dict, strategy_name: str, benchmark: str | None = None) -> dict | None:
-    """The optimiser-step budget of a run ({steps, patience_fraction}), or None when the config
-    fixes `max_num_epochs` (globally, for the strategy or the benchmark), which then wins."""
+    """Return the optimiser-step budget of a run ({steps, patience_fraction}), or None.
+
+    None when the config fixes `max_num_epochs` (globally, for the strategy or the benchmark),
+    which then wins.
+    """
     training = cfg["training"]
     override = cfg["catalog"]["benchmarks"][benchmark].get("training", {}) if benchmark else {}
     if any("max_num_epochs" in d for d in (override, strategy(cfg, strategy_name), training)):
@@ -90,7 +98,8 @@ def epochs_for_budget(
     mace drops the last incomplete batch, trains a multihead run on the fine-tuning and replay
     configurations together (less the replay validation split, `valid_fraction` of the pool),
     and repeats the fine-tuning set when it is below `real_pt_data_ratio_threshold` x the replay
-    set. Patience is `patience_fraction` of the epochs (at least 1)."""
+    set. Patience is `patience_fraction` of the epochs (at least 1).
+    """
     replay_train = n_replay - int(replay_valid_fraction * n_replay) if n_replay else 0
     ft = n_train
     if replay_train and n_train / replay_train < ratio_threshold:
@@ -107,14 +116,14 @@ def epochs_for_budget(
 
 
 def foundation_head(cfg: dict, model_name: str | None) -> str | None:
-    """The head a multihead foundation model is adapted (and evaluated) with, or None."""
+    """Return the head a multihead foundation model is adapted (and evaluated) with, or None."""
     if model_name is None:
         return None
     return cfg["catalog"]["foundation_models"][model_name].get("head")
 
 
 def pretrain_flags(cfg: dict, model_name: str) -> dict:
-    """Flags that pretrain a demo foundation model: shared flags < architecture < pretrain."""
+    """Return the flags that pretrain a demo foundation model: shared flags < architecture < pretrain."""
     entry = cfg["catalog"]["foundation_models"][model_name]
     flags = dict(LABEL_KEYS)
     flags.update(cfg["training"]["mace_flags"])

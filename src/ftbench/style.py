@@ -38,8 +38,10 @@ HEAD_LABEL = {"Default": "target head", "pt_head": "replay (pt) head"}
 
 
 def role_group(roles: Mapping | None) -> int:
-    """Order of a strategy by what it does: zero-shot, full fine-tune, frozen, LoRA, replay,
-    replay+LoRA, scratch."""
+    """Return the order of a strategy by what it does.
+
+    Zero-shot, full fine-tune, frozen, LoRA, replay, replay+LoRA, scratch.
+    """
     if roles is None:
         return 9
     if not roles.get("trained", True):
@@ -80,8 +82,11 @@ STUDY_ROLES = {
 
 
 def strategy_styles(names: Iterable[str]) -> dict[str, dict]:
-    """Colour, marker and line style per strategy: study strategies fixed, the others distinct from
-    them and from each other (assigned in sorted order, so every figure of a run agrees)."""
+    """Return colour, marker and line style per strategy.
+
+    Study strategies are fixed, the others distinct from them and from each other (assigned in
+    sorted order, so every figure of a run agrees).
+    """
     out, extra = {}, sorted({n for n in names if n not in STRATEGY_ORDER and n != UNTOUCHED})
     for name in names:
         out[name] = strategy_style(name)
@@ -95,8 +100,11 @@ def strategy_styles(names: Iterable[str]) -> dict[str, dict]:
 
 
 def strategy_style(name: str) -> dict:
-    """The style of one strategy; a name outside the study's eight without the figure set's list of
-    strategies gets a stable style from the extra palette (still never a study strategy's twin)."""
+    """Return the style of one strategy.
+
+    A name outside the study's eight without the figure set's list of strategies gets a stable
+    style from the extra palette (still never a study strategy's twin).
+    """
     if name == UNTOUCHED:
         return dict(UNTOUCHED_STYLE)
     if name in STRATEGY_ORDER:

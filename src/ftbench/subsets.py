@@ -11,12 +11,14 @@ from ftbench.errors import FtbenchError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench subset` options to `p`."""
     p.add_argument("--pool", required=True, type=Path)
     p.add_argument("--size", required=True, type=int)
     p.add_argument("--out", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench subset` with parsed `args`: write the pool's first --size configurations; return the exit code."""
     pool = read(args.pool, ":")
     if args.size > len(pool):
         raise FtbenchError(

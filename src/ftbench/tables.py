@@ -48,8 +48,11 @@ SUMMARY_COLUMNS = {
 
 
 def summary(metrics: pd.DataFrame, benchmark: str) -> pd.DataFrame:
-    """Per model x strategy x E0 mode at the benchmark's largest training-set size: seed mean of
-    every metric and its spread (`<column>_sd`, sample SD over seeds; empty for one seed)."""
+    """Return the summary of one benchmark at its largest training-set size.
+
+    Per model x strategy x E0 mode: the seed mean of every metric and its spread (`<column>_sd`,
+    sample SD over seeds; empty for one seed).
+    """
     m = metrics[metrics.benchmark == benchmark]
     sel = at_largest_size(m)
     values = [c for c in SUMMARY_METRICS if c in sel]
@@ -68,9 +71,12 @@ def summary(metrics: pd.DataFrame, benchmark: str) -> pd.DataFrame:
 
 
 def recommendations(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per benchmark and foundation model: the best strategy for one target system (lowest seed-mean
-    target force RMSE) and for broad deployment (best weighted mean rank over the metrics registry's
-    deployment weights); scratch competes with every model's strategies."""
+    """Return the best strategies per benchmark and foundation model.
+
+    The best strategy for one target system (lowest seed-mean target force RMSE) and for broad
+    deployment (best weighted mean rank over the metrics registry's deployment weights); scratch
+    competes with every model's strategies.
+    """
     rows = []
     for bench in sorted(metrics.benchmark.unique()):
         table = summary(metrics, bench)
@@ -131,8 +137,11 @@ def _with_spread(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, stem: Path, caption: str, headers: dict | None = None) -> list[Path]:
-    """CSV (full precision, machine names, spreads in `_sd` columns), Markdown and LaTeX (4
-    significant digits, "mean ± seed SD", `headers`)."""
+    """Write a table as CSV, Markdown and LaTeX; return the paths.
+
+    CSV: full precision, machine names, spreads in `_sd` columns. Markdown and LaTeX: 4 significant
+    digits, "mean ± seed SD", `headers`.
+    """
     stem.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(stem.with_suffix(".csv"), index=False)
     shown = _with_spread(frame).rename(columns=headers or {})
@@ -171,6 +180,7 @@ def missing_cells(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench tables` options to `p`."""
     # No silent default: a bare `ftbench tables` must not rewrite results/. The folder comes from
     # --tables, or from the config's report_dir when a --configfile/--config is given.
     p.add_argument(
@@ -198,6 +208,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench tables` with parsed `args`; return the exit code.
+
+    Writes the summary, recommendation, cost and findings tables.
+    """
     if args.tables is None:
         if not (args.configfile or args.config):
             raise FtbenchError(

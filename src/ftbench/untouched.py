@@ -1,5 +1,7 @@
-"""`ftbench untouched`: record a foundation model as a run without training it, so the untouched
-model is evaluated (test errors, robustness) like every fine-tune."""
+"""`ftbench untouched`: record a foundation model as a run without training it.
+
+The untouched model is then evaluated (test errors, robustness) like every fine-tune.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from ftbench.strategies import UNTOUCHED_ROLES
 
 
 def record_untouched(model: Path, out_dir: Path, head: str | None = None) -> int:
-    """A run.json for a foundation model as downloaded or pretrained (for a multihead model, the
-    single-head artefact of `head`): evaluated like any run."""
+    """Write a run.json for a foundation model as downloaded or pretrained; return the exit code.
+
+    For a multihead model it is the single-head artefact of `head`. The run is evaluated like any run.
+    """
     if not model.is_file():
         raise FtbenchError(f"foundation model {model} does not exist")
     read_model(model)  # a corrupt file fails here, not in every evaluation after it
@@ -41,10 +45,12 @@ def record_untouched(model: Path, out_dir: Path, head: str | None = None) -> int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `ftbench untouched` options to `p`."""
     p.add_argument("--model", required=True, type=Path, help="the foundation model file")
     p.add_argument("--head", default=None, help="head of the foundation model the config adapts (recorded in run.json)")
     p.add_argument("--out-dir", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ftbench untouched` with parsed `args`; return the exit code."""
     return record_untouched(args.model, args.out_dir, args.head)
