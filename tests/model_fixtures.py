@@ -51,9 +51,10 @@ def build_model(
     seed: int = 0,
 ):
     """A random-weight ScaleShiftMACE (float64). `e0s`: {head: {Z: E0}}; default seeded per head."""
+    import mace  # noqa: F401  (first: mace makes e3nn's constants loadable under torch 2.6+)
     import torch
     from e3nn import o3
-    from mace import modules  # before e3nn: mace makes e3nn's constants loadable under torch 2.6+
+    from mace import modules
     from mace.tools import torch_tools
 
     torch_tools.set_default_dtype("float64")
