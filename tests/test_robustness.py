@@ -208,9 +208,16 @@ def test_roles_come_from_the_catalog():
     from ftbench.strategies import roles
 
     cfg = load_config()
-    assert roles(cfg, "naive") == {"foundation": True, "replay": None, "frozen": 0, "lora": False}
+    assert roles(cfg, "naive") == {"foundation": True, "replay": None, "frozen": 0, "lora": False, "trained": True}
     assert roles(cfg, "freeze6")["frozen"] == 6
-    assert roles(cfg, "replay_lora") == {"foundation": True, "replay": "original", "frozen": 0, "lora": True}
+    assert roles(cfg, "replay_lora") == {
+        "foundation": True,
+        "replay": "original",
+        "frozen": 0,
+        "lora": True,
+        "trained": True,
+    }
+    assert roles(cfg, "zeroshot")["trained"] is False
     assert roles(cfg, "scratch")["foundation"] is False
     cfg["catalog"]["strategies"]["lora_r16"] = {"mace_flags": {"lora": True, "lora_rank": 16}}
-    assert roles(cfg, "lora_r16") == {"foundation": True, "replay": None, "frozen": 0, "lora": True}
+    assert roles(cfg, "lora_r16") == {"foundation": True, "replay": None, "frozen": 0, "lora": True, "trained": True}

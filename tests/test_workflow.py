@@ -123,7 +123,7 @@ def test_robustness_at_the_largest_size_only(tmp_path):
         "train_sizes=[10,20]",
         "seeds=[1,2]",
     ]
-    every = snakemake(tmp_path, "-n", "--config", *grid)
+    every = snakemake(tmp_path, "-n", "--config", *grid, "robustness={sizes: all}")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", every.stdout, re.M))
     # 2 strategies x 2 sizes x 2 seeds, plus the untouched model
     assert int(counts["finetune"]) == 8 and int(counts["robustness"]) == 9
