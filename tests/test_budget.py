@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import molecule
 from ase.io import write
 
 import model_fixtures as mf
@@ -55,15 +54,7 @@ def test_max_num_epochs_anywhere_wins_over_the_budget():
 
 
 def _frames(n, seed, isolated=False):
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        a = molecule("CH3Cl")
-        a.positions += rng.normal(0, 0.1, a.positions.shape)
-        a.info["REF_energy"] = float(-20 + rng.normal())
-        a.arrays["REF_forces"] = rng.normal(0, 0.5, (len(a), 3))
-        a.info["config_type"] = "Default"
-        out.append(a)
+    out = mf.ch3cl_frames(n, seed)
     if isolated:  # E0s for mace, never training samples: the budget must not count them
         for z in ZS:
             iso = Atoms(numbers=[z])

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
-from ase.build import molecule
 from ase.io import read, write
 
 import model_fixtures as mf
@@ -21,16 +19,7 @@ ZS = [1, 6, 17]
 
 
 def _frames(n, seed):
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        a = molecule("CH3Cl")
-        a.positions += rng.normal(0, 0.1, a.positions.shape)
-        a.info["REF_energy"] = float(-20 + rng.normal())
-        a.arrays["REF_forces"] = rng.normal(0, 0.5, (len(a), 3))
-        a.info["config_type"] = "Default"
-        out.append(a)
-    return out
+    return mf.ch3cl_frames(n, seed)
 
 
 @pytest.fixture(scope="module")
