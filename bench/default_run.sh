@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SNAKEMAKE=${SNAKEMAKE:-.venv/bin/snakemake}
 mkdir -p bench/out
-rm -rf results data/demo logs .snakemake
+rm -rf results data/generated data/demo_world logs .snakemake  # not data/demo: the shipped world
 t0=$(date +%s.%N)
 "$SNAKEMAKE" -c 2 "$@" > bench/out/default_run.log 2>&1
 t1=$(date +%s.%N)

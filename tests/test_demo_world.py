@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from ase import Atoms
+from ase.io import read
 
 from ftbench import demo_world, fetch
 from ftbench.errors import FtbenchError
@@ -132,13 +133,15 @@ def _fake_build(root: Path, gates: dict) -> dict:
         demo_world.write_gz(g / "data" / "train.xyz", [frame])
     (root / "corpus").mkdir()
     (root / "corpus" / "summary.json").write_text(json.dumps({"train": 1}))
-    for name in (
-        "corpus/heldout.xyz.gz",
-        "corpus/heldout_GFN2-xTB.xyz.gz",
-        "corpus/isolated.xyz.gz",
-        "benchmarks/sn2.xyz.gz",
-    ):
+    for name in ("corpus/heldout.xyz.gz", "corpus/heldout_GFN2-xTB.xyz.gz", "corpus/isolated.xyz.gz"):
         demo_world.write_gz(root / name, [frame])
+    bench = []
+    for i, temperature in enumerate((500.0, 300.0, 300.0)):  # the 300 K ones are the robustness reference
+        a = frame.copy()
+        a.positions[0, 0] += 0.01 * i
+        a.info.update(REF_energy=-1.0 - i, temperature=temperature)
+        bench.append(a)
+    demo_world.write_gz(root / "benchmarks" / "sn2.xyz.gz", bench)
     return recipe
 
 
@@ -160,6 +163,11 @@ def test_ship_refuses_failed_gates_and_writes_a_checksummed_source(tmp_path):
 
     meta = torch.load(model, weights_only=False).ftbench_metadata
     assert meta["gates"] == good["demo_gen2"] and meta["name"] == "demo_gen2" and meta["trained_on"] == ["cpu"]
+    # robustness inputs at the reference temperature (300 K unless the recipe says otherwise)
+    ref = fetch.fetch_file(sources, "demo_world", "sn2_md_ref", data_dir=tmp_path / "cache", lock_path=None)
+    assert [a.info["REF_energy"] for a in read(ref, ":")] == [-2.0, -3.0]
+    start = read(tmp_path / "out" / "reference" / "sn2_start.xyz", ":")
+    assert len(start) == 1 and start[0].info["REF_energy"] == -2.0
     # a shipped file changed afterwards no longer matches its pin
     heldout = tmp_path / "out" / "corpus" / "heldout.xyz.gz"
     heldout.write_bytes(heldout.read_bytes() + b"\n")

@@ -50,3 +50,38 @@ def test_no_valid_or_test_keeps_everything_for_training():
 def test_asking_for_all_configurations_is_an_error():
     with pytest.raises(FtbenchError, match="asks for 3 validation \\+ 5 test configurations but only 8 exist"):
         split(_data(), 3, 5, seed=1)
+
+
+def _trajectories():
+    """Four trajectories (groups t0..t3) of 3, 3, 2 and 4 frames, plus an isolated atom."""
+    configs = [Atoms("O")]
+    configs[0].info.update(config_type="IsolatedAtom", tag=100)
+    tag = 0
+    for g, n in enumerate((3, 3, 2, 4)):
+        for _ in range(n):
+            a = Atoms("H2", positions=[[0, 0, 0], [0.7 + 0.01 * tag, 0, 0]])
+            a.info.update(config_type="h2", tag=tag, traj=f"t{g}")
+            configs.append(a)
+            tag += 1
+    return configs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_group_key_keeps_each_trajectory_in_one_split(seed):
+    pool, valid, test, isolated = split(_trajectories(), 2, 3, seed=seed, group_key="traj")
+    groups = [{a.info["traj"] for a in part} for part in (pool, valid, test)]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert len(test) >= 3 and len(valid) >= 2 and pool  # counts are minimums, whole groups
+    assert sorted(_tags(pool + valid + test)) == list(range(12)) and _tags(isolated) == [100]
+
+
+def test_group_key_missing_on_a_frame_is_named():
+    data = _trajectories()
+    del data[5].info["traj"]
+    with pytest.raises(FtbenchError, match="1 configurations have no info key 'traj'"):
+        split(data, 2, 3, seed=1, group_key="traj", path="bench.xyz")
+
+
+def test_groups_too_few_for_a_training_set_are_an_error():
+    with pytest.raises(FtbenchError, match="leave no training configurations"):
+        split(_trajectories(), 4, 5, seed=1, group_key="traj")

@@ -136,6 +136,27 @@ def test_separate_held_out_slice_and_its_relabelled_twin(pool, tmp_path):
     _slice(tmp_path / "other.xyz", 30, 1)  # other structures: not a relabelled copy
     with pytest.raises(FtbenchError, match="not a relabelled copy"):
         held_out_slice(tmp_path / "held.xyz", tmp_path / "other.xyz", ELEMENTS, "subset", 10, 3)
+    # a copy lacking frames the target method could not label: those leave both files' slice
+    from ase.io import read, write
+
+    write(
+        tmp_path / "held_gfn2_gaps.xyz",
+        [a for i, a in enumerate(read(tmp_path / "held_gfn2.xyz", ":")) if i not in (1, 2, 7)],
+    )
+    frames, twins = held_out_slice(
+        tmp_path / "held.xyz", tmp_path / "held_gfn2_gaps.xyz", ELEMENTS, "subset", 100, 3, ("short_range",)
+    )
+    assert len(frames) == 30 - 10 - 6 + 2 - 3  # 1, 2 and 7 are water, not short_range
+    assert [a.info["REF_energy"] + 100.0 for a in frames] == [b.info["REF_energy"] for b in twins]
+    assert not {1.0, 2.0, 7.0} & {a.info["REF_energy"] for a in frames}
     # the pool then gives replay frames only, all of them drawn from the pool
     replay, held, _ = select_stream(pool, ELEMENTS, 40, 0, seed=7)
     assert len(replay) == 40 and held == []
+
+
+def test_excluded_config_types_are_never_replayed(tmp_path):
+    _slice(tmp_path / "pool.xyz", 60, 2)  # config_type short_range on every fifth frame
+    replay, _, stats = select_stream(tmp_path / "pool.xyz", ELEMENTS, 100, 0, seed=1, exclude=("short_range",))
+    frames = read(tmp_path / "pool.xyz", ":")
+    wanted = [i for i, a in enumerate(frames) if set(a.numbers) <= ELEMENTS and a.info["config_type"] != "short_range"]
+    assert sorted(f.index for f in replay) == wanted and stats["usable"] == len(wanted) == 32

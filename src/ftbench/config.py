@@ -266,12 +266,25 @@ def validate(cfg: dict) -> dict:
         )
     for name in cfg["foundation_models"]:
         entry = catalog["foundation_models"][name]
-        if entry["source"] == "url" and not cfg.get("sources"):
+        if entry["source"] != "url":
+            continue
+        wanted = entry["fetch"]["source"]
+        if wanted not in known_sources(cfg):
             raise FtbenchError(
-                f"foundation model {name!r} has source: url but the config has no "
-                "`sources:` section; use config/paper.yaml or add one"
+                f"foundation model {name!r} is fetched from source {wanted!r}, which neither the config's "
+                f"`sources:` nor `sources_file` ({cfg.get('sources_file')}) defines; add it there "
+                "(config/paper.yaml has the study's, data/demo/sources.yaml the shipped demo world's)"
             )
     return cfg
+
+
+def known_sources(cfg: dict) -> set[str]:
+    """Names of the download sources the config can fetch from: its `sources:` and `sources_file`'s."""
+    names = set(cfg.get("sources") or {})
+    path = Path(cfg.get("sources_file") or "")
+    if path.is_file():
+        names |= set((read_yaml(path) or {}).get("sources") or {})
+    return names
 
 
 def robustness_settings(cfg: dict, benchmark: str) -> dict:

@@ -586,6 +586,7 @@ def ship(build_dir: Path, recipe: dict, out_dir: Path, allow_failed_gates: bool 
         files[name] = out_dir / src
         files[name].parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build_dir / src, files[name])
+    files.update(reference_frames(build_dir, recipe, out_dir))
     manifest = {
         "recipe": recipe,
         "corpus": corpus,
@@ -599,6 +600,33 @@ def ship(build_dir: Path, recipe: dict, out_dir: Path, allow_failed_gates: bool 
     write_json(out_dir / "MANIFEST.json", manifest)
     write_sources(out_dir, manifest)
     return manifest
+
+
+def reference_frames(build_dir: Path, recipe: dict, out_dir: Path) -> dict[str, Path]:
+    """Write each benchmark's reference-level robustness inputs; return their paths by name.
+
+    `reference/<b>_md_<T>K.xyz.gz`: every benchmark frame sampled at `reference_temperature` (the
+    RDF reference, same temperature as the models' NVT production); `reference/<b>_start.xyz`: the
+    first of those frames, equilibrated at that temperature (the common MD start of every model).
+    """
+    temperature = float(recipe.get("reference_temperature", 300))
+    out = {}
+    for b in recipe["benchmarks"]:
+        frames = [
+            a
+            for a in read_frames(build_dir / "benchmarks" / f"{b}.xyz.gz")
+            if a.info.get("config_type") != ISOLATED and float(a.info.get("temperature", -1)) == temperature
+        ]
+        if not frames:
+            raise FtbenchError(
+                f"benchmark {b} has no frame sampled at reference_temperature {temperature:g} K; "
+                "add that temperature to its `temperatures` in config/demo_build.yaml"
+            )
+        out[f"{b}_md_ref"] = out_dir / "reference" / f"{b}_md_{temperature:g}K.xyz.gz"
+        write_gz(out[f"{b}_md_ref"], frames)
+        out[f"{b}_start"] = out_dir / "reference" / f"{b}_start.xyz"
+        write_gz(out[f"{b}_start"], frames[:1])
+    return out
 
 
 def write_sources(out_dir: Path, manifest: dict, name: str = "demo_world") -> Path:

@@ -22,8 +22,12 @@ from ftbench.provenance import Provenance
 log = logging.getLogger("ftbench.prepare")
 
 
-def split(atoms_list, n_valid: int, n_test: int, seed: int):
-    """Return (train pool, valid, test, isolated atoms): a seeded shuffle of the non-isolated configurations."""
+def split(atoms_list, n_valid: int, n_test: int, seed: int, group_key: str | None = None, path: str = ""):
+    """Return (train pool, valid, test, isolated atoms): a seeded shuffle of the non-isolated configurations.
+
+    With `group_key`, whole groups (e.g. MD trajectories, whose frames are correlated) go to one split:
+    test, then validation, take shuffled groups until each holds at least its count.
+    """
     isolated = [a for a in atoms_list if is_isolated_atom(a)]
     rest = [a for a in atoms_list if not is_isolated_atom(a)]
     if n_valid + n_test >= len(rest):
@@ -31,9 +35,31 @@ def split(atoms_list, n_valid: int, n_test: int, seed: int):
             f"split asks for {n_valid} validation + {n_test} test configurations but only "
             f"{len(rest)} exist; lower `split.valid`/`split.test`"
         )
-    order = np.random.default_rng(seed).permutation(len(rest))
-    shuffled = [rest[i] for i in order]
-    return shuffled[n_valid + n_test :], shuffled[:n_valid], shuffled[n_valid : n_valid + n_test], isolated
+    rng = np.random.default_rng(seed)
+    if group_key is None:
+        order = rng.permutation(len(rest))
+        shuffled = [rest[i] for i in order]
+        return shuffled[n_valid + n_test :], shuffled[:n_valid], shuffled[n_valid : n_valid + n_test], isolated
+    missing = sum(group_key not in a.info for a in rest)
+    if missing:
+        raise FtbenchError(
+            f"{path}: {missing} configurations have no info key {group_key!r} (`split.group_key`); "
+            "label every configuration's group or remove `group_key`"
+        )
+    groups: dict = {}
+    for a in rest:
+        groups.setdefault(a.info[group_key], []).append(a)
+    names = list(groups)
+    parts: dict[str, list] = {"test": [], "valid": []}
+    for i in rng.permutation(len(names)):
+        target = next((k for k, n in (("test", n_test), ("valid", n_valid)) if len(parts[k]) < n), "train")
+        parts.setdefault(target, []).extend(groups[names[i]])
+    if not parts.get("train"):
+        raise FtbenchError(
+            f"{path}: the {len(names)} groups of {group_key!r} leave no training configurations after "
+            f"{n_valid} validation + {n_test} test; lower `split.valid`/`split.test`"
+        )
+    return parts["train"], parts["valid"], parts["test"], isolated
 
 
 def read_configs(path: Path) -> list:
@@ -91,6 +117,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-valid", type=int, default=SPLIT_DEFAULTS["valid"])
     p.add_argument("--n-test", type=int, default=SPLIT_DEFAULTS["test"])
     p.add_argument("--split-seed", type=int, default=12345)
+    p.add_argument("--group-key", default=None, help="info key whose groups stay in one split (trajectories)")
     p.add_argument("--energy-key", default="REF_energy")
     p.add_argument("--forces-key", default="REF_forces")
     p.add_argument("--stress-key", default=None)
@@ -115,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
         pool, _, _, isolated = split(sets["all"], 0, 0, args.split_seed)
         valid, test = sets["valid"], sets["test"]
     else:
-        pool, valid, test, isolated = split(sets["all"], args.n_valid, args.n_test, args.split_seed)
+        pool, valid, test, isolated = split(
+            sets["all"], args.n_valid, args.n_test, args.split_seed, args.group_key, str(args.data)
+        )
     check_split_elements(
         pool, {"validation": (valid, args.valid_data or args.data), "test": (test, args.test_data or args.data)}
     )

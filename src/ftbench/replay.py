@@ -115,8 +115,10 @@ def _u(seed: int, tag: str, key: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def _usable(frame: Frame, elements: set[int], mode: str) -> bool:
+def _usable(frame: Frame, elements: set[int], mode: str, exclude: tuple[str, ...] = ()) -> bool:
     if frame.n_atoms == 1 and frame.info.get("config_type") == ISOLATED:
+        return False
+    if frame.info.get("config_type") in exclude:
         return False
     return frame.numbers <= elements if mode == "subset" else bool(frame.numbers & elements)
 
@@ -139,9 +141,18 @@ class _BottomK:
 
 
 def select_stream(
-    path: Path, elements: set[int], n_samples: int, n_eval: int, seed: int, mode: str = "subset", group_keys=GROUP_KEYS
+    path: Path,
+    elements: set[int],
+    n_samples: int,
+    n_eval: int,
+    seed: int,
+    mode: str = "subset",
+    group_keys=GROUP_KEYS,
+    exclude: tuple[str, ...] = (),
 ) -> tuple[list[Frame], list[Frame], dict]:
     """Return disjoint (replay, held-out) frames of the pool, and counts.
+
+    Frames whose config_type is in `exclude` are never used.
 
     One streaming pass (two when groups are large enough that the first pass kept too few replay
     candidates).
@@ -156,7 +167,7 @@ def select_stream(
     stats = {"pool": 0, "usable": 0, "groups_from": None}
     for frame in scan_frames(path, group_keys):
         stats["pool"] += 1
-        if not _usable(frame, elements, mode):
+        if not _usable(frame, elements, mode, exclude):
             continue
         stats["usable"] += 1
         if stats["groups_from"] is None and not frame.group.startswith("#frame"):
@@ -211,6 +222,34 @@ def select_stream(
     return chosen, sorted((f for _, f in held_items), key=lambda f: f.index), stats
 
 
+def _same_structure(a, b) -> bool:
+    return len(a) == len(b) and (a.numbers == b.numbers).all() and np.allclose(a.positions, b.positions, atol=1e-6)
+
+
+def _pair_relabelled(frames: list, twins: list, path: Path, relabelled: Path) -> tuple[list, list]:
+    """Pair each relabelled frame with its original: `twins` must be `frames` in order, less some."""
+    kept, j = [], 0
+    for twin in twins:
+        while j < len(frames) and not _same_structure(frames[j], twin):
+            j += 1
+        if j == len(frames):
+            raise FtbenchError(
+                f"{relabelled} is not a relabelled copy of {path}: structures differ "
+                "(it must hold the same configurations in the same order, some may be missing)"
+            )
+        kept.append(frames[j])
+        j += 1
+    if len(kept) < len(frames):
+        log.warning(
+            "%s lacks %d of the %d frames of %s (the target method did not label them): left out of both",
+            relabelled,
+            len(frames) - len(kept),
+            len(frames),
+            path,
+        )
+    return kept, twins
+
+
 def held_out_slice(
     path: Path,
     relabelled: Path | None,
@@ -223,22 +262,13 @@ def held_out_slice(
     """Return the pretraining-distribution slice no foundation model saw, and its relabelled copy.
 
     The slice is a file of its own, filtered like the replay pool and cut to n_eval frames by a
-    seeded draw; its copy at the target level of theory (or None) must list the same structures in
-    the same order, and the same frames of it are kept.
+    seeded draw. Its copy at the target level of theory (or None) lists the same structures in the
+    same order, less any the target method could not label: those are left out of both.
     """
     frames = read(path, ":")
-    twins = read(relabelled, ":") if relabelled is not None else None
-    if twins is not None and (
-        len(twins) != len(frames)
-        or any(
-            a.get_chemical_formula() != b.get_chemical_formula() or not np.allclose(a.positions, b.positions, atol=1e-6)
-            for a, b in zip(frames, twins)
-        )
-    ):
-        raise FtbenchError(
-            f"{relabelled} is not a relabelled copy of {path}: structures differ "
-            "(it must hold the same configurations in the same order)"
-        )
+    twins = None
+    if relabelled is not None:
+        frames, twins = _pair_relabelled(frames, read(relabelled, ":"), path, relabelled)
     keep = [
         i
         for i, a in enumerate(frames)
@@ -337,6 +367,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the --pt-eval structures at the target level of theory (same order)",
     )
     p.add_argument(
+        "--pool-exclude",
+        nargs="*",
+        default=[],
+        help="config_types of the pool never replayed (e.g. low-weight short-range pairs: multihead "
+        "replay uses the universal loss, which ignores config_weight)",
+    )
+    p.add_argument(
         "--pt-eval-exclude",
         nargs="*",
         default=[],
@@ -367,6 +404,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         args.filter,
         tuple(args.group_key),
+        tuple(args.pool_exclude),
     )
     log.info(
         "%d of %d pool configurations pass the %s filter; replay %d, held out %d (%s)",

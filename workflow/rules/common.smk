@@ -205,7 +205,7 @@ def head_arg(model):
 def benchmark_files(benchmark):
     entry = CATALOG["benchmarks"][benchmark]
     if entry["source"] == "demo":
-        return {"data": f"data/demo/benchmarks/{benchmark}.xyz"}
+        return {"data": f"data/generated/benchmarks/{benchmark}.xyz"}
     return {
         part: f"{DATA}/benchmarks/{benchmark}/{part}.xyz" for part in entry["files"]
     }
@@ -231,6 +231,8 @@ def replay_args(model, benchmark):
     keys = spec.get("group_keys", config["replay"]["group_keys"])
     args = [label_keys(spec) if spec else ""]
     args.append("--group-key " + " ".join(keys) if keys else "--group-key")
+    if spec.get("exclude_config_types"):
+        args.append("--pool-exclude " + " ".join(spec["exclude_config_types"]))
     return " ".join(a for a in args if a)
 
 
@@ -253,6 +255,8 @@ def prepare_args(benchmark, input):
         if key in input.keys():
             args.append(f"--{key.replace('_', '-')} {input[key]}")
     args += [f"--n-valid {split['valid']}", f"--n-test {split['test']}"]
+    if split.get("group_key"):
+        args.append(f"--group-key {split['group_key']}")
     return " ".join(args + [label_keys(entry)])
 
 

@@ -1,10 +1,11 @@
-# The embedded demo world's data: corpus and benchmarks labelled offline with tblite, and the
+# The generated demo world (`source: demo` benchmarks, `source: pretrain` models; data/generated/):
+# corpus and benchmarks labelled on the fly with tblite, and the
 # demo foundation models pretrained on the corpus with mace_run_train.
 
 
 rule demo_corpus:
     output:
-        "data/demo/corpus/{model}.xyz",
+        "data/generated/corpus/{model}.xyz",
     log:
         "logs/demo_corpus/{model}.log",
     conda:
@@ -20,7 +21,7 @@ rule demo_corpus:
 
 rule demo_benchmark:
     output:
-        "data/demo/benchmarks/{benchmark}.xyz",
+        "data/generated/benchmarks/{benchmark}.xyz",
     log:
         "logs/demo_benchmark/{benchmark}.log",
     conda:
@@ -36,7 +37,7 @@ rule demo_benchmark:
 
 rule prepare_corpus:
     input:
-        "data/demo/corpus/{model}.xyz",
+        "data/generated/corpus/{model}.xyz",
     output:
         pool="results/pretrain/{model}/data/train_pool.xyz",
         valid="results/pretrain/{model}/data/valid.xyz",
