@@ -85,3 +85,13 @@ def test_group_key_missing_on_a_frame_is_named():
 def test_groups_too_few_for_a_training_set_are_an_error():
     with pytest.raises(FtbenchError, match="leave no training configurations"):
         split(_trajectories(), 4, 5, seed=1, group_key="traj")
+
+
+def test_grouped_pool_is_shuffled_by_frame_so_small_training_sets_mix_trajectories():
+    data = _trajectories()
+    for i, a in enumerate(data[1:]):  # four trajectories of three frames
+        a.info["traj"] = f"t{i // 3}"
+    pools = [split(data, 1, 1, seed=s, group_key="traj")[0] for s in range(8)]
+    assert all(len(p) == 6 and len({a.info["traj"] for a in p}) == 2 for p in pools)
+    # a pool in trajectory order would start with three frames of one trajectory every time
+    assert any(len({a.info["traj"] for a in p[:3]}) > 1 for p in pools)

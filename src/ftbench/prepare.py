@@ -26,7 +26,8 @@ def split(atoms_list, n_valid: int, n_test: int, seed: int, group_key: str | Non
     """Return (train pool, valid, test, isolated atoms): a seeded shuffle of the non-isolated configurations.
 
     With `group_key`, whole groups (e.g. MD trajectories, whose frames are correlated) go to one split:
-    test, then validation, take shuffled groups until each holds at least its count.
+    test, then validation, take shuffled groups until each holds at least its count. The training
+    pool is then shuffled frame by frame, since training sets are its first N frames (nested).
     """
     isolated = [a for a in atoms_list if is_isolated_atom(a)]
     rest = [a for a in atoms_list if not is_isolated_atom(a)]
@@ -59,7 +60,8 @@ def split(atoms_list, n_valid: int, n_test: int, seed: int, group_key: str | Non
             f"{path}: the {len(names)} groups of {group_key!r} leave no training configurations after "
             f"{n_valid} validation + {n_test} test; lower `split.valid`/`split.test`"
         )
-    return parts["train"], parts["valid"], parts["test"], isolated
+    train = [parts["train"][i] for i in rng.permutation(len(parts["train"]))]
+    return train, parts["valid"], parts["test"], isolated
 
 
 def read_configs(path: Path) -> list:
