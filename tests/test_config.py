@@ -68,8 +68,9 @@ def test_bad_config_names_the_key_and_fix(override, match):
 
 def test_auto_sizes_cap_at_the_pool():
     cfg = load_config(None, {"train_sizes": "auto"})
-    pool = 90 - 15 - 20  # water: generated - valid - test
-    assert sizes_for(cfg, "water") == [10, 30, pool]
+    pool = 90 - 15 - 20  # nacl: generated - valid - test
+    assert sizes_for(cfg, "nacl") == [10, 30, pool]
+    assert sizes_for(cfg, "water") == [10, 30, 100, 204]  # shipped: its catalog `max_train`
 
 
 def test_strategy_presets_follow_the_study():
@@ -221,8 +222,23 @@ def test_command_line_strings_become_the_numbers_the_schema_asks_for():
 
 
 def test_auto_sizes_without_a_split_leave_the_default_valid_and_test_out():
-    # sn2 generates 120 configurations; with no `split:` prepare holds out 20 + 30 of them
-    cfg = load_config(overrides={"benchmarks": ["sn2"], "train_sizes": "auto"})
-    del cfg["catalog"]["benchmarks"]["sn2"]["split"]
-    assert cfg["catalog"]["benchmarks"]["sn2"]["generator"]["n"] == 120
-    assert sizes_for(cfg, "sn2") == [10, 30, 70]
+    # organic generates 120 configurations; with no `split:` prepare holds out 20 + 30 of them
+    cfg = load_config(overrides={"benchmarks": ["organic"], "train_sizes": "auto"})
+    del cfg["catalog"]["benchmarks"]["organic"]["split"]
+    assert cfg["catalog"]["benchmarks"]["organic"]["generator"]["n"] == 120
+    assert sizes_for(cfg, "organic") == [10, 30, 70]
+
+
+def test_the_paper_config_inherits_no_demo_world_file():
+    # config.yaml's shipped sn2/water share names with the study's: catalog entries merge key by key
+    from ftbench.config import robustness_settings, split_sizes
+
+    paper = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml"])
+    assert paper["sources_file"] == "config/paper.yaml"
+    for b in paper["benchmarks"]:
+        settings = robustness_settings(paper, b)
+        assert settings["start"]["file"] is None and settings["rdf"]["reference_trajectory"] is None, b
+        assert not split_sizes(paper["catalog"]["benchmarks"][b]).get("group_key"), b
+        assert paper["catalog"]["benchmarks"][b].get("fetch_source") != "demo_world", b
+    demo = load_config()
+    assert robustness_settings(demo, "sn2")["start"]["file"] == "data/demo/reference/sn2_start.xyz"

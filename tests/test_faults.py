@@ -226,9 +226,10 @@ def test_yaml_error_in_the_config_names_file_and_line(tmp_path):
     for part in ("workflow", "config", "profiles"):
         shutil.copytree(ROOT / part, repo / part)
     shutil.copy(ROOT / "Snakefile", repo / "Snakefile")
-    text = (repo / "config" / "config.yaml").read_text().replace("benchmarks: [sn2, water]", "benchmarks: [sn2, water")
+    text = (repo / "config" / "config.yaml").read_text().replace("benchmarks: [sn2]", "benchmarks: [sn2", 1)
     (repo / "config" / "config.yaml").write_text(text)
-    line = text.splitlines().index("benchmarks: [sn2, water") + 2  # the parser stops on the next line
+    # the parser stops on the next line
+    line = next(i for i, t in enumerate(text.splitlines()) if t.startswith("benchmarks: [sn2 ")) + 2
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-n", "--directory", str(tmp_path)],
         capture_output=True,

@@ -278,10 +278,21 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
+def repo_path(path: str | Path) -> Path:
+    """Resolve a config file path: relative to the working directory, else to the repository (shipped files)."""
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() or not (ROOT / path).exists() else ROOT / path
+
+
+def sources_path(cfg: dict) -> Path:
+    """Return the config's `sources_file` (see repo_path)."""
+    return repo_path(cfg.get("sources_file") or "config/paper.yaml")
+
+
 def known_sources(cfg: dict) -> set[str]:
     """Names of the download sources the config can fetch from: its `sources:` and `sources_file`'s."""
     names = set(cfg.get("sources") or {})
-    path = Path(cfg.get("sources_file") or "")
+    path = sources_path(cfg)
     if path.is_file():
         names |= set((read_yaml(path) or {}).get("sources") or {})
     return names

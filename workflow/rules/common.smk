@@ -383,7 +383,7 @@ def md_start_inputs(w):
     start = robustness_settings(w.benchmark)["start"]
     inputs = {"structures": f"results/data/{w.benchmark}/test.xyz"}
     if start.get("file"):
-        inputs["frame"] = start["file"]
+        inputs["frame"] = str(ftc.repo_path(start["file"]))
     return inputs
 
 
@@ -405,7 +405,7 @@ def md_start_args(w, input):
 
 def reference_rdf_input(w):
     traj = robustness_settings(w.benchmark)["rdf"].get("reference_trajectory")
-    return traj or f"results/data/{w.benchmark}/test.xyz"
+    return str(ftc.repo_path(traj)) if traj else f"results/data/{w.benchmark}/test.xyz"
 
 
 def reference_rdf_args(w):

@@ -16,7 +16,7 @@ rule fetch_model:
     conda:
         "../envs/ftbench.yaml"
     params:
-        sources=config["sources_file"],
+        sources=ftc.sources_path(config),
         cache=os.path.join(DATA, "sources"),
         spec=lambda w: CATALOG["foundation_models"][w.model]["fetch"],
     shell:
@@ -34,7 +34,7 @@ rule fetch_benchmark:
     conda:
         "../envs/ftbench.yaml"
     params:
-        sources=config["sources_file"],
+        sources=ftc.sources_path(config),
         cache=os.path.join(DATA, "sources"),
         source=lambda w: CATALOG["benchmarks"][w.benchmark]["fetch_source"],
         file=lambda w: CATALOG["benchmarks"][w.benchmark]["files"][w.part],
@@ -57,7 +57,7 @@ rule fetch_replay_pool:
     conda:
         "../envs/ftbench.yaml"
     params:
-        sources=config["sources_file"],
+        sources=ftc.sources_path(config),
         cache=os.path.join(DATA, "sources"),
     shell:
         "python -m ftbench fetch --sources {params.sources} --source {wildcards.source} "
