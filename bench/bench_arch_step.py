@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import model_fixtures as mf  # noqa: E402
+
 ARCHS = [  # (channels, max_L, correlation)
     (16, 0, 2),
     (32, 0, 3),
@@ -25,34 +29,14 @@ ARCHS = [  # (channels, max_L, correlation)
 
 
 def build(channels: int, max_l: int, correlation: int, zs: list[int], dtype):
-    import mace  # noqa: F401  (sets up torch.load for e3nn before e3nn is imported)
-    import numpy as np
+    """The tests' random-weight ScaleShiftMACE (model_fixtures.build_model) in `dtype`."""
     import torch
-    from e3nn import o3
-    from mace import modules
 
-    torch.set_default_dtype(dtype)
-    torch.manual_seed(0)
-    hidden = o3.Irreps(" + ".join(f"{channels}x{ell}{'e' if ell % 2 == 0 else 'o'}" for ell in range(max_l + 1)))
-    return modules.ScaleShiftMACE(
-        r_max=5.0,
-        num_bessel=8,
-        num_polynomial_cutoff=5,
-        max_ell=3,
-        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        num_interactions=2,
-        num_elements=len(zs),
-        hidden_irreps=hidden,
-        MLP_irreps=o3.Irreps("16x0e"),
-        atomic_energies=np.zeros(len(zs)),
-        avg_num_neighbors=5.0,
-        atomic_numbers=zs,
-        correlation=correlation,
-        gate=torch.nn.functional.silu,
-        atomic_inter_scale=1.0,
-        atomic_inter_shift=0.0,
+    model = mf.build_model(
+        zs, channels=channels, max_L=max_l, correlation=correlation, r_max=5.0, avg_num_neighbors=5.0
     )
+    torch.set_default_dtype(dtype)
+    return model.to(dtype)
 
 
 def step_time(model, frames, zs, batch: int, repeats: int) -> float:
