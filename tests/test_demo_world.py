@@ -175,12 +175,9 @@ def test_ship_refuses_failed_gates_and_writes_a_checksummed_source(tmp_path):
         fetch.fetch_file(sources, "demo_world", "heldout", data_dir=tmp_path / "cache", lock_path=None)
 
 
-def test_pretrain_stages_resume_skip_and_start_over_on_new_data(tmp_path):
-    """Real mace_run_train: stage 2 continues at stage 1's last epoch, a stage already trained
-    past is only recorded, and changed data clears the checkpoints instead of resuming them."""
+def _tiny_pretraining(tmp_path, rng):
+    """Write small water train/valid/E0 files; return (frames maker, tiny mace flags, stage runner)."""
     from ase.build import molecule
-
-    rng = np.random.default_rng(0)
 
     def frames(n):
         out = []
@@ -209,20 +206,31 @@ def test_pretrain_stages_resume_skip_and_start_over_on_new_data(tmp_path):
         "save_all_checkpoints": True,
         "eval_interval": 1,
     }
-    work = tmp_path / "work"
 
-    def stage(n, epochs=2):
+    def stage(n, flags, epochs=2):
         return demo_world.pretrain_stage(
             flags,
             train=tmp_path / "train.xyz",
             valid=tmp_path / "valid.xyz",
             e0=tmp_path / "e0.json",
-            work=work,
+            work=tmp_path / "work",
             stage=n,
             epochs_per_stage=epochs,
             seed=1,
             threads=1,
         )
+
+    return frames, flags, stage
+
+
+def test_pretrain_stages_resume_skip_and_start_over_on_new_data(tmp_path):
+    """Real mace_run_train: stage 2 continues at stage 1's last epoch, a stage already trained
+    past is only recorded, and changed data clears the checkpoints instead of resuming them."""
+    frames, flags, run_stage = _tiny_pretraining(tmp_path, np.random.default_rng(0))
+    work = tmp_path / "work"
+
+    def stage(n):
+        return run_stage(n, flags)
 
     first = stage(1)
     assert first["last_valid"]["epoch"] == 1 and "already_trained_to_epoch" not in first
@@ -242,4 +250,33 @@ def test_pretrain_stages_resume_skip_and_start_over_on_new_data(tmp_path):
     demo_world.write_gz(tmp_path / "train.xyz", frames(8))  # new data: start over
     fresh = stage(1)
     assert "already_trained_to_epoch" not in fresh and fresh["last_valid"]["epoch"] == 1
+    assert [r["from_epoch"] for r in demo_world.training_runs(work)] == [0, 0]
+
+
+def test_stage_two_added_before_its_start_resumes_and_ships_the_stage_two_weights(tmp_path):
+    """Real mace_run_train: Stage-Two flags (and a report-only flag) set after stage 1, before their
+    start epoch, keep the checkpoints; the stage that crosses the start trains Stage Two at its lower learning rate and its
+    model.model is the Stage-Two model; changing them once Stage Two has begun starts over."""
+    import torch
+
+    _, flags, stage = _tiny_pretraining(tmp_path, np.random.default_rng(1))
+    work = tmp_path / "work"
+    stage(1, flags)
+    two = {**flags, "swa": True, "start_swa": 3, "swa_lr": 1e-4, "swa_energy_weight": 1, "swa_forces_weight": 1}
+    two["error_table"] = "TotalRMSE"  # changes only mace's closing report: resumes too
+    second = stage(2, two)
+    assert [(r["event"], r["from_epoch"]) for r in demo_world.training_runs(work)][-2:] == [
+        ("start", 2),
+        ("finished", 2),
+    ]
+    assert second["last_valid"]["epoch"] == 3
+    names = sorted(p.name for p in (work / "checkpoints").glob("*.pt"))
+    assert names == ["model_run-1_epoch-2.pt", "model_run-1_epoch-3_swa.pt"]
+    assert "Stage Two (after 3 epochs)" in (work / "logs" / "model_run-1.log").read_text()
+    assert (work / "model.model").read_bytes() == (work / "model_stagetwo.model").read_bytes()
+    lr = torch.load(work / "checkpoints" / "model_run-1_epoch-3_swa.pt", weights_only=False)["optimizer"]
+    assert lr["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    third = stage(3, two)  # resumes inside Stage Two
+    assert third["last_valid"]["epoch"] == 5 and demo_world.training_runs(work)[-1]["from_epoch"] == 4
+    stage(3, {**two, "swa_lr": 1e-3})  # Stage Two already ran with other settings: start over
     assert [r["from_epoch"] for r in demo_world.training_runs(work)] == [0, 0]

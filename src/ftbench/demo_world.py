@@ -413,14 +413,19 @@ def pretrain_stage(
 
     target = stage * epochs_per_stage
     results = work / "mace_results"
-    key = {"inputs": {str(p): sha256(p) for p in (train, valid, e0)}, "flags": flags, "seed": seed}
+    late = {k: v for k, v in flags.items() if k in STAGE_TWO_FLAGS}
+    key = {
+        "inputs": {str(p): sha256(p) for p in (train, valid, e0)},
+        "flags": {k: v for k, v in flags.items() if k not in STAGE_TWO_FLAGS | REPORT_ONLY_FLAGS},
+        "seed": seed,
+    }
     stamp = work / "inputs.json"
-    if work.exists() and (not stamp.is_file() or json.loads(stamp.read_text()) != json.loads(json.dumps(key))):
+    if work.exists() and not _resumable(stamp, json.loads(json.dumps(key)), late, work / "checkpoints"):
         # checkpoints of other data or flags must not be resumed: start over
         log.warning("pretraining inputs changed: clearing %s", work)
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(key, indent=1))
+    stamp.write_text(json.dumps({**key, "stage_two": late}, indent=1))
     done = [r for r in training_curve(results) if r.get("epoch") is not None] if results.is_dir() else []
     if done and done[-1]["epoch"] + 1 >= target and (work / "model.model").is_file():
         at_target = [r for r in done if r["epoch"] <= target - 1]
@@ -459,8 +464,15 @@ def pretrain_stage(
     _append_jsonl(work / "runs.jsonl", {**run, "event": "start"})
     t0 = time.time()
     _keep_newest_checkpoint(work / "checkpoints")
+    if _stage_two_start(flags) is not None:
+        _add_stage_two_lr(work / "checkpoints", flags.get("swa_lr", flags.get("stage_two_lr", 1e-3)))
     run_mace_train(to_argv(flags))
     _keep_newest_checkpoint(work / "checkpoints")
+    # mace writes the last Stage-One epoch to model.model even after Stage Two ran; the stage's
+    # model is its newest weights
+    two = _stage_two_start(flags)
+    if two is not None and target > two and (work / "model_stagetwo.model").is_file():
+        shutil.copyfile(work / "model_stagetwo.model", work / "model.model")
     curve = training_curve(results)
     wall = time.time() - t0
     _append_jsonl(work / "runs.jsonl", {**run, "event": "finished", "wall_time_s": wall})
@@ -473,15 +485,93 @@ def pretrain_stage(
     }
 
 
+# mace flags that act only from epoch `start_swa` on (Stage Two: a lower learning rate): setting or
+# changing them before that epoch keeps the checkpoints
+STAGE_TWO_FLAGS = frozenset(
+    {"swa", "stage_two", "start_swa", "start_stage_two", "swa_lr", "stage_two_lr"}
+    | {f"{s}_{w}_weight" for s in ("swa", "stage_two") for w in ("energy", "forces", "stress", "virials")}
+)
+
+
+# flags that change only what mace reports after training, never the weights
+REPORT_ONLY_FLAGS = frozenset({"skip_evaluate_heads", "error_table"})
+
+
+def _stage_two_start(flags: dict) -> int | None:
+    """Return the epoch where Stage Two starts, or None when it is off or left to mace's default."""
+    if not (flags.get("swa") or flags.get("stage_two")):
+        return None
+    return flags.get("start_swa", flags.get("start_stage_two"))
+
+
+def _checkpoint_epochs(folder: Path) -> dict[Path, tuple[int, bool]]:
+    """Map each mace epoch checkpoint in `folder` to (epoch, is Stage Two)."""
+    out = {}
+    for p in folder.glob("*_epoch-*.pt"):
+        tail = p.stem.rsplit("_epoch-", 1)[1]
+        out[p] = (int(tail.removesuffix("_swa")), tail.endswith("_swa"))
+    return out
+
+
+def _resumable(stamp: Path, key: dict, late: dict, checkpoints: Path) -> bool:
+    """Whether the checkpoints under a stamp may be resumed with `key` and Stage-Two flags `late`.
+
+    Data, seed and the flags that shape training must be equal. Stage-Two flags may differ as long
+    as no checkpoint has reached the epoch where either the old or the new ones take effect.
+    """
+    if not stamp.is_file():
+        return False
+    old = json.loads(stamp.read_text())
+    old_late = old.pop("stage_two", {})
+    old["flags"] = {k: v for k, v in old.get("flags", {}).items() if k not in REPORT_ONLY_FLAGS}
+    if old != key:
+        return False
+    if old_late == late:
+        return True
+    on = [d for d in (old_late, late) if d.get("swa") or d.get("stage_two")]
+    starts = [_stage_two_start(d) for d in on]
+    if None in starts:
+        return False  # mace's own Stage-Two start depends on max_num_epochs, which changes per stage
+    newest = max((e for e, _ in _checkpoint_epochs(checkpoints).values()), default=-1)
+    if starts and newest >= min(starts):
+        return False
+    log.info("Stage-Two settings changed before Stage Two started (newest checkpoint epoch %d): resuming", newest)
+    return True
+
+
+def _add_stage_two_lr(folder: Path, swa_lr: float) -> None:
+    """Give the optimizer state of Stage-One checkpoints the `swa_lr` that torch's SWALR reads.
+
+    mace builds SWALR (which writes `swa_lr` into the optimizer's param groups) before it loads the
+    checkpoint; a checkpoint saved before Stage Two was configured has no such key, and the first
+    Stage-Two epoch then fails with KeyError 'swa_lr'.
+    """
+    import torch
+
+    for path, (_, two) in _checkpoint_epochs(folder).items():
+        if two:
+            continue
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        groups = state["optimizer"]["param_groups"]
+        if all("swa_lr" in g for g in groups):
+            continue
+        for g in groups:
+            g.setdefault("swa_lr", swa_lr)
+        torch.save(state, path)
+
+
 def _keep_newest_checkpoint(folder: Path) -> None:
-    """Delete all but the newest epoch checkpoint in `folder`.
+    """Delete all but the newest epoch checkpoint of Stage One and of Stage Two in `folder`.
 
     With --save_all_checkpoints mace writes one checkpoint an epoch (so a stopped stage resumes at its
-    last epoch, not its best one) and never deletes them.
+    last epoch, not its best one) and never deletes them. mace's closing evaluation loads the newest
+    Stage-One checkpoint even after Stage Two, so one of each is kept.
     """
-    found = sorted(folder.glob("*_epoch-*.pt"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
-    for old in found[:-1]:
-        old.unlink()
+    found = _checkpoint_epochs(folder)
+    for two in (False, True):
+        mine = sorted((e, p) for p, (e, s) in found.items() if s == two)
+        for _, old in mine[:-1]:
+            old.unlink()
 
 
 def _append_jsonl(path: Path, row: dict) -> None:

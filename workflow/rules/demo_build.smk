@@ -128,9 +128,7 @@ rule demo_generation_data:
     conda:
         "../envs/ftbench.yaml"
     params:
-        recipe=lambda w: quoted_json(
-            {**generation(w.gen), "charged_energy": BUILD.get("charged_energy")}
-        ),
+        recipe=lambda w: quoted_json(generation_data_recipe(w.gen)),
         seed=lambda w: generation(w.gen)["pretrain"].get("seed", 1),
         out_dir=subpath(output.train, parent=True),
     shell:

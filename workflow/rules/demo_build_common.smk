@@ -31,6 +31,18 @@ def generation(gen):
     return BUILD["generations"][gen]
 
 
+def generation_data_recipe(gen):
+    """The keys that shape a generation's training data (not its training flags, so that a new
+    training flag does not redo the data and with it the checkpoints)."""
+    entry = generation(gen)
+    return {
+        "families": entry.get("families"),
+        "fraction": entry.get("fraction", 1.0),
+        "pretrain": {"valid_fraction": entry["pretrain"].get("valid_fraction", 0.05)},
+        "charged_energy": BUILD.get("charged_energy"),
+    }
+
+
 def pretrain_flags_for(gen):
     entry = generation(gen)
     flags = dict(config["training"]["mace_flags"])
