@@ -77,6 +77,21 @@ def test_large_groups_fall_back_to_a_second_pass(tmp_path):
     assert len(replay) == 100 and not _groups(replay) & _groups(held)
 
 
+def test_the_second_pass_also_leaves_excluded_config_types_out(tmp_path):
+    from ase.io import write
+
+    path = mf.write_mptrj_pool(
+        tmp_path / "big_groups.xyz", 300, elements=("H", "C"), atoms_per_frame=3, frames_per_material=100
+    )
+    frames = read(path, ":")
+    for i, a in enumerate(frames):
+        a.info["config_type"] = "short_range" if i % 4 == 0 else "mptrj"
+    write(path, frames, format="extxyz")
+    replay, held, stats = select_stream(path, {1, 6}, 60, 90, seed=3, exclude=("short_range",))
+    assert stats["passes"] == 2 and len(replay) == 60
+    assert not [f.index for f in replay + held if f.index % 4 == 0]
+
+
 def test_small_pool_shrinks_both_and_tiny_pool_is_an_error(pool, tmp_path):
     replay, held, stats = select_stream(pool, ELEMENTS, 10_000, 2_000, seed=1)
     assert len(replay) + len(held) <= stats["usable"]

@@ -115,12 +115,21 @@ def _u(seed: int, tag: str, key: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def _usable(frame: Frame, elements: set[int], mode: str, exclude: tuple[str, ...] = ()) -> bool:
-    if frame.n_atoms == 1 and frame.info.get("config_type") == ISOLATED:
+def _usable(
+    n_atoms: int, numbers: set[int], config_type, elements: set[int], mode: str, exclude: tuple[str, ...]
+) -> bool:
+    """Whether a pool configuration may be replayed or scored.
+
+    Not an isolated atom, not of an excluded config_type, and made of the benchmark's elements
+    (`mode` subset) or sharing one with them (overlap).
+    """
+    if (n_atoms == 1 and config_type == ISOLATED) or config_type in exclude:
         return False
-    if frame.info.get("config_type") in exclude:
-        return False
-    return frame.numbers <= elements if mode == "subset" else bool(frame.numbers & elements)
+    return numbers <= elements if mode == "subset" else bool(numbers & elements)
+
+
+def _usable_frame(frame: Frame, elements: set[int], mode: str, exclude: tuple[str, ...]) -> bool:
+    return _usable(frame.n_atoms, frame.numbers, frame.info.get("config_type"), elements, mode, exclude)
 
 
 class _BottomK:
@@ -167,7 +176,7 @@ def select_stream(
     stats = {"pool": 0, "usable": 0, "groups_from": None}
     for frame in scan_frames(path, group_keys):
         stats["pool"] += 1
-        if not _usable(frame, elements, mode, exclude):
+        if not _usable_frame(frame, elements, mode, exclude):
             continue
         stats["usable"] += 1
         if stats["groups_from"] is None and not frame.group.startswith("#frame"):
@@ -203,7 +212,7 @@ def select_stream(
         # the held-out groups took more than the spare: draw again, knowing the threshold
         second = _BottomK(n_samples)
         for frame in scan_frames(path, group_keys):
-            if _usable(frame, elements, mode):
+            if _usable_frame(frame, elements, mode, exclude):
                 hg = _u(seed, "group", frame.group)
                 if hg > threshold:
                     frame.info = {}
@@ -272,9 +281,7 @@ def held_out_slice(
     keep = [
         i
         for i, a in enumerate(frames)
-        if not (len(a) == 1 and a.info.get("config_type") == ISOLATED)
-        and a.info.get("config_type") not in exclude
-        and (set(a.numbers) <= elements if mode == "subset" else bool(set(a.numbers) & elements))
+        if _usable(len(a), set(a.numbers.tolist()), a.info.get("config_type"), elements, mode, exclude)
     ]
     if not keep:
         raise FtbenchError(
