@@ -77,6 +77,32 @@ def compute_e0s(
     return {int(z): float(e) for z, e in estimated.items()}
 
 
+def composition_rank_warning(train, zs: list[int], mode: str, data) -> str | None:
+    """Return a warning when the training compositions cannot separate the elements' E0s, else None.
+
+    A fit of energies on element counts determines only the combinations of E0s that the counts
+    span: in pure water every configuration is H2O-stoichiometric, so only 2 E0(H) + E0(O) is fixed.
+    """
+    if mode not in ("estimated", "average") or len(zs) < 2:
+        return None
+    counts = np.array([[int(np.sum(a.numbers == z)) for z in zs] for a in train], dtype=float)
+    rank = int(np.linalg.matrix_rank(counts)) if len(counts) else 0
+    if rank >= len(zs):
+        return None
+    keeps = (
+        "the foundation model's E0s are kept along the rest (least-norm correction)"
+        if mode == "estimated"
+        else "the split along the rest is arbitrary (least-norm E0s)"
+    )
+    return (
+        f"E0 fit under-determined: the compositions of {data} span {rank} of {len(zs)} element directions "
+        f"({', '.join(chemical_symbols[z] for z in zs)}), so energies fix only those combinations of E0s; "
+        f"{keeps}. Errors on compositions like the training set's are unaffected; energies of other "
+        "compositions (the pretraining slice) carry the split. Add configurations of other stoichiometry "
+        "(or isolated atoms) to the training data, or use `e0: [isolated]`"
+    )
+
+
 def mismatch_rmse(model, train, e0s: dict[int, float], device: str = "cpu") -> float:
     """Return the energy RMSE per atom (eV) of the foundation model with these E0s on the training set.
 
@@ -164,6 +190,12 @@ def run(args: argparse.Namespace) -> int:
         "warnings": [],
         "head": model.heads[0] if model is not None and hasattr(model, "heads") else None,
     }
+    rank_warning = composition_rank_warning(train, zs, args.mode, args.data)
+    if rank_warning:
+        # estimated: mace's own least-norm correction keeps the foundation's split, a sound default
+        # (a note); average: the absolute split is arbitrary (a warning that reaches the summary)
+        result["warnings" if args.mode == "average" else "notes"] = [rank_warning]
+        log.warning(rank_warning)
     if model is not None:
         rmse = mismatch_rmse(model, train, e0s, args.device)
         result["initial_energy_rmse_ev_per_atom"] = rmse
