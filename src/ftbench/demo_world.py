@@ -341,10 +341,22 @@ def relabel(frames: list[Atoms], method: str) -> list[Atoms]:
 
 
 def write_gz(path: Path, frames: list[Atoms]) -> None:
-    """Extxyz (gzip by suffix, as ASE reads it back), written whole or not at all."""
+    """Extxyz (gzip by suffix, as ASE reads it back), written whole or not at all.
+
+    The gzip header carries no time or name, so the same frames give the same bytes (and sha256).
+    """
+    import gzip
+    import io
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".partial.{path.name}")
-    write(tmp, frames, format="extxyz")
+    if path.suffix == ".gz":
+        text = io.StringIO()
+        write(text, frames, format="extxyz")
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+            gz.write(text.getvalue().encode())
+    else:
+        write(tmp, frames, format="extxyz")
     tmp.replace(path)
 
 
