@@ -91,7 +91,7 @@ def reference_gpu_times(n_atoms: int, replicas: int, prod_replicas: int) -> dict
 
 def robustness_models(cfg: dict) -> int:
     """How many models the grid sends to robustness (as workflow/rules/common.smk robustness_runs)."""
-    from ftbench.grid import UNTOUCHED, expand_grid, untouched_runs
+    from ftbench.grid import expand_grid, untouched_runs
     from ftbench.strategies import roles
 
     runs = expand_grid(cfg)
@@ -104,7 +104,7 @@ def robustness_models(cfg: dict) -> int:
         if roles(cfg, r.strategy)["trained"]
         and (robustness_settings(cfg, r.benchmark).get("sizes", "all") == "all" or r.size == largest[r.benchmark])
     ]
-    return len(trained) + len([r for r in untouched_runs(cfg) if r.strategy == UNTOUCHED])
+    return len(trained) + len(untouched_runs(cfg))
 
 
 def estimate(settings: dict, times: dict, n_elements: int) -> dict:

@@ -476,13 +476,13 @@ def pretrain_stage(
     _append_jsonl(work / "runs.jsonl", {**run, "event": "start"})
     t0 = time.time()
     _keep_newest_checkpoint(work / "checkpoints")
-    if _stage_two_start(flags) is not None:
+    two = _stage_two_start(flags)
+    if two is not None:
         _add_stage_two_lr(work / "checkpoints", flags.get("swa_lr", flags.get("stage_two_lr", 1e-3)))
     run_mace_train(to_argv(flags))
     _keep_newest_checkpoint(work / "checkpoints")
     # mace writes the last Stage-One epoch to model.model even after Stage Two ran; the stage's
     # model is its newest weights
-    two = _stage_two_start(flags)
     if two is not None and target > two and (work / "model_stagetwo.model").is_file():
         shutil.copyfile(work / "model_stagetwo.model", work / "model.model")
     curve = training_curve(results)
