@@ -90,21 +90,10 @@ def reference_gpu_times(n_atoms: int, replicas: int, prod_replicas: int) -> dict
 
 
 def robustness_models(cfg: dict) -> int:
-    """How many models the grid sends to robustness (as workflow/rules/common.smk robustness_runs)."""
-    from ftbench.grid import expand_grid, untouched_runs
-    from ftbench.strategies import roles
+    """How many models the grid sends to robustness (the workflow's own selection)."""
+    from ftbench.grid import expand_grid, robustness_runs, untouched_runs
 
-    runs = expand_grid(cfg)
-    largest = {}
-    for r in runs:
-        largest[r.benchmark] = max(largest.get(r.benchmark, 0), r.size)
-    trained = [
-        r
-        for r in runs
-        if roles(cfg, r.strategy)["trained"]
-        and (robustness_settings(cfg, r.benchmark).get("sizes", "all") == "all" or r.size == largest[r.benchmark])
-    ]
-    return len(trained) + len(untouched_runs(cfg))
+    return len(robustness_runs(cfg, expand_grid(cfg) + untouched_runs(cfg)))
 
 
 def estimate(settings: dict, times: dict, n_elements: int) -> dict:

@@ -5,16 +5,13 @@ import json
 import sys
 from pathlib import Path
 
-from ftbench.config import read_yaml
+from ftbench.config import pretrain_flags, read_yaml
 
 out = Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)
 config = read_yaml(Path("config/config.yaml"))
 build = read_yaml(Path("config/demo_build.yaml"))["demo_build"]
-skip = {"valid_fraction", "epochs_per_stage", "stages", "seed"}
 for gen, entry in build["generations"].items():
-    flags = {**config["training"]["mace_flags"], **entry["architecture"]}
-    flags.update({k: v for k, v in entry["pretrain"].items() if k not in skip})
-    (out / f"{gen}.json").write_text(json.dumps(flags))
+    (out / f"{gen}.json").write_text(json.dumps(pretrain_flags(config["training"]["mace_flags"], entry)))
     p = entry["pretrain"]
     (out / f"{gen}.args").write_text(f"{p['stages']} {p['epochs_per_stage']} {p.get('seed', 1)}\n")

@@ -8,7 +8,7 @@ import yaml
 from conftest import ROOT, ftbench
 from ftbench.config import load_config
 from ftbench.errors import FtbenchError
-from ftbench.grid import Run, expand_grid, parse_run_path, sizes_for, untouched_runs
+from ftbench.grid import Run, expand_grid, parse_run_path, robustness_runs, sizes_for, untouched_runs
 from ftbench.strategies import mace_flags
 
 PAPER = ROOT / "config" / "paper.yaml"
@@ -33,6 +33,24 @@ def test_default_grid_counts():
     scratch = [r for r in runs if r.strategy == "scratch"]
     assert all(r.model == "none" and r.e0 == cfg["e0_without_foundation"] for r in scratch)
     assert len(untouched_runs(cfg)) == 4  # 2 benchmarks x 2 models
+
+
+def test_robustness_goes_to_trained_runs_at_the_largest_size_and_the_untouched_models():
+    cfg = load_config(
+        overrides={
+            "benchmarks": ["sn2"],
+            "foundation_models": ["demo_gen2"],
+            "train_sizes": [10, 30],
+            "seeds": [1, 2],
+            "strategies": ["zeroshot", "naive", "scratch"],
+            "robustness": {"sizes": "largest"},
+        }
+    )
+    chosen = robustness_runs(cfg, expand_grid(cfg) + untouched_runs(cfg))
+    # naive and scratch at n30 x 2 seeds, plus the untouched model; zeroshot has its forces
+    assert sorted((r.strategy, r.size) for r in chosen) == [("naive", 30)] * 2 + [("scratch", 30)] * 2 + [
+        ("untouched", 0)
+    ]
 
 
 def test_paper_grid_is_the_full_study():

@@ -306,6 +306,20 @@ def robustness_settings(cfg: dict, benchmark: str) -> dict:
     return deep_update(copy.deepcopy(cfg["robustness"]), copy.deepcopy(override))
 
 
+# Keys of a demo generation's `pretrain` block that shape its stages, data split or seed, not mace flags.
+PRETRAIN_STAGE_KEYS = frozenset({"valid_fraction", "epochs_per_stage", "stages", "seed"})
+
+
+def pretrain_flags(training_flags: dict, generation: dict) -> dict:
+    """Return the mace flags of a demo generation's pretraining (config/demo_build.yaml).
+
+    The run's training flags, then the generation's architecture, then its `pretrain` flags.
+    """
+    flags = {**training_flags, **generation["architecture"]}
+    flags.update({k: v for k, v in generation["pretrain"].items() if k not in PRETRAIN_STAGE_KEYS})
+    return flags
+
+
 def check_robustness(settings: dict, benchmark: str) -> None:
     """Langevin coupling time (1/friction) shorter than the ramp and than the production."""
     md = settings["md"]

@@ -11,8 +11,9 @@ import argparse
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from ftbench.config import add_config_arguments, config_from_args, split_sizes, strategy
+from ftbench.config import add_config_arguments, config_from_args, robustness_settings, split_sizes, strategy
 from ftbench.errors import FtbenchError
+from ftbench.strategies import roles
 
 NO_MODEL = "none"  # model key of runs without a foundation model (scratch)
 UNTOUCHED = "untouched"  # strategy key of the untouched foundation model
@@ -112,6 +113,26 @@ def expand_grid(cfg: dict) -> list[Run]:
 def untouched_runs(cfg: dict) -> list[Run]:
     """Return the untouched foundation models as runs, evaluated like runs (no training)."""
     return [Run(b, m, UNTOUCHED, UNTOUCHED_E0, 0, 0) for b in cfg["benchmarks"] for m in cfg["foundation_models"]]
+
+
+def robustness_runs(cfg: dict, runs: list[Run]) -> list[Run]:
+    """Return the runs that get robustness tests: untouched models and trained runs.
+
+    With `robustness.sizes: largest`, only trained runs at their benchmark's largest size. A `train: false` run has the untouched model's forces, so its dynamics are the untouched one's.
+    """
+    largest = {}
+    for r in runs:
+        if r.strategy != UNTOUCHED:
+            largest[r.benchmark] = max(largest.get(r.benchmark, 0), r.size)
+    return [
+        r
+        for r in runs
+        if r.strategy == UNTOUCHED
+        or (
+            roles(cfg, r.strategy)["trained"]
+            and (robustness_settings(cfg, r.benchmark).get("sizes", "all") == "all" or r.size == largest[r.benchmark])
+        )
+    ]
 
 
 def parse_run_path(path: str) -> Run:

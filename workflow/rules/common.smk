@@ -151,26 +151,7 @@ def run_results(runs):
 
 
 def robustness_runs(runs):
-    """Runs that get robustness tests: untouched models and trained runs (with
-    `robustness.sizes: largest`, only those at their benchmark's largest training size).
-    """
-    largest = {}
-    for r in runs:
-        if r.strategy != ftg.UNTOUCHED:
-            largest[r.benchmark] = max(largest.get(r.benchmark, 0), r.size)
-    # a `train: false` run has the untouched model's forces: its dynamics are the untouched one's
-    trained = [
-        r
-        for r in runs
-        if r.strategy == ftg.UNTOUCHED or roles(config, r.strategy)["trained"]
-    ]
-    return [
-        r
-        for r in trained
-        if r.strategy == ftg.UNTOUCHED
-        or robustness_settings(r.benchmark).get("sizes", "all") == "all"
-        or r.size == largest[r.benchmark]
-    ]
+    return ftg.robustness_runs(config, runs)
 
 
 DATA = config["data_dir"]

@@ -44,12 +44,7 @@ def generation_data_recipe(gen):
 
 
 def pretrain_flags_for(gen):
-    entry = generation(gen)
-    flags = dict(config["training"]["mace_flags"])
-    flags.update(entry["architecture"])
-    skip = {"valid_fraction", "epochs_per_stage", "stages", "seed"}
-    flags.update({k: v for k, v in entry["pretrain"].items() if k not in skip})
-    return flags
+    return ftc.pretrain_flags(config["training"]["mace_flags"], generation(gen))
 
 
 def previous_stage(w):
