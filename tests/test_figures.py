@@ -105,6 +105,16 @@ def test_bar_figures_one_bar_per_strategy_and_model(tables, tmp_path, name, ylab
         assert bars[label] == pytest.approx([value, value])
 
 
+def test_bar_figures_leave_out_strategies_without_the_metric(tables, tmp_path):
+    from matplotlib.container import BarContainer
+
+    metrics = tables["metrics"].copy()
+    metrics.loc[metrics.strategy == "lora", "md_time_ps"] = float("nan")  # as zeroshot: no MD run
+    fig = FIGURES["md_stability"]({**tables, "metrics": metrics}, tmp_path / "md_stability.png")
+    labels = {c.get_label() for c in fig.axes[0].containers if isinstance(c, BarContainer)}
+    assert "lora" not in labels and {"naive", "replay", "untouched foundation"} <= labels
+
+
 def test_md_survival_kaplan_meier_per_strategy(tables, tmp_path):
     fig = _draw(tables, "md_survival", tmp_path)
     ax = [a for a in fig.axes if a.get_title()][0]

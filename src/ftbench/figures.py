@@ -287,6 +287,8 @@ def _bars(tables: dict, out: Path, column: str, ylabel: str, title: str, ylim=No
         ax = axes[i][0]
         sub = _main_e0(at_largest_size(metrics[metrics.benchmark == bench]))
         strategies = [UNTOUCHED] + [s for s in _sort(tables, sub.strategy.unique()) if s != UNTOUCHED]
+        # a strategy without this metric (zeroshot has no robustness runs) gets no bar and no legend entry
+        strategies = [s for s in strategies if sub.loc[sub.strategy == s, column].notna().any()]
         width = 0.8 / max(1, len(strategies))
         for k, strategy in enumerate(strategies):
             # seed mean per model, and the seed spread (sample SD) as an error bar
