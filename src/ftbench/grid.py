@@ -118,7 +118,8 @@ def untouched_runs(cfg: dict) -> list[Run]:
 def robustness_runs(cfg: dict, runs: list[Run]) -> list[Run]:
     """Return the runs that get robustness tests: untouched models and trained runs.
 
-    With `robustness.sizes: largest`, only trained runs at their benchmark's largest size. A `train: false` run has the untouched model's forces, so its dynamics are the untouched one's.
+    With `robustness.sizes: largest`, only trained runs at their benchmark's largest size. A
+    `train: false` run has the untouched model's forces, so its dynamics are the untouched one's.
     """
     largest = {}
     for r in runs:
