@@ -47,7 +47,11 @@ def main() -> None:
     p.add_argument("--heldout", type=Path, required=True)
     p.add_argument("--relabelled", type=Path, required=True)
     p.add_argument("--exclude", nargs="*", default=["short_range"])
-    p.add_argument("--elements", nargs="*", help="element symbols (default: those of the benchmark's train_pool.xyz, as the replay rule)")
+    p.add_argument(
+        "--elements",
+        nargs="*",
+        help="element symbols (default: those of the benchmark's train_pool.xyz, as the replay rule)",
+    )
     p.add_argument("--work", type=Path, default=ROOT / "bench" / "out" / "pt_slice")
     args = p.parse_args()
 
