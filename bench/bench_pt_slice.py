@@ -79,10 +79,9 @@ def main() -> None:
             cmd += ["--batch-size", "32", "--device", "cpu", "--out", str(out)]
             subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True)
         rows = json.loads(out.read_text())["rows"]
-        heads = {r["head"] for r in rows}
         for r in rows:
-            # multihead (replay) runs: the target head, not the pretraining head
-            if len(heads) > 1 and r["head"] == "pt_head":
+            # multihead (replay) runs: the target head only (aggregate's head_role rule)
+            if r["head"] == "pt_head":
                 continue
             if (r["quantity"], r["statistic"], r["config_type"]) == ("forces", "rmse", "all"):
                 values[(run.model, run.strategy, r["dataset"])].append(r["value"])

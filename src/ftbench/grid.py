@@ -125,14 +125,13 @@ def robustness_runs(cfg: dict, runs: list[Run]) -> list[Run]:
     for r in runs:
         if r.strategy != UNTOUCHED:
             largest[r.benchmark] = max(largest.get(r.benchmark, 0), r.size)
+    # once per benchmark, not per run: the Snakefile calls this at every parse
+    every_size = {b: robustness_settings(cfg, b).get("sizes", "all") == "all" for b in {r.benchmark for r in runs}}
     return [
         r
         for r in runs
         if r.strategy == UNTOUCHED
-        or (
-            roles(cfg, r.strategy)["trained"]
-            and (robustness_settings(cfg, r.benchmark).get("sizes", "all") == "all" or r.size == largest[r.benchmark])
-        )
+        or (roles(cfg, r.strategy)["trained"] and (every_size[r.benchmark] or r.size == largest[r.benchmark]))
     ]
 
 
