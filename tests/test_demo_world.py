@@ -92,6 +92,26 @@ def test_gates_compare_generations_on_every_dataset():
     assert len(fails) == 2 and "151.0 meV/A > 150" in fails[0] and "on sn2" in fails[1]
 
 
+def test_force_error_sources_name_the_trajectories_that_hold_the_error():
+    def frame(formula, group, ctype):
+        a = Atoms(formula, positions=np.arange(3 * len(Atoms(formula))).reshape(-1, 3) * 1.0)
+        a.arrays["REF_forces"] = np.zeros((len(a), 3))
+        a.info.update(group=group, config_type=ctype)
+        return a
+
+    atoms = [frame("CO", "org-1", "organic"), frame("CO", "org-1", "organic"), frame("H2", "h-1", "pair")]
+    # errors of 0.1, 0.1 and 0.4 eV/A on every component: squared sums 0.06, 0.06 and 0.96 (eV/A)^2
+    preds = [{"forces": np.full((2, 3), e)} for e in (0.1, 0.1, 0.4)]
+    got = demo_world.force_error_sources(atoms, preds, seen={"CO"})
+    assert [w["group"] for w in got["worst_trajectories"]] == ["h-1", "org-1"]
+    h, org = got["worst_trajectories"]
+    assert h["forces_rmse"] == pytest.approx(400.0) and h["sse_share"] == pytest.approx(0.96 / 1.08)
+    assert org["forces_rmse"] == pytest.approx(100.0) and org["n_configs"] == 2
+    assert (h["formula"], h["formula_seen"], org["formula_seen"]) == ("H2", False, True)
+    assert got["by_config_type"]["organic"]["sse_share"] == pytest.approx(0.12 / 1.08)
+    assert sum(c["sse_share"] for c in got["by_config_type"].values()) == pytest.approx(1.0)
+
+
 def test_local_source_is_hash_checked(tmp_path):
     folder = tmp_path / "shipped"
     folder.mkdir()

@@ -41,6 +41,10 @@ def test_recorded_gates_are_reproduced_from_the_shipped_files():
         for name, errors in measured.items():
             assert errors["n_configs"] == recorded[name]["n_configs"], (gen, name)
             assert errors["forces_rmse"] == pytest.approx(recorded[name]["forces_rmse"], rel=1e-4), (gen, name)
+            if "force_error_sources" in errors:
+                worst = [w["group"] for w in errors["force_error_sources"]["worst_trajectories"]]
+                recorded_worst = recorded[name]["force_error_sources"]["worst_trajectories"]
+                assert worst == [w["group"] for w in recorded_worst], (gen, name)
 
 
 @pytest.mark.xfail(

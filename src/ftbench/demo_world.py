@@ -598,9 +598,50 @@ def training_runs(work: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def gate(model_path: Path, datasets: dict[str, Path]) -> dict:
+def force_error_sources(atoms: list[Atoms], preds: list[dict], seen: set[str] = frozenset(), top: int = 5) -> dict:
+    """Return where a dataset's force error sits, by config_type and by trajectory.
+
+    Each config_type's and the `top` worst trajectories' (info `group`) force RMSE (meV/A) and
+    share of the summed squared force error. A trajectory is marked `formula_seen` when its chemical formula is in `seen` (the formulas of
+    the model's training set): an unseen molecule tests transfer, not fit.
+    """
+    parts: dict[tuple[str, str], dict] = {}
+    for a, p in zip(atoms, preds):
+        sq = float(np.sum((np.asarray(p["forces"]) - a.arrays["REF_forces"]) ** 2))
+        for kind, key in (("config_type", a.info.get("config_type", "default")), ("group", a.info.get("group"))):
+            if key is None:
+                continue
+            d = parts.setdefault((kind, str(key)), {"sse": 0.0, "n_components": 0, "n_configs": 0, "a": a})
+            d["sse"] += sq
+            d["n_components"] += a.arrays["REF_forces"].size
+            d["n_configs"] += 1
+    total = sum(d["sse"] for (kind, _), d in parts.items() if kind == "config_type") or 1.0
+
+    def entry(d: dict) -> dict:
+        return {
+            "forces_rmse": 1000.0 * float(np.sqrt(d["sse"] / d["n_components"])),
+            "sse_share": d["sse"] / total,
+            "n_configs": d["n_configs"],
+        }
+
+    groups = sorted(((k, d) for (kind, k), d in parts.items() if kind == "group"), key=lambda kd: -kd[1]["sse"])
+    worst = []
+    for key, d in groups[:top]:
+        formula = d["a"].get_chemical_formula()
+        config_type = str(d["a"].info.get("config_type", "default"))
+        worst.append({"group": key, "config_type": config_type, "formula": formula, **entry(d)})
+        if seen:
+            worst[-1]["formula_seen"] = formula in seen
+    return {
+        "by_config_type": {k: entry(d) for (kind, k), d in sorted(parts.items()) if kind == "config_type"},
+        "worst_trajectories": worst,
+    }
+
+
+def gate(model_path: Path, datasets: dict[str, Path], train: Path | None = None) -> dict:
     """Return force and energy RMSE (meV/A, meV/atom) of a model on each dataset (E0s as in the model).
 
+    Also where the force error sits (`force_error_sources`; formulas checked against `train`).
     Isolated atoms and the low-weight short-range pairs are left out of each dataset (the pairs are
     scored as `<name>_short_range`).
     """
@@ -608,6 +649,7 @@ def gate(model_path: Path, datasets: dict[str, Path]) -> dict:
     from ftbench.inference import load_model, predict
 
     model = load_model(model_path)
+    seen = {a.get_chemical_formula() for a in read_frames(train)} if train else set()
     out = {}
     parts = {}
     for name, path in datasets.items():
@@ -617,9 +659,12 @@ def gate(model_path: Path, datasets: dict[str, Path]) -> dict:
         if pairs:
             parts[f"{name}_short_range"] = pairs
     for name, atoms in parts.items():
-        rows = error_rows(atoms, predict(model, atoms))
+        preds = predict(model, atoms)
+        rows = error_rows(atoms, preds)
         out[name] = {f"{r['quantity']}_{r['statistic']}": r["value"] for r in rows if r["config_type"] == "all"}
         out[name]["n_configs"] = len(atoms)
+        if not name.endswith(SHORT_RANGE):
+            out[name]["force_error_sources"] = force_error_sources(atoms, preds, seen)
     return out
 
 
@@ -820,6 +865,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("gate", help="errors of a model on held-out data and benchmarks")
     s.add_argument("--model", required=True, type=Path)
     s.add_argument("--data", nargs="+", required=True, help="NAME=PATH")
+    s.add_argument("--train", type=Path, default=None, help="the model's training set (marks unseen formulas)")
     s.add_argument("--out", required=True, type=Path)
 
 
@@ -884,7 +930,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     elif args.action == "gate":
         datasets = dict(item.split("=", 1) for item in args.data)
-        write_json(args.out, gate(args.model, {k: Path(v) for k, v in datasets.items()}))
+        write_json(args.out, gate(args.model, {k: Path(v) for k, v in datasets.items()}, args.train))
         return 0
     elif args.action == "ship":
         manifest = ship(args.build_dir, json.loads(args.recipe), args.out_dir, args.allow_failed_gates)

@@ -181,6 +181,7 @@ rule demo_pretrain_stage:
 rule demo_gate:
     input:
         stage=lambda w: final_stage(w.gen),
+        train=f"{BDIR}/pretrain/{{gen}}/data/train.xyz",
         heldout=f"{BDIR}/corpus/heldout.xyz.gz",
         heldout_relabelled=f"{BDIR}/corpus/heldout_{BUILD['benchmark_method']}.xyz.gz",
         benchmarks=expand(f"{BDIR}/benchmarks/{{b}}.xyz.gz", b=BUILD["benchmarks"]),
@@ -201,7 +202,7 @@ rule demo_gate:
         ),
     shell:
         "python -m ftbench demo-world gate --model {params.model} --data {params.data} "
-        "--out {output} > {log} 2>&1"
+        "--train {input.train} --out {output} > {log} 2>&1"
 
 
 rule demo_ship:
