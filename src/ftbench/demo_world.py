@@ -602,11 +602,14 @@ def force_error_sources(atoms: list[Atoms], preds: list[dict], seen: set[str] = 
     """Return where a dataset's force error sits, by config_type and by trajectory.
 
     Each config_type's and the `top` worst trajectories' (info `group`) force RMSE (meV/A) and
-    share of the summed squared force error. A trajectory is marked `formula_seen` when its chemical formula is in `seen` (the formulas of
-    the model's training set): an unseen molecule tests transfer, not fit.
+    share of the summed squared force error. A trajectory is marked `formula_seen` when its
+    chemical formula is in `seen` (the formulas of the model's training set): an unseen molecule
+    tests transfer, not fit. Frames without reference forces are skipped.
     """
     parts: dict[tuple[str, str], dict] = {}
     for a, p in zip(atoms, preds):
+        if "REF_forces" not in a.arrays:
+            continue
         sq = float(np.sum((np.asarray(p["forces"]) - a.arrays["REF_forces"]) ** 2))
         for kind, key in (("config_type", a.info.get("config_type", "default")), ("group", a.info.get("group"))):
             if key is None:
