@@ -216,8 +216,16 @@ def parse_overrides(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--config expects key=value, got {item!r}")
-        out[key] = yaml.safe_load(value)
+            raise FtbenchError(f"--config expects key=value, got {item!r} (e.g. --config benchmarks=[sn2])")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at character {mark.column + 1}" if mark is not None else ""
+            raise FtbenchError(
+                f"--config {item!r}: the value of {key!r} is not valid YAML{where} ({getattr(err, 'problem', err)}); "
+                "write lists as [a,b] and quote the whole KEY=VALUE for the shell"
+            ) from None
     return out
 
 
@@ -253,6 +261,8 @@ def validate(cfg: dict) -> dict:
                 f"`{axis}`; defined in `catalog.{axis}`: {', '.join(sorted(known))}. "
                 f"Fix the name or add an entry under `catalog.{axis}`."
             )
+    for name in cfg["strategies"]:
+        check_strategy(cfg, name)
     for bench in cfg["benchmarks"]:
         check_robustness(robustness_settings(cfg, bench), bench)
     weight = cfg["replay"].get("weight_pt_head", 1.0)
@@ -276,6 +286,87 @@ def validate(cfg: dict) -> dict:
                 "(config/paper.yaml has the study's, data/demo/sources.yaml the shipped demo world's)"
             )
     return cfg
+
+
+# mace flags that are counts or rates: a value outside the range fails in mace, after the queue.
+FLAG_RANGES = {  # key: (lowest allowed, highest allowed); None: unbounded
+    "batch_size": (1, None),
+    "valid_batch_size": (1, None),
+    "max_num_epochs": (1, None),
+    "patience": (1, None),
+    "eval_interval": (1, None),
+    "lora_rank": (1, None),
+    "num_samples_pt": (1, None),
+    "lr": (1e-300, None),
+    "clip_grad": (1e-300, None),
+    "ema_decay": (0.0, 1.0),
+}
+# mace's --freeze is a threshold on module groups: >= 1 embedding, >= 5 interactions, >= 6 products,
+# >= 7 readouts; at 7 and above nothing a fine-tune learns from is left.
+FREEZE_MAX = 6
+
+
+def check_strategy(cfg: dict, name: str) -> None:
+    """Refuse a strategy whose settings contradict each other or cannot act (before any job).
+
+    Checks the preset merged with the shared `training.mace_flags` and every benchmark's
+    `training.mace_flags` override.
+    """
+    preset = strategy(cfg, name)
+    where = f"`catalog.strategies.{name}`"
+    foundation = preset.get("foundation", True)
+    replay = preset.get("replay")
+    layers = [
+        ("training.mace_flags", cfg["training"].get("mace_flags", {})),
+        (f"{where}.mace_flags", preset["mace_flags"]),
+    ]
+    for bench in cfg["benchmarks"]:
+        override = cfg["catalog"]["benchmarks"][bench].get("training", {}).get("mace_flags", {})
+        if override:
+            layers.append((f"`catalog.benchmarks.{bench}.training.mace_flags`", override))
+    flags, origin = {}, {}
+    for source, layer in layers:
+        for key, value in layer.items():
+            flags[key], origin[key] = value, source
+    if replay and not foundation:
+        raise FtbenchError(
+            f"{where} has `foundation: false` and `replay: {replay}`: replay needs a foundation model's pretraining "
+            "data; remove `replay` (scratch) or `foundation: false` (a replay fine-tune)"
+        )
+    multihead = flags.get("multiheads_finetuning")
+    if foundation and preset.get("train", True):
+        if replay and multihead is not True:
+            raise FtbenchError(
+                f"{where} has `replay: {replay}` but multiheads_finetuning is {multihead} ({origin.get('multiheads_finetuning', 'unset')}): "
+                "mace would train without the replay data while the run is recorded as replay; set "
+                "`multiheads_finetuning: true` and `force_mh_ft_lr: true` in its mace_flags"
+            )
+        if not replay and multihead is not False:
+            raise FtbenchError(
+                f"{where} has no `replay:` but multiheads_finetuning is {multihead}: mace would download its own "
+                "replay data at run time (or default to multihead mode); set `multiheads_finetuning: false` for a "
+                "single-head fine-tune, or `replay: original|pseudo` for a replay one"
+            )
+    freeze = flags.get("freeze")
+    if freeze is not None and not (isinstance(freeze, int) and 0 <= freeze <= FREEZE_MAX):
+        raise FtbenchError(
+            f"{where}: freeze {freeze!r} ({origin['freeze']}) is not a mace module-group threshold a fine-tune can use: "
+            "1 freezes the embedding, 5 also the interactions (products and readouts train), 6 also the products "
+            f"(only readouts train); {FREEZE_MAX + 1} and above freeze the readouts too and nothing is left to learn. "
+            "Use 0, 5 or 6"
+        )
+    for key, (lo, hi) in FLAG_RANGES.items():
+        if flags.get(key) is None:
+            continue
+        try:
+            value = float(flags[key])
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not (lo <= value and (hi is None or value <= hi)):
+            bound = f"between {lo:g} and {hi:g}" if hi is not None else ("at least 1" if lo == 1 else "positive")
+            raise FtbenchError(
+                f"{where}: {key} = {flags[key]!r} ({origin[key]}) must be a number {bound}; fix it in the config"
+            )
 
 
 def repo_path(path: str | Path) -> Path:

@@ -16,6 +16,8 @@ import numpy as np
 from ase.data import chemical_symbols
 from ase.io import read
 
+from ftbench.datacheck import DEFAULTS as DATA_CHECKS
+from ftbench.datacheck import unit_verdict
 from ftbench.errors import FtbenchError
 from ftbench.provenance import Provenance, write_json
 
@@ -35,16 +37,29 @@ def _keyspec():
     return KeySpecification(info_keys={"energy": "REF_energy"}, arrays_keys={"forces": "REF_forces"})
 
 
-def isolated_e0s(isolated_atoms, zs: list[int], path: str) -> dict[int, float]:
+def isolated_e0s(isolated_atoms, zs: list[int], path: str, scratch: bool = False) -> dict[int, float]:
     """Return the E0s of `zs` from IsolatedAtom configurations; refuse an element without one."""
     found = {int(a.numbers[0]): float(a.info["REF_energy"]) for a in isolated_atoms}
     missing = [chemical_symbols[z] for z in zs if z not in found]
     if missing:
         raise FtbenchError(
-            f"{path} has no IsolatedAtom configuration for {', '.join(missing)}; "
-            "add them or use another `e0` mode (estimated, average)"
+            f"{path} has no IsolatedAtom configuration for {', '.join(missing)}; {isolated_advice(scratch)}"
         )
     return {z: found[z] for z in zs}
+
+
+def isolated_advice(scratch: bool) -> str:
+    """Return what to do without isolated-atom energies (scratch has no foundation model to estimate from)."""
+    add = (
+        "add one single-atom frame per element (config_type=IsolatedAtom, energy at the data's level of theory) "
+        "to the benchmark file"
+    )
+    if scratch:
+        return (
+            f"{add}, or set `e0_without_foundation: average` (a least-squares fit on composition), or drop "
+            "scratch from `strategies`"
+        )
+    return f"{add}, or use `e0: [estimated]` (fitted from the foundation model's predictions)"
 
 
 def compute_e0s(
@@ -61,7 +76,7 @@ def compute_e0s(
 
     z_table = AtomicNumberTable(zs)
     if mode == "isolated":
-        return isolated_e0s(isolated or [], zs, isolated_path)
+        return isolated_e0s(isolated or [], zs, isolated_path, scratch=model is None)
     if mode == "average":
         return {int(z): float(e) for z, e in data.compute_average_E0s(_configs(train), z_table).items()}
     if model is None:
@@ -98,20 +113,21 @@ def composition_rank_warning(train, zs: list[int], mode: str, data) -> str | Non
         f"E0 fit under-determined: the compositions of {data} span {rank} of {len(zs)} element directions "
         f"({', '.join(chemical_symbols[z] for z in zs)}), so energies fix only those combinations of E0s; "
         f"{keeps}. Errors on compositions like the training set's are unaffected; energies of other "
-        "compositions (the pretraining slice) carry the split. Add configurations of other stoichiometry "
-        "(or isolated atoms) to the training data, or use `e0: [isolated]`"
+        "compositions (the pretraining slice) carry the split. To fix the split, add training configurations "
+        "of other stoichiometry, or put IsolatedAtom frames at the data's level of theory in the benchmark file "
+        "and use `e0: [isolated]` (isolated atoms alone do not enter an estimated or average fit)"
     )
 
 
-def mismatch_rmse(model, train, e0s: dict[int, float], device: str = "cpu") -> float:
+def mismatch_rmse(model, train, e0s: dict[int, float], preds: list[dict]) -> float:
     """Return the energy RMSE per atom (eV) of the foundation model with these E0s on the training set.
 
-    That is what a fine-tune sees at its first epoch, before any training.
+    That is what a fine-tune sees at its first epoch, before any training (`preds`: the model's
+    predictions on `train`).
     """
-    from ftbench.inference import model_e0s, predict
+    from ftbench.inference import model_e0s
 
     fm = model_e0s(model)
-    preds = predict(model, train, device=device)
     err = []
     for atoms, p in zip(train, preds):
         shift = sum(e0s[z] - fm[z] for z in atoms.numbers)
@@ -160,12 +176,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isolated", type=Path, default=None, help="IsolatedAtom configurations (isolated mode)")
     p.add_argument("--threshold", type=float, default=0.4, help="E0-mismatch threshold, eV/atom")
     p.add_argument("--on-mismatch", choices=("warn", "error"), default="warn")
+    p.add_argument(
+        "--unit-slope-range",
+        type=float,
+        nargs=2,
+        default=DATA_CHECKS["unit_slope_range"],
+        help="labels vs foundation predictions: slopes outside refuse the units (config data_checks)",
+    )
+    p.add_argument("--unit-min-correlation", type=float, default=DATA_CHECKS["unit_min_correlation"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `ftbench e0` with parsed `args`: write the E0s and check the mismatch; return the exit code."""
+    for option, path in (("--data", args.data), ("--model", args.model), ("--isolated", args.isolated)):
+        if path is not None and not path.is_file():
+            raise FtbenchError(f"e0 {option} {path}: no such file")
     prov = Provenance([args.data, args.model, args.isolated], device=args.device)
     train = read(args.data, ":")
     zs = sorted({int(z) for a in train for z in a.numbers})
@@ -197,7 +224,13 @@ def run(args: argparse.Namespace) -> int:
         result["warnings" if args.mode == "average" else "notes"] = [rank_warning]
         log.warning(rank_warning)
     if model is not None:
-        rmse = mismatch_rmse(model, train, e0s, args.device)
+        from ftbench.inference import predict
+
+        preds = predict(model, train, device=args.device)
+        # a scale no E0 can absorb: labels in another unit (before any training, named)
+        checks = {"unit_slope_range": args.unit_slope_range, "unit_min_correlation": args.unit_min_correlation}
+        result["unit_check"] = unit_verdict(train, preds, f"training set {args.data}", checks)
+        rmse = mismatch_rmse(model, train, e0s, preds)
         result["initial_energy_rmse_ev_per_atom"] = rmse
         if rmse > args.threshold:
             msg = mismatch_message(args.mode, rmse, args.threshold, args.data, args.on_mismatch)

@@ -8,6 +8,7 @@ Cheap on purpose (no torch): the Snakefile expands the grid at parse time.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -95,8 +96,45 @@ def e0_for(cfg: dict, e0: str, has_foundation: bool) -> str:
     return e0
 
 
+def pt_slice_available(cfg: dict, model: str, benchmark: str) -> bool:
+    """Whether (model, benchmark) has pretraining data: a replay pool, or a corpus the pipeline pretrains on."""
+    catalog = cfg["catalog"]
+    entry = catalog["foundation_models"][model]
+    return bool(catalog["benchmarks"][benchmark].get("replay_pool") or entry.get("replay_pool")) or (
+        entry["source"] == "pretrain"
+    )
+
+
+def replay_pool_missing(cfg: dict, strategy_name: str, model: str, benchmark: str) -> str | None:
+    """Why a replay strategy cannot run on (model, benchmark), or None when it can.
+
+    A replay fine-tune needs pretraining data: the benchmark's or the model's `replay_pool`, or the
+    corpus of a model the pipeline pretrains itself.
+    """
+    if not strategy(cfg, strategy_name).get("replay"):
+        return None
+    if pt_slice_available(cfg, model, benchmark):
+        return None
+    return f"foundation model {model!r} has no `replay_pool` (add `replay_pool: {{path: FILE}}` to its catalog entry)"
+
+
+def skipped_runs(cfg: dict) -> dict[str, list[str]]:
+    """Strategies of the grid left out per reason, as {reason: [strategy on model, ...]}."""
+    out: dict[str, list[str]] = {}
+    for bench in cfg["benchmarks"]:
+        for name in cfg["strategies"]:
+            for model in cfg["foundation_models"]:
+                reason = replay_pool_missing(cfg, name, model, bench)
+                if reason:
+                    out.setdefault(reason, []).append(f"{name} on {bench}")
+    return out
+
+
 def expand_grid(cfg: dict) -> list[Run]:
-    """All fine-tune runs of the grid (scratch once per benchmark, not once per foundation model)."""
+    """All fine-tune runs of the grid (scratch once per benchmark, not once per foundation model).
+
+    Replay strategies are left out for a foundation model without pretraining data (skipped_runs).
+    """
     runs = set()
     for bench in cfg["benchmarks"]:
         for size in sizes_for(cfg, bench):
@@ -104,6 +142,8 @@ def expand_grid(cfg: dict) -> list[Run]:
                 uses_fm = strategy(cfg, name).get("foundation", True)
                 models = cfg["foundation_models"] if uses_fm else [NO_MODEL]
                 for model in models:
+                    if uses_fm and replay_pool_missing(cfg, name, model, bench):
+                        continue
                     for e0 in cfg["e0"]:
                         for seed in cfg["seeds"]:
                             runs.add(Run(bench, model, name, e0_for(cfg, e0, uses_fm), size, seed))
@@ -164,4 +204,9 @@ def run(args: argparse.Namespace) -> int:
     for axis in ("benchmark", "strategy", "model"):
         counts = Counter(getattr(r, axis) for r in runs)
         print(f"# by {axis}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    from ftbench.preflight import preflight
+
+    report = preflight(cfg)
+    print(report.text(), file=sys.stderr)
+    report.raise_errors()
     return 0

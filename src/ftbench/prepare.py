@@ -15,6 +15,8 @@ from ase.io import read, write
 
 from ftbench.config import SPLIT_DEFAULTS
 from ftbench.convert import check_labels, normalise_atoms
+from ftbench.datacheck import DEFAULTS as CHECK_DEFAULTS
+from ftbench.datacheck import check_duplicates, check_geometry, check_leakage
 from ftbench.errors import FtbenchError
 from ftbench.geometry import is_isolated_atom
 from ftbench.provenance import Provenance
@@ -123,11 +125,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--energy-key", default="REF_energy")
     p.add_argument("--forces-key", default="REF_forces")
     p.add_argument("--stress-key", default=None)
+    p.add_argument(
+        "--min-pair-distance",
+        type=float,
+        default=CHECK_DEFAULTS["min_pair_distance"],
+        help="refuse frames with two atoms closer than this (A; config data_checks.min_pair_distance)",
+    )
     p.add_argument("--out-dir", required=True, type=Path)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `ftbench prepare` with parsed `args`: write the train pool and splits; return the exit code."""
+    for option, value in (("--n-valid", args.n_valid), ("--n-test", args.n_test)):
+        if value < 0:
+            raise FtbenchError(f"{option} is {value}; give a count of configurations >= 0 (`split.valid`/`split.test`)")
     prov = Provenance([args.data, args.valid_data, args.test_data])
     sets = {}
     for name, path in (("all", args.data), ("valid", args.valid_data), ("test", args.test_data)):
@@ -139,17 +150,24 @@ def run(args: argparse.Namespace) -> int:
         keys = label_keys(raw, args.energy_key, args.forces_key, args.stress_key)
         atoms = normalise_atoms(raw, *keys, path=path)
         check_labels(atoms, path)
+        check_geometry(atoms, path, args.min_pair_distance)
+        check_duplicates(atoms, path)
         sets[name] = atoms
-    if "valid" in sets and "test" in sets:  # the source's own splits win
-        pool, _, _, isolated = split(sets["all"], 0, 0, args.split_seed)
-        valid, test = sets["valid"], sets["test"]
-    else:
-        pool, valid, test, isolated = split(
-            sets["all"], args.n_valid, args.n_test, args.split_seed, args.group_key, str(args.data)
-        )
-    check_split_elements(
-        pool, {"validation": (valid, args.valid_data or args.data), "test": (test, args.test_data or args.data)}
+    # a source's own split wins; a missing one is split off the data (--n-valid/--n-test), never ignored
+    pool, valid, test, isolated = split(
+        sets["all"],
+        0 if "valid" in sets else args.n_valid,
+        0 if "test" in sets else args.n_test,
+        args.split_seed,
+        args.group_key,
+        str(args.data),
     )
+    valid, test = sets.get("valid", valid), sets.get("test", test)
+    others = {"validation": (valid, args.valid_data or args.data), "test": (test, args.test_data or args.data)}
+    check_split_elements(pool, others)
+    check_leakage(pool, others)
+    if "valid" in sets and "test" in sets:
+        check_leakage(test, {"validation": others["validation"]})
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     files = {"train_pool": pool, "valid": valid, "test": test, "isolated": isolated}

@@ -82,11 +82,17 @@ rule e0:
             else ""
         ),
         mismatch=lambda w: config["e0_mismatch"],
+        units=(
+            "--unit-slope-range {0} {1} --unit-min-correlation {2}".format(
+                *config["data_checks"]["unit_slope_range"],
+                config["data_checks"]["unit_min_correlation"],
+            )
+        ),
     shell:
         "OMP_NUM_THREADS={threads} python -m ftbench e0 --mode {wildcards.e0} --data {input.train} "
         "--isolated {input.isolated} {params.model_args} "
         "--threshold {params.mismatch[threshold_ev_per_atom]} "
-        "--on-mismatch {params.mismatch[action]} --out {output.e0} > {log} 2>&1"
+        "--on-mismatch {params.mismatch[action]} {params.units} --out {output.e0} > {log} 2>&1"
 
 
 rule replay:
