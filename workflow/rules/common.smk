@@ -12,6 +12,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from ftbench import config as ftc
 from ftbench import grid as ftg
+from ftbench import preflight as ftpre
 from ftbench import forkserver
 from ftbench import jobenv
 from ftbench.errors import FtbenchError
@@ -45,6 +46,15 @@ except FtbenchError as err:
     raise WorkflowError(f"ftbench config: {err}")
 
 UNTOUCHED = ftg.untouched_runs(config)
+# Every problem findable without a job (data keys, geometry, E0 prerequisites, sizes, replay pools),
+# before the first job; data facts are cached by file size and mtime, so a re-parse is cheap.
+_preflight = ftpre.preflight(config)
+if not os.environ.get("FTBENCH_QUIET_PREFLIGHT"):
+    print(_preflight.text(), file=sys.stderr)
+try:
+    _preflight.raise_errors()
+except FtbenchError as err:
+    raise WorkflowError(f"ftbench config: {err}")
 for _bench, _dropped in ftg.dropped_sizes(config).items():
     print(
         f"ftbench: {_bench}: sizes {_dropped} dropped, the benchmark holds less data",
@@ -145,6 +155,7 @@ def run_results(runs):
             f"{RUNS_ROOT}/{r.path}/pt_eval/{m}.json"
             for r in scratch
             for m in config["foundation_models"]
+            if has_pt_slice(m, r.benchmark)
         ],
         "robustness": run_files(robustness_runs(runs), "robustness/robustness.json"),
     }
@@ -236,6 +247,7 @@ def prepare_args(benchmark, input):
         if key in input.keys():
             args.append(f"--{key.replace('_', '-')} {input[key]}")
     args += [f"--n-valid {split['valid']}", f"--n-test {split['test']}"]
+    args.append(f"--min-pair-distance {config['data_checks']['min_pair_distance']}")
     if split.get("group_key"):
         args.append(f"--group-key {split['group_key']}")
     return " ".join(args + [label_keys(entry)])
@@ -286,9 +298,14 @@ def evaluate_inputs(w):
     }
     # Scratch has no pretraining slice of its own: rule evaluate_pt_eval scores it on each
     # model's, one file per model, so a slice of foundation_models never rewrites this file.
-    if w.model != ftg.NO_MODEL:
+    if w.model != ftg.NO_MODEL and has_pt_slice(w.model, w.benchmark):
         inputs.update(pt_eval_inputs(w.benchmark, w.model))
     return inputs
+
+
+def has_pt_slice(model, benchmark):
+    """The pretraining slice is held out of the replay pool: no pool, no forgetting measurement."""
+    return ftg.pt_slice_available(config, model, benchmark)
 
 
 def pt_eval_inputs(benchmark, model):
@@ -346,13 +363,12 @@ def print_e0_warnings():
 
 def replay_summaries():
     """The replay steps' records (their own cost), where any strategy of the grid replays."""
-    if not any(CATALOG["strategies"][s].get("replay") for s in config["strategies"]):
-        return []
-    return [
-        f"results/replay/{b}/{m}/summary.json"
-        for b in config["benchmarks"]
-        for m in config["foundation_models"]
-    ]
+    pairs = {
+        (r.benchmark, r.model)
+        for r in RUNS
+        if CATALOG["strategies"][r.strategy].get("replay")
+    }
+    return [f"results/replay/{b}/{m}/summary.json" for b, m in sorted(pairs)]
 
 
 def robustness_settings(benchmark):
