@@ -219,9 +219,9 @@ def run(args: argparse.Namespace) -> int:
     }
     rank_warning = composition_rank_warning(train, zs, args.mode, args.data)
     if rank_warning:
-        # estimated: mace's own least-norm correction keeps the foundation's split, a sound default
-        # (a note); average: the absolute split is arbitrary (a warning that reaches the summary)
-        result["warnings" if args.mode == "average" else "notes"] = [rank_warning]
+        # a warning in both modes: it reaches runs.csv and the recommendation's caveats, since the
+        # pretraining-slice energies carry the undetermined split (estimated: the foundation's)
+        result["warnings"].append(rank_warning)
         log.warning(rank_warning)
     if model is not None:
         from ftbench.inference import predict
