@@ -23,6 +23,7 @@ def test_summary_at_the_largest_size_with_pretraining_error_relative_to_untouche
     replay = table[(table.model == "gen_a") & (table.strategy == "replay")].iloc[0]
     assert replay.train_size == 100 and replay.target_force_rmse == pytest.approx(65.0)
     assert replay.pt_rel_untouched == pytest.approx(PT["replay"] / UNTOUCHED_PT)
+    assert replay.pt_rel_slice == "original labels"  # no relabelled slice in these tables
     assert replay.md_survival == 1.0 and replay.rss_collapse == 0.0 and replay.wall_time_s == pytest.approx(50.0)
     naive = table[(table.model == "gen_a") & (table.strategy == "naive")].set_index("e0")
     assert naive.loc["average", "md_survival"] == 0.0 and naive.loc["estimated", "md_survival"] == 0.2
@@ -32,10 +33,10 @@ def test_summary_at_the_largest_size_with_pretraining_error_relative_to_untouche
 
 
 def test_recommendation_separates_accuracy_from_deployment(metrics):
-    rec = recommendations(metrics).set_index("model")
+    rec = recommendations(metrics).set_index(["model", "scope"])
     # naive (estimated E0s) has the lowest target error; replay wins on every robustness metric
-    assert rec.loc["gen_a", "accuracy pick"] == "naive/estimated"
-    assert rec.loc["gen_a", "deployment pick"] in ("replay/estimated", "pseudo_replay/estimated")
+    assert rec.loc[("gen_a", "one target system"), "pick"] == "naive/estimated"
+    assert rec.loc[("gen_a", "broad deployment"), "pick"] in ("replay/estimated", "pseudo_replay/estimated")
 
 
 def test_cost_table_shows_replay_against_naive(metrics):
@@ -73,6 +74,7 @@ def test_cli_writes_csv_markdown_and_latex(tmp_path):
     for stem in ("summary_sn2", "recommendations", "cost", "findings"):
         for ext in ("csv", "md", "tex"):
             assert (tables / f"{stem}.{ext}").stat().st_size > 100
+    assert "For one target system: naive/estimated" in (tables / "recommendations.txt").read_text()
     assert re.search(r"\|\s+target F RMSE \(meV/A\)\s+\|", (tables / "summary_sn2.md").read_text())
     assert "\\begin{tabular}" in (tables / "summary_sn2.tex").read_text()
     assert len(pd.read_csv(tables / "findings.csv")) == 6

@@ -1,8 +1,12 @@
 """Collect every run's results into tidy tables (the only input of tables and figures).
 
 errors.csv: one row per run x dataset x head x config_type x quantity x statistic. A run that
-failed or diverged keeps one row with its status and an empty value, so every grid cell shows.
-runs.csv: one row per run (status, reason, cost, epochs, parameters, key flags, E0 warnings).
+failed or diverged keeps one row with its status and an empty value, so every grid cell shows;
+rows of an evaluation `ftbench evaluate` found invalid (non-finite or absurd frame errors) keep
+status "invalid" and no table uses them.
+runs.csv: one row per run (status, reason, cost, epochs, parameters, key flags, warnings). A run
+that trained ok but whose evaluation is invalid has status "invalid" and the evaluation's reason,
+and its warnings say its errors are left out of the tables (`ftbench tables` prints them).
 robustness.csv: every robustness metric of the registry (ftbench.metrics) per run, per pair where
 it has pairs, plus MD failure reasons.
 survival.csv: every MD replica's time on the clock, failure and reason (ramp and production).
@@ -17,10 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
 
+from ftbench.errors import FtbenchError
 from ftbench.grid import parse_run_path
 from ftbench.mace_runner import optimiser_steps, training_curve
 from ftbench.metrics import KEY, ROBUSTNESS_METRICS, ROLE_COLUMNS, read_path
@@ -55,6 +61,64 @@ FLAG_COLUMNS = [
     "forces_weight",
 ]
 REFERENCE = "reference"  # strategy name of a benchmark's reference RDF rows
+INVALID = "invalid"  # ftbench.evaluate's status of a non-finite or absurd evaluation
+# What makes each file aggregate reads, for the message when one is missing.
+MAKERS = {
+    "run.json": "the run's fine-tune (rule finetune or untouched)",
+    "errors.json": "rule evaluate",
+    "pt_eval": "rule evaluate_pt_eval",
+    "robustness.json": "rule robustness",
+    "reference_rdf.csv": "rule reference_rdf",
+    "summary.json": "rule replay",
+}
+
+
+def _maker(path: Path) -> str:
+    if path.parent.name == "pt_eval":
+        return MAKERS["pt_eval"]
+    return MAKERS.get(path.name, "the step that writes it")
+
+
+def check_inputs(paths: list[Path]) -> None:
+    """Refuse, before any table is written, when a file aggregate reads is missing.
+
+    Parameters
+    ----------
+    paths
+        Every file aggregate will read (run.json beside each errors.json included).
+
+    Raises
+    ------
+    FtbenchError
+        Naming the missing files, the step that writes each and the fix.
+    """
+    missing = [p for p in dict.fromkeys(paths) if not p.is_file()]
+    if not missing:
+        return
+    listed = "; ".join(f"{p} (written by {_maker(p)})" for p in missing[:10])
+    more = f"; and {len(missing) - 10} more" if len(missing) > 10 else ""
+    raise FtbenchError(
+        f"{len(missing)} result file(s) aggregate reads are missing: {listed}{more}. Rerun the grid "
+        "(`snakemake` reruns the steps that write them), or remove those runs from the config"
+    )
+
+
+def read_json(path: Path) -> dict:
+    """Return a result record, or an error naming the file when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        check_inputs([Path(path)])
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FtbenchError(
+            f"{path} is not a readable result record ({type(err).__name__}: {err}); delete it and rerun "
+            f"{_maker(Path(path))}"
+        ) from None
+
+
+def _run_name(key: dict) -> str:
+    return "{benchmark}/{model}/{strategy}/{e0}/n{train_size}/seed{seed}".format(**key)
 
 
 def run_key(run_dir: Path, runs_root: Path) -> dict:
@@ -92,13 +156,16 @@ def collect(
     """
     error_rows, run_rows = [], []
     extra: dict[Path, list[dict]] = {}  # run dir -> rows of its pt_eval/<model>.json files
+    invalid: dict[Path, list[str]] = {}  # run dir -> reasons of its invalid evaluations
     for path in pt_eval_files:
-        rec = json.loads(path.read_text())
-        extra.setdefault(path.parent.parent, []).extend(rec["rows"] if rec["status"] == "ok" else [])
+        rec = read_json(path)
+        if rec["status"] in ("ok", INVALID):
+            extra.setdefault(path.parent.parent, []).extend(_with_status(rec))
+            invalid.setdefault(path.parent.parent, []).extend(_invalid_reason(rec, path))
     for path in errors_files:
         key = run_key(path.parent, runs_root)
-        errors = json.loads(path.read_text())
-        run = json.loads((path.parent / "run.json").read_text())
+        errors = read_json(path)
+        run = read_json(path.parent / "run.json")
         params = run.get("trainable_parameters") or {}
         last = run.get("last_valid") or {}
         flags = run.get("flags") or {}
@@ -106,12 +173,31 @@ def collect(
             flags = {**flags, "stage_two": flags["swa"]}
         roles = run.get("roles") or {}
         steps, step_time = optimiser_steps(path.parent / "mace_results")
+        if run["status"] == "ok" and run.get("optimizer_steps") and steps is None:
+            raise FtbenchError(
+                f"{path.parent / 'mace_results'}/*_train.txt is missing: {path.parent / 'run.json'} records "
+                f"{run['optimizer_steps']} optimiser steps, but mace's training log (cost, training curves) is "
+                "gone; rerun the fine-tune (`snakemake --forcerun finetune` on that run) or restore the folder"
+            )
+        status, reason, warnings = run["status"], run.get("reason"), list(run.get("warnings") or [])
+        evaluated = errors["status"] in ("ok", INVALID) and bool(errors["rows"])
+        rows = _with_status(errors) + extra.get(path.parent, []) if evaluated else []
+        reasons = (_invalid_reason(errors, path) if evaluated else []) + invalid.get(path.parent, [])
+        if status == "ok" and reasons:
+            # trained fine, but scored on frames with no usable error: not an ok result
+            status, reason = INVALID, " | ".join(reasons)
+            datasets = ", ".join(sorted({r["dataset"] for r in rows if r["status"] == INVALID}))
+            warnings.append(
+                f"evaluation of {_run_name(key)} is invalid on {datasets}: those errors are left out of "
+                "these tables (runs.csv `reason` names the frames)"
+            )
         run_rows.append(
             {
                 **key,
-                "status": run["status"],
-                "reason": run.get("reason"),
+                "status": status,
+                "reason": reason,
                 "wall_time_s": run.get("wall_time_s"),
+                "cpu_time_s": run.get("cpu_time_s"),
                 "gpu_hours": run.get("gpu_hours"),
                 "epochs": run.get("epochs"),
                 "device": run.get("device"),
@@ -123,18 +209,18 @@ def collect(
                 "optimiser_time_s": step_time,
                 **{f: flags.get(f) for f in FLAG_COLUMNS},
                 **{c: roles.get(c.removeprefix("role_")) for c in ROLE_COLUMNS},
-                "e0_warnings": " | ".join(run.get("warnings") or []),
+                # tables print and caption these (an E0 mismatch, an invalid evaluation)
+                "e0_warnings": " | ".join(warnings),
             }
         )
-        if errors["status"] != "ok" or not errors["rows"]:
+        if not evaluated:
             error_rows.append({**key, "status": errors["status"], "dataset": None, "value": None})
             continue
-        for row in errors["rows"] + extra.get(path.parent, []):
+        for row in rows:
             dataset, _, dataset_model = row["dataset"].partition("__")
             error_rows.append(
                 {
                     **key,
-                    "status": "ok",
                     **row,
                     "dataset": dataset,
                     "dataset_model": dataset_model or None,
@@ -144,10 +230,40 @@ def collect(
     return pd.DataFrame(error_rows, columns=ERROR_COLUMNS), pd.DataFrame(run_rows)
 
 
+def _with_status(record: dict) -> list[dict]:
+    """Rows of an evaluation record, each with its status.
+
+    Rows of records older than per-row status take the record's, and a non-finite value is
+    never ok.
+    """
+    out = []
+    for row in record["rows"]:
+        status = row.get("status", record["status"])
+        value = row.get("value")
+        finite = value is not None and math.isfinite(float(value))
+        if status == "ok" and not finite:
+            status = INVALID
+        out.append({**row, "status": status, "value": value if finite else None})
+    return out
+
+
+def _invalid_reason(record: dict, path: Path) -> list[str]:
+    """Why an evaluation record is not ok (empty when it is): its own reason, or its non-finite rows."""
+    if record["status"] == INVALID:
+        return [record.get("reason") or f"{path}: invalid evaluation"]
+    bad = sorted({f"{r['dataset']} (head {r['head']})" for r in _with_status(record) if r["status"] == INVALID})
+    if not bad:
+        return []
+    return [
+        f"{path} holds non-finite errors on {', '.join(bad)} (written before evaluate recorded invalid "
+        "evaluations): delete it and rerun the evaluation"
+    ]
+
+
 def robustness_rows(path: Path, runs_root: Path) -> list[dict]:
     """Tidy rows of one robustness.json: MD survival, EMD per pair, RSS collapse, dimer walls."""
     key = run_key(path.parent.parent, runs_root)  # <run>/robustness/robustness.json
-    rec = json.loads(path.read_text())
+    rec = read_json(path)
     if rec["status"] != "ok":
         return [{**key, "status": rec["status"]}]
     rows = []
@@ -184,7 +300,7 @@ SURVIVAL_COLUMNS = KEY + ["segment", "replica", "time_ps", "failed", "reason", "
 def survival_rows(path: Path, runs_root: Path) -> list[dict]:
     """Time on the clock and failure (or not) of every MD replica: the survival curves' data."""
     key = run_key(path.parent.parent, runs_root)
-    rec = json.loads(path.read_text())
+    rec = read_json(path)
     rows = []
     for segment in ("md", "production"):
         for r in (rec.get(segment) or {}).get("replicas", []):
@@ -304,6 +420,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `ftbench aggregate` with parsed `args`: write the tables under --tables; return the exit code."""
+    # every file first: a missing one stops aggregate before it writes (or Snakemake deletes) any table
+    check_inputs(
+        [*args.errors, *(p.parent / "run.json" for p in args.errors), *args.pt_eval, *args.robustness]
+        + [*args.reference_rdf, *args.replay_summaries]
+    )
     errors, runs = collect(args.errors, args.runs_root, args.pt_eval)
     args.tables.mkdir(parents=True, exist_ok=True)
     errors.sort_values(KEY).to_csv(args.tables / "errors.csv", index=False)
@@ -319,11 +440,13 @@ def run(args: argparse.Namespace) -> int:
         {
             "benchmark": p.parent.parent.name,
             "model": p.parent.name,
-            "wall_time_s": json.loads(p.read_text()).get("wall_time_s"),
+            "wall_time_s": read_json(p).get("wall_time_s"),
+            # a slice held out of the pool the foundation was pretrained on (not a catalog pt_eval file)
+            "pt_eval_seen_in_training": read_json(p).get("pt_eval_seen_in_training"),
         }
         for p in args.replay_summaries
     ]
-    pd.DataFrame(replay_rows, columns=["benchmark", "model", "wall_time_s"]).to_csv(
+    pd.DataFrame(replay_rows, columns=["benchmark", "model", "wall_time_s", "pt_eval_seen_in_training"]).to_csv(
         args.tables / "replay_steps.csv", index=False
     )
     counts = runs.status.value_counts().to_dict()
@@ -335,4 +458,7 @@ def run(args: argparse.Namespace) -> int:
     bad = runs[runs.status != "ok"]
     for _, r in bad.iterrows():
         print(f"  {r.status}: {r.benchmark}/{r.model}/{r.strategy}/{r.e0}/n{r.train_size}/seed{r.seed}: {r.reason}")
+    n_invalid = int((runs.status == INVALID).sum())
+    if n_invalid:
+        print(f"  {n_invalid} run(s) invalid: their errors are left out of every table and figure (runs.csv reason)")
     return 0

@@ -2,7 +2,9 @@
 
 One colour-blind-safe colour and marker per strategy in every figure (Okabe-Ito). Every figure
 is written as PNG and PDF. A figure whose data the current grid lacks (an ablation not run) is
-still written, with a panel that says which config produces the data.
+still written, with a panel that says which config produces the data. Non-finite values (an
+evaluation aggregate marked invalid, a diverged training curve) are skipped, never drawn, and a
+panel left without data says so.
 """
 
 from __future__ import annotations
@@ -82,6 +84,39 @@ def _log(ax, x: bool = True, y: bool = True) -> None:
             axis.set_minor_formatter(plain if lo > 0 and hi / lo < 6 else NullFormatter())
 
 
+def _finite(frame: pd.DataFrame, columns: list[str], figure: str, what: str) -> pd.DataFrame:
+    """Return the rows whose `columns` are all finite numbers; log how many were skipped.
+
+    NaN and inf (an invalid evaluation, a diverged run) cannot sit on a log axis, and one of them
+    would turn a seed mean into NaN or inf.
+    """
+    if frame.empty:
+        return frame
+    ok = np.ones(len(frame), dtype=bool)
+    for c in columns:
+        ok &= np.isfinite(pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float))
+    if not ok.all():
+        skipped = frame[~ok]
+        runs = sorted({"/".join(str(v) for v in r) for r in skipped[[k for k in KEY if k in skipped]].values})
+        log.warning(
+            "%s: skipped %d non-finite %s value(s) (invalid or diverged runs; runs.csv says why): %s",
+            figure,
+            int((~ok).sum()),
+            what,
+            ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else ""),
+        )
+    return frame[ok]
+
+
+NO_FINITE = "no finite results for this panel (invalid or diverged runs: see runs.csv)"
+
+
+def _no_finite(ax, figure: str, panel: str) -> None:
+    """Say so, on the panel and in the log, when nothing in a panel can be drawn."""
+    log.warning("%s: %s: %s", figure, panel, NO_FINITE)
+    _empty(ax, NO_FINITE)
+
+
 def _empty(ax, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=9, transform=ax.transAxes)
     ax.set_xticks([])
@@ -120,13 +155,17 @@ def _models(frame: pd.DataFrame) -> list[str]:
 def learning_curves(tables: dict, out: Path):
     """Target test force RMSE vs training-set size, per benchmark (rows) and model (columns)."""
     errors = tables["errors"]
-    ok = _main_e0(target_rmse(errors, "test", "forces"))
+    ok = _finite(_main_e0(target_rmse(errors, "test", "forces")), ["value"], "learning_curves", "test force RMSE")
     benchmarks, models = sorted(errors.benchmark.unique()), _models(errors) or [NO_MODEL]
     fig, axes = _grid(len(benchmarks), len(models))
     for i, bench in enumerate(benchmarks):
         for j, model in enumerate(models):
             ax = axes[i][j]
             sub = ok[(ok.benchmark == bench) & ok.model.isin([model, NO_MODEL])]
+            ax.set_title(f"{bench} / {model}")
+            if sub.empty:
+                _no_finite(ax, "learning_curves", f"{bench} / {model}")
+                continue
             trained = sub[sub.strategy != UNTOUCHED]
             for strategy in _sort(tables, trained.strategy.unique()):
                 curve = trained[trained.strategy == strategy].groupby("train_size")["value"].agg(["mean", "std"])
@@ -143,7 +182,6 @@ def learning_curves(tables: dict, out: Path):
                 style = {k: v for k, v in strategy_style(UNTOUCHED, tables).items() if k != "marker"}
                 ax.axhline(base.mean(), label="untouched foundation", **style)
             _log(ax)
-            ax.set_title(f"{bench} / {model}")
             ax.set_xlabel("training-set size (configurations)")
             ax.set_ylabel("test force RMSE (meV/Å)")
             ax.grid(True, which="both", alpha=0.3)
@@ -162,6 +200,12 @@ def forgetting(tables: dict, out: Path):
         for j, model in enumerate(models):
             ax = axes[i][j]
             sub = at_largest_size(metrics[(metrics.benchmark == bench) & metrics.model.isin([model, NO_MODEL])])
+            # the largest size of the grid, less what has no finite error (never a smaller size instead)
+            sub = _finite(sub, ["target_force_rmse", "pt_force_rmse"], "forgetting", "force RMSE")
+            if sub.empty:
+                ax.set_title(f"{bench} / {model}")
+                _no_finite(ax, "forgetting", f"{bench} / {model}")
+                continue
             for strategy in _sort(tables, sub.strategy.unique()):
                 grouped = sub[sub.strategy == strategy].groupby("e0")[["target_force_rmse", "pt_force_rmse"]]
                 pts, spread = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
@@ -196,15 +240,16 @@ def forgetting(tables: dict, out: Path):
     return _save(fig, out, axes)
 
 
-def _training(tables: dict) -> pd.DataFrame:
+def _training(tables: dict, figure: str) -> pd.DataFrame:
     runs = tables["runs"]
     cols = [c for c in ("lr", "stage_two", "multiheads_finetuning", "lora_rank") if c in runs]
-    return tables["training_curves"].merge(runs[KEY + cols], on=KEY, how="left")
+    curves = _finite(tables["training_curves"], ["rmse_f_mev_per_a"], figure, "validation force RMSE")
+    return curves.merge(runs[KEY + cols], on=KEY, how="left")
 
 
 def multihead_lr_sweep(tables: dict, out: Path):
     """Plot validation force RMSE vs epoch per head of multihead (replay) runs, one colour per lr."""
-    tc = _training(tables)
+    tc = _training(tables, "multihead_lr_sweep")
     mh = tc[tc.get("multiheads_finetuning", pd.Series(False, index=tc.index)).astype(str) == "True"]
     benchmarks = sorted(mh.benchmark.unique()) or ["(none)"]
     heads = ["Default", "pt_head"]
@@ -244,7 +289,7 @@ def stage_two(tables: dict, out: Path):
 
     Stage Two is mace --stage_two. A Stage-Two strategy named <base>_stage_two shares <base>'s colour.
     """
-    tc = _training(tables)
+    tc = _training(tables, "stage_two")
     tc = tc[tc["head"] == "Default"]
     if "stage_two" not in tc:
         tc = tc.assign(stage_two=np.nan)
@@ -286,6 +331,7 @@ def _bars(tables: dict, out: Path, column: str, ylabel: str, title: str, ylim=No
     for i, bench in enumerate(benchmarks):
         ax = axes[i][0]
         sub = _main_e0(at_largest_size(metrics[metrics.benchmark == bench]))
+        sub = sub.assign(**{column: pd.to_numeric(sub[column], errors="coerce").replace([np.inf, -np.inf], np.nan)})
         strategies = [UNTOUCHED] + [s for s in _sort(tables, sub.strategy.unique()) if s != UNTOUCHED]
         # a strategy without this metric (zeroshot has no robustness runs) gets no bar and no legend entry
         strategies = [s for s in strategies if sub.loc[sub.strategy == s, column].notna().any()]
@@ -332,7 +378,7 @@ def md_stability(tables: dict, out: Path):
         "md_time_ps",
         "mean MD time survived (ps)",
         "MD stability (longer is better)",
-        ceiling=tables["metrics"].md_time_ps.max(),
+        ceiling=pd.to_numeric(tables["metrics"].md_time_ps, errors="coerce").replace(np.inf, np.nan).max(),
     )
 
 
@@ -343,7 +389,7 @@ def md_survival(tables: dict, out: Path):
     largest training set.
     """
     surv = tables["survival"]
-    surv = surv[surv.segment == "ramp"] if len(surv) else surv
+    surv = _finite(surv[surv.segment == "ramp"], ["time_ps"], "md_survival", "MD time") if len(surv) else surv
     benchmarks = sorted(surv.benchmark.unique()) or ["(none)"]
     models = _models(surv) or [NO_MODEL]
     fig, axes = _grid(len(benchmarks), len(models), w=5.2)

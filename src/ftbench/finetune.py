@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import logging
+import resource
 import shutil
 import time
 import traceback
@@ -84,10 +85,22 @@ def start_attempt(checkpoints: Path, out_dir: Path, key: str) -> dict:
     return state
 
 
-def finish_attempt(checkpoints: Path, state: dict) -> dict:
-    """Mark the checkpoints as belonging to a finished run (a later run starts clean)."""
+def cpu_seconds() -> float:
+    """Return the CPU time (user + system) of this process, all its threads, and its waited-for children."""
+    return sum(
+        r.ru_utime + r.ru_stime
+        for r in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+
+
+def finish_attempt(checkpoints: Path, state: dict, cpu_time_s: float | None = None) -> dict:
+    """Mark the checkpoints as belonging to a finished run (a later run starts clean).
+
+    `cpu_time_s` is this attempt's CPU time over mace's training call.
+    """
     this = state["attempts"][-1]
     this["wall_time_s"] = time.time() - this["started"]
+    this["cpu_time_s"] = cpu_time_s
     state["finished"] = True
     write_json(checkpoints / ATTEMPTS, state)
     return state
@@ -252,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
         " ".join(argv),
     )
     status, reason = "ok", None
+    # CPU time, unlike wall time, does not grow when other jobs share the cores (cost under load)
+    cpu_start = cpu_seconds()
     try:
         run_mace_train(argv)
     except Exception as err:  # the run's failure is its result
@@ -259,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         status = failure_status(text)
         reason = text
         log.error("mace_run_train %s: %s\n%s", status, text, traceback.format_exc())
-    attempt = finish_attempt(checkpoints, attempt)
+    attempt = finish_attempt(checkpoints, attempt, round(cpu_seconds() - cpu_start, 3))
     curve = training_curve(out_dir / "mace_results")
     model_path = out_dir / f"{MODEL_NAME}.model"
     if status == "ok":
@@ -312,6 +327,9 @@ def run(args: argparse.Namespace) -> int:
     earlier = sum(a["wall_time_s"] or 0.0 for a in attempt["attempts"][:-1])
     rec["wall_time_s"] = round(earlier + rec["wall_time_s"], 3)
     rec["gpu_hours"] = rec["wall_time_s"] / 3600 if device.startswith("cuda") else 0.0
+    # an attempt killed without a word has no CPU time: then the run's total is unknown, not too low
+    cpu = [a.get("cpu_time_s") for a in attempt["attempts"]]
+    rec["cpu_time_s"] = round(sum(cpu), 3) if all(c is not None for c in cpu) else None
     write_json(out_dir / "run.json", rec)
     log.info("run %s: %s%s (%.1f s)", out_dir, status, f" ({reason})" if reason else "", rec["wall_time_s"])
     if require_ok and status != "ok":
@@ -410,6 +428,7 @@ def record_e0_only(args: argparse.Namespace) -> int:
             "attempts": 1,
             "foundation_head": args.head,
             "gpu_hours": 0.0,
+            "cpu_time_s": 0.0,
         },
     )
     write_json(args.out_dir / "run.json", rec)

@@ -192,41 +192,138 @@ def at_largest_size(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(frame.strategy == UNTOUCHED) | (frame.train_size == largest)]
 
 
-def cost(metrics: pd.DataFrame, replay_steps: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Return the training cost per model and strategy.
+# Per-step times of one strategy on one cell (same data, same batches) that differ across seeds by
+# more than this factor (max / min) mean the machine's load changed during the grid
+# (findings.cost_load_spread; the wall-clock cost of that strategy is then suspect).
+LOAD_SPREAD = 1.5
+COMPUTE_LABELS = {"cpu_time_s": "CPU time", "optimiser_time_s": "optimiser time"}
+COST_COLUMNS = [
+    "model",
+    "strategy",
+    "runs",
+    "optimiser steps (median)",
+    "time per step (ms)",
+    "time per epoch (s)",
+    "optimiser time (median s)",
+    "CPU time (median s)",
+    "compute basis",
+    "compute / naive",
+    "compute / naive (spread)",
+    "compute / naive (pairs)",
+    "optimiser time / naive",
+    "optimiser time / naive (spread)",
+    "per-step time spread (max/min)",
+    "caveat",
+    "replay step (s)",
+    "median wall time (s)",
+    "total GPU hours",
+]
 
-    Optimiser-step time (mace's own per-step timing, so start-up and evaluation are excluded), per
-    step and per epoch, and its ratio to naive (the plain fine-tunes: no replay, LoRA or frozen
-    groups) on the same cell; wall time for reference. Replay strategies also get the replay step's
-    own cost (selection + pseudolabels, once per model and benchmark).
+
+def compute_column(trained: pd.DataFrame) -> str:
+    """Return the column training compute is compared on.
+
+    Parameters
+    ----------
+    trained
+        Per-run metrics of the trained runs (runs.csv columns included).
+
+    Returns
+    -------
+    str
+        `cpu_time_s` (CPU time of mace's training call, recorded by `ftbench finetune`) when some
+        run has it and none ran on a GPU: unlike wall time it does not grow when other jobs share
+        the cores. Otherwise `optimiser_time_s`, mace's own per-step wall time (on a GPU, the GPU's
+        time; on a shared CPU, load-sensitive).
     """
-    trained = metrics[(metrics.strategy != UNTOUCHED) & metrics.role_trained.astype(bool)].copy()
-    for col in ("optimiser_time_s", "optimiser_steps", "epochs", "wall_time_s", "gpu_hours"):
-        if col not in trained:
-            trained[col] = np.nan
-    plain = (
+    on_gpu = trained.device.astype(str).str.startswith("cuda").any() if "device" in trained else False
+    if "cpu_time_s" in trained and trained.cpu_time_s.notna().any() and not on_gpu:
+        return "cpu_time_s"
+    return "optimiser_time_s"
+
+
+def plain_finetunes(trained: pd.DataFrame) -> pd.Series:
+    """Return which runs are plain full fine-tunes of a foundation model (naive): no replay, LoRA or frozen groups."""
+    return (
         trained.role_foundation.astype(bool)
         & trained.role_replay.isna()
         & ~trained.role_lora.astype(bool)
         & (trained.role_frozen.fillna(0) == 0)
     )
+
+
+def step_time_spread(grp: pd.DataFrame) -> float:
+    """Return the largest max / min of per-step wall time across the seeds of one cell (NaN without two seeds).
+
+    A cell (benchmark, model, strategy, E0 mode, size) trains the same data in the same batches on
+    every seed, so its per-step time differs across seeds only when the machine's load did.
+    """
+    per_step = grp.optimiser_time_s / grp.optimiser_steps.where(grp.optimiser_steps > 0)
+    spreads = [
+        s.max() / s.min()
+        for _, s in per_step.groupby([grp.benchmark, grp.e0, grp.train_size])
+        if s.notna().sum() > 1 and s.min() > 0
+    ]
+    return float(max(spreads)) if spreads else np.nan
+
+
+def cost(
+    metrics: pd.DataFrame, replay_steps: pd.DataFrame | None = None, load_spread: float = LOAD_SPREAD
+) -> pd.DataFrame:
+    """Return the training cost per model and strategy.
+
+    Parameters
+    ----------
+    metrics
+        Per-run metrics (run_metrics).
+    replay_steps
+        aggregate's replay_steps.csv (the replay step's cost), or None.
+    load_spread
+        Factor (findings.cost_load_spread) above which a strategy's per-step times across the seeds
+        of one cell are flagged as measured under uneven load.
+
+    Returns
+    -------
+    DataFrame
+        Per model and strategy: optimiser-step time (mace's own per-step timing, so start-up and
+        evaluation are excluded), per step and per epoch; training compute (`compute_column`: CPU
+        time where recorded, else optimiser-step time) and its ratio to naive (the plain fine-tunes:
+        no replay, LoRA or frozen groups) on the same benchmark, size and seed, median and spread
+        over those pairs; the optimiser-time ratio for reference; the per-step time spread across
+        seeds (`step_time_spread`) with a caveat above `load_spread`; wall time; for replay
+        strategies the replay step's own cost (selection + pseudolabels, once per model and benchmark).
+    """
+    trained = metrics[(metrics.strategy != UNTOUCHED) & metrics.role_trained.astype(bool)].copy()
+    for col in ("optimiser_time_s", "optimiser_steps", "epochs", "wall_time_s", "gpu_hours", "cpu_time_s"):
+        if col not in trained:
+            trained[col] = np.nan
+    basis = compute_column(trained)
     cell = ["benchmark", "train_size", "seed"]
-    base = trained[plain]  # plain full fine-tunes (naive): no replay, LoRA or frozen groups
-    naive = base.groupby(cell + ["model"])["optimiser_time_s"].median()
-    naive_any = base.groupby(cell)["optimiser_time_s"].median()
+    base = trained[plain_finetunes(trained)]
+    refs = {
+        col: (base.groupby(cell + ["model"])[col].median(), base.groupby(cell)[col].median())
+        for col in dict.fromkeys(["optimiser_time_s", basis])
+    }
     replay_cost = {}
     if replay_steps is not None and len(replay_steps):
         replay_cost = replay_steps.groupby(["benchmark", "model"]).wall_time_s.sum().to_dict()
-    rows = []
-    for (model, strategy), grp in trained.groupby(["model", "strategy"]):
-        ratios = []
+
+    def ratios(grp, model, col):
+        by_model, any_model = refs[col]
+        out = []
         for _, r in grp.iterrows():
             key = (r.benchmark, r.train_size, r.seed)
-            b = naive.get(key + (model,)) if model != NO_MODEL else naive_any.get(key)
-            if b is not None and b > 0 and pd.notna(r.optimiser_time_s):
-                ratios.append(r.optimiser_time_s / b)
+            b = by_model.get(key + (model,)) if model != NO_MODEL else any_model.get(key)
+            if b is not None and b > 0 and pd.notna(r[col]):
+                out.append(r[col] / b)
+        return out
+
+    rows = []
+    for (model, strategy), grp in trained.groupby(["model", "strategy"]):
+        wall, compute = ratios(grp, model, "optimiser_time_s"), ratios(grp, model, basis)
         steps = grp.optimiser_steps.sum()
         replays = grp.role_replay.notna().any()
+        spread = step_time_spread(grp)
         rows.append(
             {
                 "model": model,
@@ -236,8 +333,21 @@ def cost(metrics: pd.DataFrame, replay_steps: pd.DataFrame | None = None) -> pd.
                 "time per step (ms)": 1000 * grp.optimiser_time_s.sum() / steps if steps else np.nan,
                 "time per epoch (s)": (grp.optimiser_time_s / grp.epochs.where(grp.epochs > 0)).median(),
                 "optimiser time (median s)": grp.optimiser_time_s.median(),
-                "optimiser time / naive": float(np.median(ratios)) if ratios else np.nan,
-                "optimiser time / naive (spread)": float(np.std(ratios, ddof=1)) if len(ratios) > 1 else np.nan,
+                "CPU time (median s)": grp.cpu_time_s.median(),
+                "compute basis": COMPUTE_LABELS[basis],
+                "compute / naive": float(np.median(compute)) if compute else np.nan,
+                "compute / naive (spread)": float(np.std(compute, ddof=1)) if len(compute) > 1 else np.nan,
+                "compute / naive (pairs)": len(compute),
+                "optimiser time / naive": float(np.median(wall)) if wall else np.nan,
+                "optimiser time / naive (spread)": float(np.std(wall, ddof=1)) if len(wall) > 1 else np.nan,
+                "per-step time spread (max/min)": spread,
+                "caveat": (
+                    f"per-step time varies {spread:.2f}x across seeds of one cell (> {load_spread:g}, "
+                    "findings.cost_load_spread): measured under uneven load"
+                    + ("" if basis == "cpu_time_s" else "; its wall-clock cost is suspect")
+                    if spread > load_spread
+                    else ""
+                ),
                 "replay step (s)": sum(v for (b, m), v in replay_cost.items() if m == model and b in set(grp.benchmark))
                 if replays
                 else np.nan,
@@ -245,7 +355,7 @@ def cost(metrics: pd.DataFrame, replay_steps: pd.DataFrame | None = None) -> pd.
                 "total GPU hours": grp.gpu_hours.fillna(0).sum(),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=COST_COLUMNS)
 
 
 def read_tables(tables: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

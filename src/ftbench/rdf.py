@@ -241,11 +241,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--label", default=None, help="what the frames are, for figures (e.g. 'reference-level NVT, 300 K')"
     )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        default=None,
+        help="the config's sources_file: a shipped trajectory is checked against its sha256 pin there",
+    )
     parser.add_argument("--out", required=True, help="output CSV (a .meta.json sidecar is written next to it)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `ftbench rdf` with parsed `args`: write the RDF table and its .meta.json; return the exit code."""
+    from ftbench.mdstart import verify_pinned
+
+    pinned = None
+    if args.sources is not None and Path(args.trajectory).is_file():
+        pinned = verify_pinned(Path(args.trajectory), args.sources, "reference trajectory")
     frames = read_frames(args.trajectory, args.skip, args.every)
     if not frames:
         raise FtbenchError(f"{args.trajectory}: no frames left after --skip {args.skip}")
@@ -265,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         "every": args.every,
         "pairs": sorted(result.g),
         "label": args.label,
+        "sha256_pinned": pinned,
     }
     write_json(metadata_path(args.out), meta)
     print(f"wrote {args.out} ({result.kind}, {result.n_frames} frames, pairs {', '.join(sorted(result.g))})")

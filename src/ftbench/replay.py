@@ -17,6 +17,7 @@ import hashlib
 import heapq
 import io
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -440,11 +441,27 @@ def run(args: argparse.Namespace) -> int:
         held_out = parse_frames(held, *keys, args.pool)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    # empty unless --pt-eval-relabelled: evaluated only where the catalog names one
-    write(out / "pt_eval_relabelled.xyz", relabelled, format="extxyz")
-    write(out / "replay.xyz", replay, format="extxyz")
-    write(out / "replay_pseudo.xyz", pseudolabel(model, replay, device=args.device), format="extxyz")
-    write(out / "pt_eval.xyz", held_out, format="extxyz")
+    # summary.json marks a finished step: drop a stale one first, write every output under a
+    # temporary name, rename them only once all are written and write summary.json last, so a
+    # step killed mid-way (or a forced rerun of it) never leaves a set of outputs a rerun trusts.
+    for stale in [out / "summary.json", *out.glob(".*.tmp*")]:  # tmp*: left by a killed step
+        stale.unlink(missing_ok=True)
+    outputs = {
+        # empty unless --pt-eval-relabelled: evaluated only where the catalog names one
+        "pt_eval_relabelled.xyz": relabelled,
+        "replay.xyz": replay,
+        "replay_pseudo.xyz": pseudolabel(model, replay, device=args.device),
+        "pt_eval.xyz": held_out,
+    }
+    tmp = {name: out / f".{name}.tmp{os.getpid()}" for name in outputs}
+    try:
+        for name, frames in outputs.items():
+            write(tmp[name], frames, format="extxyz")
+        for name in outputs:
+            os.replace(tmp[name], out / name)
+    finally:
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
     prov.write(
         out / "summary.json",
         [out / "replay.xyz", out / "replay_pseudo.xyz", out / "pt_eval.xyz"],
@@ -454,6 +471,8 @@ def run(args: argparse.Namespace) -> int:
             "pt_eval": len(held_out),
             "filter": args.filter,
             "pt_eval_source": str(args.pt_eval or args.pool),
+            # held out of the replay pool, i.e. of the data the foundation model was pretrained on
+            "pt_eval_seen_in_training": args.pt_eval is None,
             "pt_eval_relabelled": len(relabelled),
             "elements": sorted(elements),
             "head": heads_of(model)[0],

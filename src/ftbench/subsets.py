@@ -17,9 +17,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path)
 
 
+def read_pool(path: Path) -> list:
+    """Return the configurations of a training pool, or an error naming the file (missing, unreadable, empty)."""
+    if not path.is_file():
+        raise FtbenchError(
+            f"training pool {path} does not exist; `ftbench prepare` writes it (results/data/<benchmark>/train_pool.xyz)"
+        )
+    try:
+        pool = read(path, ":")
+    except Exception as err:  # ase raises many types for a malformed or empty file
+        raise FtbenchError(
+            f"training pool {path} is not a readable extxyz file ({type(err).__name__}: {err}); "
+            "delete it and rerun `ftbench prepare`"
+        ) from None
+    if not pool:
+        raise FtbenchError(f"training pool {path} holds no configurations; rerun `ftbench prepare`")
+    return pool
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `ftbench subset` with parsed `args`: write the pool's first --size configurations; return the exit code."""
-    pool = read(args.pool, ":")
+    if args.size < 1:
+        raise FtbenchError(
+            f"--size {args.size}: a training set needs at least 1 configuration; give a positive size "
+            "(config `train_sizes`)"
+        )
+    pool = read_pool(args.pool)
     if args.size > len(pool):
         raise FtbenchError(
             f"training size {args.size} exceeds the {len(pool)} configurations in "

@@ -1,5 +1,7 @@
 # Robustness of every run and untouched foundation model: MD stability, RDF + EMD, random
 # structure search, dimer curves (study.md, "Evaluations"; settings in config `robustness`).
+# Shipped files these rules read directly (the start frame, the reference trajectory) are not
+# fetched: md-start and rdf check them against their sha256 pin in `sources_file` (--sources).
 
 
 rule md_start:
@@ -16,8 +18,11 @@ rule md_start:
         runtime=runtime("md_start"),
     params:
         args=lambda w, input: md_start_args(w, input),
+        sources=lambda w, input: (
+            f"--sources {ftc.sources_path(config)}" if "frame" in input.keys() else ""
+        ),
     shell:
-        "python -m ftbench md-start {params.args} --out {output.start} > {log} 2>&1"
+        "python -m ftbench md-start {params.args} {params.sources} --out {output.start} > {log} 2>&1"
 
 
 rule reference_rdf:
@@ -35,8 +40,13 @@ rule reference_rdf:
     params:
         bin_width=lambda w: robustness_settings(w.benchmark)["rdf"]["bin_width"],
         args=reference_rdf_args,
+        sources=lambda w: (
+            f"--sources {ftc.sources_path(config)}"
+            if robustness_settings(w.benchmark)["rdf"].get("reference_trajectory")
+            else ""
+        ),
     shell:
-        "python -m ftbench rdf {input} --bin-width {params.bin_width} {params.args} "
+        "python -m ftbench rdf {input} --bin-width {params.bin_width} {params.args} {params.sources} "
         "--out {output.table} > {log} 2>&1"
 
 
