@@ -39,6 +39,7 @@ onstart:
 onsuccess:
     forkserver.stop()
     print_e0_warnings()
+    print_recommendation()
     print(
         f"ftbench finished. Tables: {TABLES}/ (summary_*, recommendations, cost, findings; "
         f"tidy: errors.csv, runs.csv, robustness.csv); figures: {FIGURES}/; "

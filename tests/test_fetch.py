@@ -356,8 +356,25 @@ def test_fetched_model_corrupted_later_is_named_with_its_pinned_sha256(world, ho
         )
         == 0
     )
-    test = tmp / "test.xyz"
-    make_sn2_extxyz(test)
+    raw, test = tmp / "raw.xyz", tmp / "test.xyz"
+    make_sn2_extxyz(raw)
+    # evaluate reads REF_* labels (what prepare writes): the model is the input at fault here
+    assert (
+        main(
+            [
+                "convert",
+                "--format",
+                "extxyz",
+                str(raw),
+                str(test),
+                "--energy-key",
+                "mp2_energy",
+                "--forces-key",
+                "mp2_forces",
+            ]
+        )
+        == 0
+    )
     evaluate = ["evaluate", "--model", str(model), "--data", f"test={test}", "--out", str(tmp / "e.json")]
     # the pinned bytes are not a torch file: named, no traceback
     assert main(evaluate) == 2

@@ -16,6 +16,7 @@ from ftbench.errors import FtbenchError
 # subcommand -> (module in ftbench, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("grid", "print the expanded fine-tune grid and counts"),
+    "init": ("init", "write a config overlay for your own data file and foundation model"),
     "demo": ("demo", "generate the offline demo world (corpus, benchmarks) with tblite"),
     "demo-world": ("demo_world", "build the shipped demo world: labelled trajectories, pairs, relabelling"),
     "prepare": ("prepare", "split a benchmark and write nested training subsets"),

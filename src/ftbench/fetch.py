@@ -28,6 +28,14 @@ Cache: `{data_dir}/{NAME}/{path}`; data_dir is the argument, else
 any network access when its sha256 matches, so clusters without internet work
 from pre-staged copies.
 
+The fetch rules pass the one source entry they need as JSON (`--sources-json`, from the config's
+`sources:` or its `sources_file`): the entry is a rule parameter, so a changed URL, path or pinned
+sha256 re-runs the fetch and everything downstream.
+
+A user's own file (`source: local` catalog entries) is copied with `--local FILE --out OUT`;
+`OUT.source.json` records its path and sha256 (the copy rule declares the file as its input,
+so a newer file or a changed path re-runs the copy).
+
 Checksums not given in the config are recorded in the lock file
 (config/checksums.lock, `NAME/path: sha256`) on first download and enforced
 afterwards; commit the lock file. A download that fails its hash or is cut
@@ -37,6 +45,7 @@ short is deleted, never kept.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -179,6 +188,103 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 def cache_path(data_dir: str | Path | None, name: str, path: str) -> Path:
     """Return where file `path` of source `name` sits in the data cache."""
     return resolve_data_dir(data_dir) / name / path
+
+
+# ---------------------------------------------------------------- the config's sources
+
+# What identifies a fetched file: a change to any of these must re-run its fetch (a rule param).
+# Descriptions, licences and `confirmed` only inform people, so they are left out.
+_IDENTITY_KEYS = ("kind", "repo", "revision", "record", "url", "path", "base_url")
+
+
+def config_sources(cfg: dict) -> dict:
+    """Return the sources a config can fetch from: its `sources_file`'s, with its own `sources:` on top."""
+    from ftbench.config import read_yaml, sources_path
+
+    out = {}
+    path = sources_path(cfg)
+    if path.is_file():
+        out.update((read_yaml(path) or {}).get("sources") or {})
+    out.update(cfg.get("sources") or {})
+    return out
+
+
+def source_entry(sources: dict, name: str, logical: str, where: str = "") -> dict:
+    """Return `{name: entry}` reduced to what identifies file `logical` of source `name`.
+
+    The fetch rules pass it to `ftbench fetch --sources-json` and keep it as a parameter, so a new
+    URL, revision, path or pinned sha256 re-runs the fetch (and what depends on it).
+    """
+    where = f"{where}: " if where else ""
+    if name not in sources:
+        raise FtbenchError(
+            f"{where}unknown source {name!r}; the config's `sources:` and its `sources_file` define "
+            f"{', '.join(sorted(sources)) or 'none'}. Add it under `sources:`, or give the file as "
+            "`{path: FILE}` (`source: local` for a benchmark or model)"
+        )
+    src = sources[name]
+    files = src.get("files") or {}
+    if logical not in files:
+        raise FtbenchError(f"{where}source {name!r} has no file {logical!r}; known: {', '.join(sorted(files))}")
+    entry = {key: src[key] for key in _IDENTITY_KEYS if src.get(key) is not None}
+    entry["files"] = {logical: {key: files[logical][key] for key in ("path", "sha256") if key in files[logical]}}
+    return {name: entry}
+
+
+# ---------------------------------------------------------------- a user's own file
+
+
+def local_record_path(out: str | Path) -> Path:
+    """Where the record of a copied (or fetched) file sits: `<out>.source.json`."""
+    out = Path(out)
+    return out.with_name(out.name + ".source.json")
+
+
+def copy_local(src: str | Path, out: str | Path) -> dict:
+    """Copy a user's own file to `out` (a `.gz` is decompressed) and record it; return the record.
+
+    `<out>.source.json` holds the copy's sha256 (ftbench.inference checks a model copy against it),
+    the original's path, sha256, size and time, and the previous original's sha256 when it changed.
+    A copy, never a hard link: a link would share the original's mtime, and an edited original
+    would then never look newer than the copy to Snakemake.
+    """
+    src, out = Path(src).expanduser(), Path(out)
+    if not src.is_file():
+        raise FtbenchError(
+            f"{src} does not exist or is not a file; it is the `path:` of a `source: local` entry "
+            "of the config's catalog: fix the path there"
+        )
+    record_path = local_record_path(out)
+    previous = None
+    if record_path.is_file():
+        try:
+            previous = json.loads(record_path.read_text())
+        except ValueError:
+            previous = None
+    got = sha256(src)
+    place(src, out, link=False)
+    stat = src.stat()
+    record = {
+        "sha256": got if not _decompressed(src, out) else sha256(out),
+        "lock_key": None,
+        "lock": None,
+        "source": "local",
+        "path": str(src.resolve()),
+        "source_sha256": got,
+        "bytes": stat.st_size,
+        "modified": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(stat.st_mtime)),
+        "copied": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if previous and previous.get("source_sha256") not in (None, got):
+        record["previous"] = {key: previous.get(key) for key in ("path", "source_sha256", "copied")}
+        log.info("%s changed since its last copy: sha256 %s -> %s", src, previous.get("source_sha256"), got)
+    write_json(record_path, record)
+    log.info("copied %s (sha256 %s) to %s", src, got, out)
+    return record
+
+
+def _decompressed(src: Path, out: Path) -> bool:
+    return src.suffix == ".gz" and out.suffix != ".gz"
 
 
 # ---------------------------------------------------------------- lock file
@@ -582,6 +688,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--sources", default=DEFAULT_SOURCES, help=f"YAML with a `sources:` mapping (default {DEFAULT_SOURCES})"
     )
+    parser.add_argument(
+        "--sources-json",
+        default=None,
+        metavar="JSON",
+        help="a `sources:` mapping as JSON, used instead of --sources (the fetch rules pass the one entry they need)",
+    )
     parser.add_argument("--source", action="append", default=[], metavar="NAME", help="source to fetch (repeatable)")
     parser.add_argument(
         "--file",
@@ -606,11 +718,30 @@ def add_arguments(parser) -> None:
         "--list", metavar="NAME", default=None, help="list the files of hf_dataset source NAME at its pinned revision"
     )
     parser.add_argument("--path", default="", help="with --list: only this folder")
+    parser.add_argument(
+        "--local",
+        default=None,
+        metavar="FILE",
+        help="copy this file of your own to --out and record its sha256 in OUT.source.json (no sources file)",
+    )
 
 
 def run(args) -> int:
     """Run `ftbench fetch` with parsed `args`: fetch (or list) and print the paths; return the exit code."""
-    sources = load_sources(args.sources)
+    if args.local:
+        if not args.out:
+            raise FtbenchError("--local needs --out (where the copy goes)")
+        copy_local(args.local, args.out)
+        print(args.out)
+        return 0
+    if args.sources_json:
+        try:
+            sources = json.loads(args.sources_json)
+        except ValueError as err:
+            raise FtbenchError(f"--sources-json is not valid JSON: {err}") from None
+        validate_sources(sources, "--sources-json")
+    else:
+        sources = load_sources(args.sources)
     if args.list:
         if args.list not in sources:
             raise FtbenchError(f"unknown source {args.list!r}; known: {sorted(sources)}")
@@ -659,8 +790,8 @@ def record_source(
     write_json(str(out) + ".source.json", record)
 
 
-def place(src: str | Path, out: str | Path) -> Path:
-    """Put a cached file at `out` atomically (hard link when possible, else copy).
+def place(src: str | Path, out: str | Path, link: bool = True) -> Path:
+    """Put a cached file at `out` atomically (hard link when possible and `link`, else a copy).
 
     A `.gz` source placed under a name without `.gz` is decompressed (the pipeline streams plain extxyz).
     """
@@ -668,11 +799,13 @@ def place(src: str | Path, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    if src.suffix == ".gz" and out.suffix != ".gz":
+    if _decompressed(src, out):
         import gzip
 
         with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
             shutil.copyfileobj(fin, fout)
+    elif not link:
+        shutil.copyfile(src, tmp)
     else:
         try:
             os.link(src, tmp)
@@ -695,6 +828,9 @@ __all__ = [
     "select_files",
     "list_hf_files",
     "place",
+    "config_sources",
+    "source_entry",
+    "copy_local",
     "add_arguments",
     "run",
 ]

@@ -66,7 +66,7 @@ def raw_files(cfg: dict, benchmark: str) -> dict[str, tuple[Path, bool]]:
     if entry["source"] == "local":
         for part, key in (("data", "path"), ("valid_data", "valid_path"), ("test_data", "test_path")):
             if entry.get(key):
-                out[part] = (repo_path(entry[key]), False)
+                out[part] = (repo_path(os.path.expanduser(entry[key])), False)
         return out
     if entry["source"] != "files":
         return out

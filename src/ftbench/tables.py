@@ -218,7 +218,10 @@ def caveats(
     """
     out = []
     named = cand[cand.label.isin(names)]
-    if scope == DEPLOYMENT:
+    measured = pt_column in cand and cand[pt_column].notna().any()
+    if scope == DEPLOYMENT and not measured:
+        out.append("forgetting not measured: no pretraining data (`replay_pool`) for this model")
+    if scope == DEPLOYMENT and measured:
         if pt_column == "pt_force_rmse":
             out.append(
                 "pretraining error on the slice's original labels (the foundation's level of theory, no "

@@ -44,12 +44,15 @@ STUDY_TABLES = [
     for name in [f"summary_{b}" for b in config["benchmarks"]]
     + ["recommendations", "cost", "findings"]
     for ext in ("csv", "md", "tex")
-]
+] + [f"{TABLES}/recommendations.txt"]
 
 
 rule aggregate:
     input:
         **run_results(RUNS + UNTOUCHED),
+        # read beside each errors.json (status, cost, flags): a missing one is rebuilt by its
+        # fine-tune before aggregate starts, never a traceback after the tables were deleted
+        runs=run_files(RUNS + UNTOUCHED, "run.json"),
         reference=expand(
             "results/data/{benchmark}/reference_rdf.csv",
             benchmark=config["benchmarks"],
@@ -112,7 +115,10 @@ rule figure:
 
 rule figures:
     input:
-        expand(f"{FIGURES}/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=("png", "pdf")),
+        # the config's `figures`: an ablation's figure only where its config ran it
+        expand(
+            f"{FIGURES}/{{name}}.{{ext}}", name=config["figures"], ext=("png", "pdf")
+        ),
         STUDY_TABLES,
 
 

@@ -169,10 +169,12 @@ DATA = config["data_dir"]
 
 
 def foundation_source(model):
-    """The foundation model as pretrained or downloaded (multihead for MACE-MH-1)."""
+    """The foundation model as pretrained, downloaded or copied (multihead for MACE-MH-1)."""
     entry = CATALOG["foundation_models"][model]
     if entry["source"] == "pretrain":
         return f"results/pretrain/{model}/run/model.model"
+    if entry["source"] == "local":
+        return f"{DATA}/local/models/{model}.model"
     return f"{DATA}/models/{model}.model"
 
 
@@ -198,6 +200,12 @@ def benchmark_files(benchmark):
     entry = CATALOG["benchmarks"][benchmark]
     if entry["source"] == "demo":
         return {"data": f"data/generated/benchmarks/{benchmark}.xyz"}
+    if entry["source"] == "local":
+        return {
+            part: f"{DATA}/local/benchmarks/{benchmark}/{part}.xyz"
+            for part, key in LOCAL_BENCHMARK_KEYS.items()
+            if entry.get(key)
+        }
     return {
         part: f"{DATA}/benchmarks/{benchmark}/{part}.xyz" for part in entry["files"]
     }
@@ -211,6 +219,7 @@ def replay_spec(model, benchmark):
 
 
 def replay_pool(model, benchmark):
+    """The pool as fetched or copied (`{source, file}` or `{path}`)."""
     spec = replay_spec(model, benchmark)
     if spec is None:  # demo models replay their own pretraining corpus
         return f"results/pretrain/{model}/data/train_pool.xyz"
@@ -320,11 +329,15 @@ def pt_eval_inputs(benchmark, model):
 
 
 def fetched_path(spec):
+    """A pool or slice file: fetched (`{source, file}`), or copied from the user's `{path}`
+    (named by its path, so another path is another copy and re-runs what reads it)."""
+    if spec.get("path"):
+        return local_copy_path(spec["path"])
     return f"{DATA}/replay/{spec['source']}/{spec['file']}.xyz"
 
 
 def pt_eval_files(model):
-    """The catalog's held-out slice files of a model (fetched like replay pools), if any."""
+    """The catalog's held-out slice files of a model (fetched or copied like replay pools), if any."""
     spec = CATALOG["foundation_models"][model].get("pt_eval") or {}
     return {k: fetched_path(spec[k]) for k in ("file", "relabelled") if spec.get(k)}
 
@@ -421,3 +434,116 @@ def untouched_head(w):
     if w.strategy != ftg.UNTOUCHED:
         return ""
     return head_arg(w.model)
+
+
+# ---- a user's own files (`source: local`, `{path: ...}`) and the fetch rules' source entries
+# (used by workflow/rules/fetch.smk)
+
+from ftbench import fetch as ftfetch
+
+# benchmark part -> the catalog key of its path (`source: local`)
+LOCAL_BENCHMARK_KEYS = {
+    "data": "path",
+    "valid_data": "valid_path",
+    "test_data": "test_path",
+}
+_LOCAL = {}
+_SOURCES = {}
+
+
+def local_file(path):
+    """A config path: relative to the working directory, else to the repository; ~ expanded."""
+    return str(ftc.repo_path(os.path.expanduser(str(path))).absolute())
+
+
+def local_copy_path(path):
+    """Where a `{path}` pool or slice file is copied: its name plus a hash of its full path."""
+    import hashlib
+
+    full = local_file(path)
+    stem = os.path.basename(full)
+    stem = stem[: -len(".gz")] if stem.endswith(".gz") else stem
+    stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in stem)
+    digest = hashlib.sha1(full.encode()).hexdigest()[:8]
+    return f"{DATA}/local/files/{digest}-{stem}"
+
+
+def local_files():
+    """{copy: (original, its catalog key)} of every local file the catalog names (parsed once)."""
+    if _LOCAL:
+        return _LOCAL
+    for name, entry in CATALOG["benchmarks"].items():
+        where = f"catalog.benchmarks.{name}"
+        if entry["source"] == "local":
+            for part, path in benchmark_files(name).items():
+                key = LOCAL_BENCHMARK_KEYS[part]
+                _LOCAL[path] = (local_file(entry[key]), f"{where}.{key}")
+        if (entry.get("replay_pool") or {}).get("path"):
+            _LOCAL[fetched_path(entry["replay_pool"])] = (
+                local_file(entry["replay_pool"]["path"]),
+                f"{where}.replay_pool.path",
+            )
+    for name, entry in CATALOG["foundation_models"].items():
+        where = f"catalog.foundation_models.{name}"
+        if entry["source"] == "local":
+            _LOCAL[foundation_source(name)] = (
+                local_file(entry["path"]),
+                f"{where}.path",
+            )
+        pt_eval = entry.get("pt_eval") or {}
+        for key, spec in [
+            ("replay_pool", entry.get("replay_pool")),
+            ("pt_eval.file", pt_eval.get("file")),
+            ("pt_eval.relabelled", pt_eval.get("relabelled")),
+        ]:
+            if (spec or {}).get("path"):
+                _LOCAL[fetched_path(spec)] = (
+                    local_file(spec["path"]),
+                    f"{where}.{key}.path",
+                )
+    return _LOCAL
+
+
+def local_source(kind, name):
+    """The original of a copy under {DATA}/local (rule copy_local's input)."""
+    copy = f"{DATA}/local/{kind}/{name}"
+    if copy not in local_files():
+        raise WorkflowError(
+            f"ftbench: {copy} is no copy of a `path:` in the config's catalog"
+        )
+    return local_files()[copy][0]
+
+
+def check_local_files():
+    """Refuse, at parse, a missing original of the grid's local files: where an old copy exists,
+    Snakemake would otherwise keep using it silently (an input function's error is ignored for
+    an existing output)."""
+    used = [f"catalog.benchmarks.{b}." for b in config["benchmarks"]]
+    used += [f"catalog.foundation_models.{m}." for m in config["foundation_models"]]
+    for original, where in local_files().values():
+        if where.startswith(tuple(used)) and not os.path.isfile(original):
+            raise WorkflowError(
+                f"ftbench config: `{where}`: {original} does not exist; fix the path"
+            )
+
+
+check_local_files()
+
+
+def fetch_entry(spec, where=""):
+    """`ftbench fetch --sources-json`: the one source entry of `spec` (`{source, file}`), quoted."""
+    if not _SOURCES:
+        _SOURCES.update(ftfetch.config_sources(config))
+    try:
+        entry = ftfetch.source_entry(_SOURCES, spec["source"], spec["file"], where)
+    except FtbenchError as err:
+        raise WorkflowError(f"ftbench config: {err}")
+    return quoted_json(entry)
+
+
+def print_recommendation():
+    """The answer, with its uncertainty and caveats, where a run ends (tables writes it)."""
+    path = os.path.join(TABLES, "recommendations.txt")  # TABLES: aggregate.smk
+    if os.path.exists(path):
+        with open(path) as f:
+            print(f.read(), file=sys.stderr)
