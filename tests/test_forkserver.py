@@ -247,12 +247,12 @@ def _gone(pid: int, timeout: float = 30) -> bool:
     return False
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_killing_the_client_kills_the_job(server, tmp_path, sig):
     client, job = _start_long_job(server, tmp_path)
     os.kill(job, 0)
     client.send_signal(sig)
-    assert client.wait(60) == -sig  # SIGTERM: forwarded, the job died of it, the client too
+    assert client.wait(60) == -sig  # SIGTERM, SIGINT: forwarded, the job died of it, the client too
     assert _gone(job), f"job {job} survived its client's {sig!r}"
 
 

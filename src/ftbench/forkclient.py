@@ -2,7 +2,9 @@
 
 The server is found by FTBENCH_FORKSERVER_SOCKET (see ftbench.forkserver); standard library
 only, so this start-up stays cheap. Without a reachable, matching server the job runs in this
-process as before (FTBENCH_FORKSERVER_DEBUG=1 prints why a server refused a job).
+process as before (FTBENCH_FORKSERVER_DEBUG=1 prints why a server refused a job). Signals the
+client gets go to the job's process group through the server; a server that says the run is
+being interrupted gets no fallback run: the client dies of SIGINT.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import time
 
 SOCKET_ENV = "FTBENCH_FORKSERVER_SOCKET"  # = forkserver.SOCKET_ENV (not imported: keep this light)
-PROTOCOL = 1
+PROTOCOL = 2
 _FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -70,6 +72,21 @@ def _lines(sock: socket.socket):
         buf += chunk
 
 
+def _forward(sock: socket.socket, pid: int, signum: int) -> None:
+    """Have the server send `signum` to the job's process group.
+
+    Through the server, not directly: it sends one SIGINT for one Ctrl-C even when the workflow asks
+    it to interrupt every job at the same moment.
+    """
+    try:
+        sock.sendall(json.dumps({"signal": int(signum)}).encode() + b"\n")
+    except OSError:  # the server is gone (its jobs die with it): signal the job directly
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+
+
 def run_via_server(argv: list[str], path: str, wait: float = 300.0) -> int | None:
     """Return the job's exit status when the server ran it; None when it would not (run it here)."""
     sock = _connect(path, wait)
@@ -106,10 +123,7 @@ def run_via_server(argv: list[str], path: str, wait: float = 300.0) -> int | Non
 
     def forward(signum, _frame):
         if child:
-            try:
-                os.kill(child[0], signum)
-            except OSError:
-                pass
+            _forward(sock, child[0], signum)
         else:
             pending.append(signum)
 
@@ -117,6 +131,13 @@ def run_via_server(argv: list[str], path: str, wait: float = 300.0) -> int | Non
         socket.send_fds(sock, [struct.pack("!I", len(data)) + data], fds)
         replies = _lines(sock)
         first = next(replies, None)
+        if first is not None and "interrupted" in first:
+            # the workflow is being stopped: end as a job the Ctrl-C reached would, not run it here
+            print(f"ftbench: not started: {first['interrupted']}", file=sys.stderr)
+            sock.close()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+            return 128 + signal.SIGINT
         if first is None or "refused" in first:
             if first and os.environ.get("FTBENCH_FORKSERVER_DEBUG"):
                 print(f"ftbench: fork server refused: {first['refused']}", file=sys.stderr)
@@ -127,7 +148,7 @@ def run_via_server(argv: list[str], path: str, wait: float = 300.0) -> int | Non
             signal.signal(sig, forward)
         child.append(int(first["pid"]))
         for sig in pending:
-            os.kill(child[0], sig)
+            _forward(sock, child[0], sig)
         status = None
         for reply in replies:
             if "status" in reply:

@@ -7,12 +7,22 @@ Protocol (one Unix stream connection per job, see ftbench.forkclient):
   client -> server: 4-byte length + JSON request {argv, cwd, env, ...}, with the client's
                     open stdin/stdout/stderr passed along (SCM_RIGHTS);
   server -> client: JSON lines: {"pid": N} once the child runs, then {"status": waitstatus};
-                    or {"refused": reason}, and the client runs the job itself.
+                    or {"refused": reason}, and the client runs the job itself;
+                    or {"interrupted": reason} (the run is being stopped), and the client dies of SIGINT;
+  client -> server: JSON lines {"signal": N}: a signal the client got, for the job's process group.
 Each job is a fresh fork of the pristine server, which never runs a job or any torch
 computation (no OpenMP/MKL thread pool exists at fork time; checked at start-up), so nothing a
 job changes reaches the next. The server kills a job's process group when its client hangs up
 (Snakemake cancelled it, even with SIGKILL), and exits when the Snakemake process that started
 it is gone.
+
+Ctrl-C: the jobs are not in Snakemake's process group, so the terminal's SIGINT reaches them only
+through their clients, and a SIGINT to Snakemake alone not at all. start() therefore installs a
+SIGINT handler in Snakemake: the first SIGINT sends the server SIGUSR1 (SIGINT to every job's group,
+once: a client forwarding the same Ctrl-C is not repeated; later requests are answered
+"interrupted") and then raises KeyboardInterrupt as Python's default handler does; every further
+SIGINT sends SIGUSR2 (SIGKILL to every job) and raises nothing, so Snakemake is not torn down while
+it waits for its job threads.
 
 Workflow side: start() in `onstart:` (local executions only), stop() in `onsuccess:`/`onerror:`.
 Off with `--config fork_server=False` or FTBENCH_FORKSERVER=0. This module imports only the
@@ -35,7 +45,21 @@ import time
 
 SOCKET_ENV = "FTBENCH_FORKSERVER_SOCKET"  # set for jobs by start(): where the server listens
 SWITCH_ENV = "FTBENCH_FORKSERVER"  # user switch: 0/off/false/no disables the server
-PROTOCOL = 1
+PROTOCOL = 2
+# A client's forwarded SIGINT and the workflow's SIGUSR1 within this many seconds are one Ctrl-C
+# (a terminal signals Snakemake and the clients at once): the job gets one SIGINT, not two.
+SAME_CTRL_C_S = 2.0
+INTERRUPT_SIGNAL = signal.SIGUSR1  # workflow -> server: the run is interrupted (SIGINT to the jobs)
+KILL_SIGNAL = signal.SIGUSR2  # workflow -> server: a further Ctrl-C (SIGKILL to the jobs)
+# Blocked across fork: a job must not lose a signal sent before it restored Python's handlers.
+_JOB_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
 # What the jobs import lazily (training, evaluation, E0s, robustness, tables). Missing
 # optional ones are skipped.
 PRELOAD = (
@@ -89,6 +113,7 @@ def compat_key(env: dict) -> dict:
 # ---- workflow side (Snakefile onstart/onsuccess/onerror) ---------------------------------------
 
 _server: dict = {}
+_interrupts = [0]  # Ctrl-Cs this Snakemake process got since start() installed the handler
 
 
 def off_reason(workflow, config: dict) -> str | None:
@@ -152,12 +177,42 @@ def start(workflow, config: dict, log_path: str = "logs/forkserver.log") -> str 
         f.write(str(proc.pid))
     _server.update(proc=proc, folder=folder)
     os.environ[SOCKET_ENV] = path
+    _interrupts[0] = 0  # a new run (several can run in one process through Snakemake's API)
+    _handle_ctrl_c()
     print(
         f"ftbench: fork server starting (jobs share one torch/mace import; log {log_path}; "
         f"off with --config fork_server=False or {SWITCH_ENV}=0)",
         file=sys.stderr,
     )
     return path
+
+
+def _handle_ctrl_c() -> None:
+    """Install the SIGINT handler described in the module docstring (not where SIGINT is ignored)."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # ours already, ignored (a script's background job) or someone else's: leave it
+    try:
+        signal.signal(signal.SIGINT, _on_ctrl_c)
+    except ValueError:  # not the main thread: Snakemake's default handling stays
+        pass
+
+
+def _on_ctrl_c(signum, frame) -> None:
+    _interrupts[0] += 1
+    first = _interrupts[0] == 1
+    proc = _server.get("proc")
+    signalled = False
+    if proc is not None and proc.returncode is None:
+        try:
+            os.kill(proc.pid, INTERRUPT_SIGNAL if first else KILL_SIGNAL)
+            signalled = True
+        except OSError:
+            pass
+    if first:
+        # Snakemake's own handling: stop scheduling, wait for the job threads, onerror.
+        raise KeyboardInterrupt
+    # os.write: print() here could re-enter a stderr write the main thread is in the middle of
+    os.write(2, b"ftbench: already stopping" + (b"; killing the running jobs\n" if signalled else b"\n"))
 
 
 def stop() -> None:
@@ -215,6 +270,10 @@ class _Refused(Exception):
     pass
 
 
+class _Interrupted(Exception):
+    pass
+
+
 def _send(conn: socket.socket, obj: dict) -> None:
     try:
         conn.sendall(json.dumps(obj).encode() + b"\n")
@@ -230,7 +289,19 @@ class Server:
         self.jobs: dict[int, socket.socket] = {}  # child pid -> its client's connection
         self.started: dict[int, float] = {}
         self.stopping = False
+        self.interrupted = False  # the workflow was interrupted: no new jobs
+        self.pending: list[int] = []  # INTERRUPT_SIGNAL/KILL_SIGNAL received, acted on in the loop
+        self.sigint_at: dict[int, float] = {}  # job pid -> when it was last sent SIGINT
+        self.buffers: dict[int, bytes] = {}  # job pid -> partial message from its client
         self.startup = startup_env(os.environ)  # before the imports change anything
+        # From the start: the default action of SIGUSR1/2 would end the server while it imports,
+        # and the waiting clients would then run their jobs themselves.
+        for sig in (INTERRUPT_SIGNAL, KILL_SIGNAL):
+            signal.signal(sig, self._on_control)
+
+    def _on_control(self, signum, _frame) -> None:
+        self.interrupted = True  # at once: a request accepted before the loop acts is answered so
+        self.pending.append(signum)
 
     def preload(self) -> None:
         """Import everything the jobs use, refusing to serve if that started a thread pool or CUDA."""
@@ -274,10 +345,9 @@ class Server:
         """Accept jobs until stopped, or until the workflow that started the server is gone."""
         import selectors
 
-        self.signals = {
-            s: signal.getsignal(s)
-            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE)
-        }
+        self.signals = {s: signal.getsignal(s) for s in (*_JOB_SIGNALS, signal.SIGCHLD, signal.SIGPIPE)}
+        for sig in (INTERRUPT_SIGNAL, KILL_SIGNAL):  # a job gets the default action, as a fresh process
+            self.signals[sig] = signal.SIG_DFL
         self.wake_r, self.wake_w = socket.socketpair()
         for s in (self.wake_r, self.wake_w):
             s.setblocking(False)
@@ -308,6 +378,7 @@ class Server:
                             pass
                     else:
                         self._client_event(key.data, key.fileobj)
+                self._control()
                 self._reap()
                 if self.parent is not None and os.getppid() != self.parent:
                     _log("the workflow that started the server is gone")
@@ -317,6 +388,30 @@ class Server:
 
     def _on_stop(self, *_):
         self.stopping = True
+
+    def _control(self) -> None:
+        """Act on the workflow's INTERRUPT_SIGNAL / KILL_SIGNAL."""
+        while self.pending:
+            sig = self.pending.pop(0)
+            self.interrupted = True
+            if sig == KILL_SIGNAL:
+                _log(f"killing {len(self.jobs)} jobs (Ctrl-C again)")
+                for pid in self.jobs:
+                    _signal_group(pid, signal.SIGKILL)
+                continue
+            todo = [pid for pid in self.jobs if pid not in self.sigint_at]  # not those their client interrupted
+            _log(f"interrupted: SIGINT to {len(todo)} of {len(self.jobs)} jobs")
+            for pid in todo:
+                self._signal_job(pid, signal.SIGINT)
+
+    def _signal_job(self, pid: int, sig: int) -> None:
+        """Send `sig` to the job's process group; a SIGINT it got just now is not repeated."""
+        if sig == signal.SIGINT:
+            now = time.monotonic()
+            if now - self.sigint_at.get(pid, -SAME_CTRL_C_S) < SAME_CTRL_C_S:
+                return
+            self.sigint_at[pid] = now
+        _signal_group(pid, sig)
 
     def _shutdown(self) -> None:
         for pid in list(self.jobs):
@@ -344,14 +439,18 @@ class Server:
             request, fds = _recv_request(conn)
             if len(fds) != len(request["fds"]):
                 raise ValueError("file descriptors missing")
+            if self.interrupted:
+                raise _Interrupted("the run is being interrupted")
             mine = compat_key(os.environ)
             mine["startup_env"] = self.startup
             theirs = request.get("compat")
             if theirs != mine:
                 diff = sorted(k for k in mine if (theirs or {}).get(k) != mine[k])
                 raise _Refused(f"interpreter differs ({', '.join(diff)})")
-        except (_Refused, OSError, ValueError, KeyError, TypeError) as err:
-            if isinstance(err, _Refused):  # the client runs the job itself
+        except (_Refused, _Interrupted, OSError, ValueError, KeyError, TypeError) as err:
+            if isinstance(err, _Interrupted):  # the client dies of SIGINT, as if it had got the Ctrl-C
+                _send(conn, {"interrupted": str(err)})
+            elif isinstance(err, _Refused):  # the client runs the job itself
                 _send(conn, {"refused": str(err)})
             else:
                 _log(f"bad request: {type(err).__name__}: {err}")
@@ -360,9 +459,11 @@ class Server:
             conn.close()
             return
         server_pid = os.getpid()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _JOB_SIGNALS)
         try:
             pid = os.fork()
         except OSError as err:  # out of memory or processes: the client runs the job itself
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             _send(conn, {"refused": f"fork failed: {err}"})
             for fd in fds:
                 os.close(fd)
@@ -370,13 +471,18 @@ class Server:
             return
         if pid == 0:
             try:
-                self._child(conn, request, fds, server_pid)
+                self._child(conn, request, fds, server_pid, mask)
             except BaseException:
                 import traceback
 
                 traceback.print_exc()
             finally:
                 os._exit(70)  # only reached if the child set-up itself failed
+        try:
+            os.setpgid(pid, pid)  # as the child does: a signal for its group must not miss it
+        except OSError:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in fds:
             os.close(fd)
         self.jobs[pid] = conn
@@ -391,10 +497,23 @@ class Server:
             data = conn.recv(4096)
         except OSError:
             data = b""
-        if not data and pid in self.jobs:  # the client hung up (cancelled): its job goes too
-            _log(f"job {pid}: client gone, killing it")
-            _kill_group(pid)
+        if not data:
+            if pid in self.jobs:  # the client hung up (cancelled): its job goes too
+                _log(f"job {pid}: client gone, killing it")
+                _kill_group(pid)
             self.sel.unregister(conn)
+            return
+        lines = (self.buffers.pop(pid, b"") + data).split(b"\n")
+        if lines[-1]:
+            self.buffers[pid] = lines[-1]
+        for line in lines[:-1]:
+            try:
+                sig = int(json.loads(line)["signal"])
+            except (ValueError, KeyError, TypeError):
+                _log(f"job {pid}: bad message from its client: {line[:100]!r}")
+                continue
+            if pid in self.jobs:
+                self._signal_job(pid, sig)
 
     def _reap(self) -> None:
         while self.jobs:
@@ -405,6 +524,8 @@ class Server:
             if pid == 0:
                 return
             conn = self.jobs.pop(pid, None)
+            self.sigint_at.pop(pid, None)
+            self.buffers.pop(pid, None)
             if conn is None:
                 continue
             _send(conn, {"status": status})
@@ -417,7 +538,7 @@ class Server:
 
     # ---- in the forked child ----
 
-    def _child(self, conn: socket.socket, request: dict, fds: list[int], server_pid: int) -> None:
+    def _child(self, conn: socket.socket, request: dict, fds: list[int], server_pid: int, mask) -> None:
         os.setpgid(0, 0)  # its own group: a cancelled job is killed with whatever it started
         _prctl_pdeathsig(signal.SIGKILL)
         signal.set_wakeup_fd(-1)
@@ -460,7 +581,7 @@ class Server:
         if torch is not None and threads.isdigit() and int(threads) > 0:
             torch.set_num_threads(int(threads))
         _blas_threads()
-        os._exit(_run_job(request["argv"]))
+        os._exit(_run_job(request["argv"], mask))
 
 
 def _blas_threads() -> None:
@@ -503,14 +624,18 @@ def _blas_threads() -> None:
                 break
 
 
-def _kill_group(pid: int) -> None:
+def _signal_group(pid: int, sig: int) -> None:
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, sig)
     except OSError:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
         except OSError:
             pass
+
+
+def _kill_group(pid: int) -> None:
+    _signal_group(pid, signal.SIGKILL)
 
 
 _KEEP: list = []
@@ -554,8 +679,11 @@ def _isfd(fd: int) -> bool:
         return False
 
 
-def _run_job(argv: list[str]) -> int:
-    """`python -m ftbench argv`'s exit status, with the interpreter's exit handling."""
+def _run_job(argv: list[str], mask=None) -> int:
+    """`python -m ftbench argv`'s exit status, with the interpreter's exit handling.
+
+    `mask`: the signal mask to restore once a signal can end the job as it would a fresh process.
+    """
     import atexit
     import threading
     import traceback
@@ -564,6 +692,8 @@ def _run_job(argv: list[str]) -> int:
 
     try:
         try:
+            if mask is not None:  # a SIGINT held back since the fork raises KeyboardInterrupt here
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             code = main(argv)
         except SystemExit as exc:
             code = exc.code
