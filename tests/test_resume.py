@@ -147,3 +147,29 @@ def test_forcerun_retrains_from_scratch(resume_dir):
     from ftbench.aggregate import training_rows
 
     assert sorted(r["epoch"] for r in training_rows(run_dir, {})) == [0, 1, 2]
+
+
+def test_a_checkpoint_cut_by_a_kill_is_dropped_not_resumed_from(tmp_path):
+    # a kill during torch.save leaves a file that does not load; mace's --restart_latest would
+    # swallow the error and train from epoch 0 while the run says "resumed"
+    import torch
+
+    from ftbench.finetune import fingerprint, start_attempt
+
+    checkpoints, out = tmp_path / "ckpt", tmp_path / "run"
+    checkpoints.mkdir()
+    good = checkpoints / "run_epoch-1.pt"
+    torch.save({"model": {"w": torch.ones(1000)}, "epoch": 1}, good)
+    cut = checkpoints / "run_epoch-2.pt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    key = fingerprint(["mace_run_train", "--name=run"], [])
+    (checkpoints / "attempts.json").write_text(
+        json.dumps({"fingerprint": key, "finished": False, "attempts": [{"started": time.time(), "wall_time_s": 5}]})
+    )
+    state = start_attempt(checkpoints, out, key)
+    assert not cut.exists() and good.exists()
+    assert state["resumed"] is True  # from the checkpoint that loads
+    good.write_bytes(good.read_bytes()[:100])  # now the only one is cut too
+    (checkpoints / "attempts.json").write_text(json.dumps({**state, "finished": False}))
+    state = start_attempt(checkpoints, out, key)
+    assert state["resumed"] is False and not list(checkpoints.glob("*.pt"))

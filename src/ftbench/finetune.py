@@ -56,6 +56,28 @@ def _last_activity(*folders: Path) -> float | None:
     return max(times) if times else None
 
 
+def drop_cut_checkpoints(checkpoints: Path) -> list[Path]:
+    """Delete checkpoints that do not load; return them.
+
+    A kill while mace writes a checkpoint leaves a cut file (mace already deleted the previous one,
+    keep_checkpoints false), and --restart_latest would then silently train from epoch 0 while the
+    run is recorded as resumed.
+    """
+    import torch
+
+    dropped = []
+    for path in sorted(checkpoints.glob("*.pt")):
+        try:
+            torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # a cut zip raises several types
+            log.warning(
+                "checkpoint %s does not load (%s: %s): dropped, the run restarts", path, type(err).__name__, err
+            )
+            path.unlink(missing_ok=True)
+            dropped.append(path)
+    return dropped
+
+
 def start_attempt(checkpoints: Path, out_dir: Path, key: str) -> dict:
     """Resume only an interrupted run of the same argv and inputs.
 
@@ -66,6 +88,8 @@ def start_attempt(checkpoints: Path, out_dir: Path, key: str) -> dict:
     path = checkpoints / ATTEMPTS
     state = json.loads(path.read_text()) if path.is_file() else {}
     interrupted = state.get("fingerprint") == key and not state.get("finished")
+    if interrupted:
+        drop_cut_checkpoints(checkpoints)
     resume = interrupted and any(checkpoints.glob("*.pt"))
     if interrupted:
         killed = state["attempts"][-1]
