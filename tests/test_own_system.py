@@ -341,3 +341,58 @@ def test_own_system_runs_to_the_recommendation_and_a_changed_file_reruns(system)
     assert proc.returncode != 0
     said = proc.stdout + proc.stderr
     assert "`catalog.foundation_models.mysys_model.path`" in said and "my_fundation.model does not exist" in said
+
+
+def _broken(system, name: str, edit) -> str:
+    frames = read(system / "cluster.xyz", ":")
+    edit(frames)
+    write(system / f"{name}.xyz", frames, format="extxyz")
+    overlay = (system / "config" / "own_system.yaml").read_text().replace("path: cluster.xyz", f"path: {name}.xyz")
+    (system / "config" / f"{name}.yaml").write_text(overlay)
+    return str(system / "config" / f"{name}.yaml")
+
+
+def _overlap(frames):
+    frames[7].positions[1] = frames[7].positions[0]
+
+
+def _hartree(frames):
+    for a in frames:
+        a.info["dft_energy"] /= 27.211386
+        a.arrays["dft_forces"] /= 27.211386
+
+
+def _renamed(frames):
+    for a in frames:
+        a.info["E_dft"] = a.info.pop("dft_energy")
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "needles"),
+    [
+        ("overlap", _overlap, ["overlap.xyz: frame 7", "0 A apart", "data_checks.min_pair_distance"]),
+        ("renamed", _renamed, ["no energy under key 'dft_energy'", "E_dft", "`energy_key`"]),
+    ],
+)
+def test_the_workflow_refuses_a_broken_variant_before_any_job(system, name, edit, needles):
+    # the user's overlay on a broken copy of the data: the parse itself stops, no job runs
+    assert ftbench("init", *init_args(), cwd=system).returncode == 0
+    overlay = _broken(system, name, edit)
+    proc = snakemake(system, "-c", "2", "--configfile", overlay, check=False)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in said
+    for needle in needles:
+        assert needle in said, (needle, said[-3000:])
+    assert not (system / "results").exists() and not (system / "data" / "local").exists()
+
+
+@pytest.mark.slow
+def test_labels_in_hartree_stop_at_the_e0_step_before_any_fine_tune(system):
+    assert ftbench("init", *init_args(), cwd=system).returncode == 0
+    overlay = _broken(system, "hartree", _hartree)
+    axes = ["--config", "strategies=[naive]", "train_sizes=[10]", "seeds=[1]"]
+    proc = snakemake(system, "-c", "2", "--configfile", overlay, *axes, check=False)
+    assert proc.returncode != 0
+    log = next((system / "logs" / "e0").rglob("n10.log")).read_text()
+    assert "the labels look like Hartree/A, not eV/A" in log and "data_checks.unit_slope_range" in log
+    assert not list((system / "results").glob("runs/*/*/naive/*/*/*/run.json"))
