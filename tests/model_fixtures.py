@@ -154,7 +154,7 @@ def write_mptrj_pool(
     return path
 
 
-def ch3cl_frames(n: int, seed: int) -> list:
+def ch3cl_frames(n: int, seed: int, rattle: float = 0.1) -> list:
     """Rattled CH3Cl frames with random REF_energy/REF_forces labels (tiny real mace runs)."""
     from ase.build import molecule
 
@@ -162,7 +162,7 @@ def ch3cl_frames(n: int, seed: int) -> list:
     out = []
     for _ in range(n):
         a = molecule("CH3Cl")
-        a.positions += rng.normal(0, 0.1, a.positions.shape)
+        a.positions += rng.normal(0, rattle, a.positions.shape)
         a.info["REF_energy"] = float(-20 + rng.normal())
         a.arrays["REF_forces"] = rng.normal(0, 0.5, (len(a), 3))
         a.info["config_type"] = "Default"

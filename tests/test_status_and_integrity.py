@@ -23,6 +23,7 @@ from ase.build import molecule
 from ase.io import read, write
 
 from conftest import ROOT, ftbench
+from model_fixtures import ch3cl_frames
 
 MODEL = ROOT / "data" / "demo" / "foundation" / "demo_gen1.model"
 SOURCES = ROOT / "data" / "demo" / "sources.yaml"
@@ -33,15 +34,7 @@ UNTOUCHED = "sn2/demo_gen1/untouched/foundation/n0/seed0"
 
 def _frames(n: int, seed: int) -> list:
     """Rattled CH3Cl frames with small labels near the model's own scale."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        a = molecule("CH3Cl")
-        a.positions += rng.normal(0, 0.05, a.positions.shape)
-        a.info["REF_energy"] = float(-20 + rng.normal())
-        a.arrays["REF_forces"] = rng.normal(0, 0.5, (len(a), 3))
-        out.append(a)
-    return out
+    return ch3cl_frames(n, seed, rattle=0.05)
 
 
 def _sha(path: Path) -> str:

@@ -94,6 +94,26 @@ def parse_elements(text: str | None) -> set[str] | None:
     return symbols
 
 
+def read_frames(path: Path, what: str, fix: str) -> list:
+    """Return every frame of an extxyz file, or an error naming it as `what` with `fix` (missing, unreadable, empty)."""
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        raise FtbenchError(f"{what} {path} does not exist; {fix}")
+    if path.stat().st_size == 0:
+        raise FtbenchError(f"{what} {path} is empty; {fix}")
+    try:
+        frames = read(path, ":")
+    except Exception as err:  # ase raises many types for a malformed file
+        raise FtbenchError(
+            f"{what} {path} is not a readable extxyz file ({type(err).__name__}: {err}); {fix}"
+        ) from None
+    if not frames:
+        raise FtbenchError(f"{what} {path} holds no configurations; {fix}")
+    return frames
+
+
 # ---------------------------------------------------------------- normalising
 
 

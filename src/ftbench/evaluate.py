@@ -20,8 +20,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from ase.io import read
 
+from ftbench.convert import read_frames
 from ftbench.errors import FtbenchError
 from ftbench.geometry import is_isolated_atom, min_pair_distance
 from ftbench.inference import check_head, heads_of, load_model, predict, resolve_device
@@ -163,15 +163,9 @@ def read_dataset(path: Path) -> list[tuple[int, object]]:
 
     A missing, unreadable or unlabelled file is an error naming it (and the frame).
     """
-    if not path.is_file():
-        raise FtbenchError(f"dataset {path} does not exist; check the --data path (NAME=PATH)")
-    try:
-        frames = read(path, ":")
-    except Exception as err:  # ase raises many types for a malformed or empty file
-        raise FtbenchError(
-            f"dataset {path} is not a readable extxyz file ({type(err).__name__}: {err}); "
-            "give labelled extxyz (`ftbench convert` writes it from other formats)"
-        ) from None
+    frames = read_frames(
+        path, "dataset", "check the --data path (NAME=PATH); give labelled extxyz (`ftbench convert` writes it)"
+    )
     out = []
     for i, a in enumerate(frames):
         if is_isolated_atom(a):

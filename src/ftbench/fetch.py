@@ -739,6 +739,8 @@ def run(args) -> int:
             sources = json.loads(args.sources_json)
         except ValueError as err:
             raise FtbenchError(f"--sources-json is not valid JSON: {err}") from None
+        if "error" in sources:  # the workflow could not resolve the source (common.smk fetch_entry)
+            raise FtbenchError(sources["error"])
         validate_sources(sources, "--sources-json")
     else:
         sources = load_sources(args.sources)

@@ -11,10 +11,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from ase.io import read, write
+from ase.io import write
 
 from ftbench.config import SPLIT_DEFAULTS
-from ftbench.convert import check_labels, normalise_atoms
+from ftbench.convert import check_labels, normalise_atoms, read_frames
 from ftbench.datacheck import DEFAULTS as CHECK_DEFAULTS
 from ftbench.datacheck import check_duplicates, check_geometry, check_leakage
 from ftbench.errors import FtbenchError
@@ -68,18 +68,11 @@ def split(atoms_list, n_valid: int, n_test: int, seed: int, group_key: str | Non
 
 def read_configs(path: Path) -> list:
     """All configurations of a benchmark file, or an error naming it (empty, unreadable)."""
-    if path.stat().st_size == 0:
-        raise FtbenchError(
-            f"benchmark file {path} is empty; put the labelled configurations there "
-            "(extxyz) or remove the benchmark from `benchmarks`"
-        )
-    try:
-        atoms = read(path, ":")
-    except Exception as err:  # ase raises many types for a malformed file
-        raise FtbenchError(f"benchmark file {path} is not a readable extxyz file: {type(err).__name__}: {err}") from err
-    if not atoms:
-        raise FtbenchError(f"benchmark file {path} holds no configurations")
-    return atoms
+    return read_frames(
+        path,
+        "benchmark file",
+        "put the labelled configurations there (extxyz) or remove the benchmark from `benchmarks`",
+    )
 
 
 def label_keys(atoms_list, energy_key: str, forces_key: str, stress_key: str | None):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ase.io import read, write
+from ase.io import write
 
+from ftbench.convert import read_frames
 from ftbench.errors import FtbenchError
 
 
@@ -19,20 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def read_pool(path: Path) -> list:
     """Return the configurations of a training pool, or an error naming the file (missing, unreadable, empty)."""
-    if not path.is_file():
-        raise FtbenchError(
-            f"training pool {path} does not exist; `ftbench prepare` writes it (results/data/<benchmark>/train_pool.xyz)"
-        )
-    try:
-        pool = read(path, ":")
-    except Exception as err:  # ase raises many types for a malformed or empty file
-        raise FtbenchError(
-            f"training pool {path} is not a readable extxyz file ({type(err).__name__}: {err}); "
-            "delete it and rerun `ftbench prepare`"
-        ) from None
-    if not pool:
-        raise FtbenchError(f"training pool {path} holds no configurations; rerun `ftbench prepare`")
-    return pool
+    return read_frames(
+        path, "training pool", "`ftbench prepare` writes it (results/data/<benchmark>/train_pool.xyz): rerun it"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
