@@ -256,3 +256,23 @@ def test_sizes_beyond_the_data_are_refused_before_any_job(tmp_path):
     )
     proc = ftbench("grid", "--configfile", cfg, cwd=tmp_path)
     _refused(proc, "train_sizes [8] exceed its 6 training configurations", "max_train: 6")
+
+
+def test_stress_is_asked_of_periodic_frames_only(tmp_path):
+    # isolated atoms and molecules carry no stress; a periodic frame without one is named
+    frames = []
+    for a in _water(14, energy_key="dft_energy", forces_key="dft_forces"):
+        a.cell, a.pbc = [8.0, 8.0, 8.0], True
+        a.info["dft_stress"] = [0.01, 0.01, 0.01, 0.0, 0.0, 0.0]
+        frames.append(a)
+    for symbol, energy in (("H", -13.6), ("O", -432.0)):
+        free = Atoms(symbol, positions=[[0, 0, 0]])
+        free.info.update(dft_energy=energy, config_type="IsolatedAtom")
+        free.arrays["dft_forces"] = np.zeros((1, 3))
+        frames.append(free)
+    keys = {"energy_key": "dft_energy", "forces_key": "dft_forces", "stress_key": "dft_stress"}
+    ok = ftbench("grid", "--configfile", _own_config(tmp_path, frames, keys=keys, strategies=["naive"]), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    del frames[3].info["dft_stress"]
+    bad = ftbench("grid", "--configfile", _own_config(tmp_path, frames, keys=keys, strategies=["naive"]), cwd=tmp_path)
+    _refused(bad, "1 frames (first: frame 3) have no stress under key 'dft_stress'")

@@ -30,7 +30,7 @@ from ftbench.grid import (
 )
 
 CACHE_DIR = Path(".snakemake") / "ftbench-preflight"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass
@@ -112,7 +112,8 @@ def data_facts(path: Path, keys: dict[str, str | None], group_key: str | None, m
     for what, key in keys.items():
         if not key:
             continue
-        needs = rest if what == "forces" else frames  # isolated atoms may omit forces
+        # isolated atoms may omit forces; only periodic frames have a stress
+        needs = {"energy": frames, "forces": rest, "stress": [a for a in rest if a.pbc.any()]}[what]
         bad = [i for i, a in enumerate(frames) if any(a is b for b in needs) and not _label_present(a, key)]
         if bad:
             found = sorted(set(frames[bad[0]].info) | set(frames[bad[0]].arrays) - {"numbers", "positions"})
