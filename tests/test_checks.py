@@ -153,6 +153,41 @@ def test_labels_in_ev_pass_the_unit_check_and_record_it(tmp_path):
     assert 0.5 < check["forces"]["slope"] < 2.0 and check["forces"]["correlation"] > 0.5
 
 
+def _unit_case(n: int, scale: float, noise: float, seed: int):
+    """n water frames whose labels are `scale` x a stand-in model's predictions plus noise."""
+    from ftbench.datacheck import unit_verdict
+
+    rng = np.random.default_rng(seed)
+    frames, preds = _water(n, seed=seed), []
+    for a in frames:
+        e, f = float(rng.normal()), rng.normal(0, 0.5, (3, 3))
+        preds.append({"energy": e, "forces": f})
+        a.info["REF_energy"] = scale * e + noise * float(rng.normal())
+        a.arrays["REF_forces"] = f + 0.05 * rng.normal(size=(3, 3))
+    return frames, preds, unit_verdict
+
+
+def test_energy_scale_on_a_handful_of_frames_is_not_judged():
+    # the smoke test's case: 6 frames of one composition, a model that knows nothing of them; a
+    # chance correlation above unit_min_correlation must not refuse the data
+    for seed in range(40):
+        frames, preds, unit_verdict = _unit_case(6, 0.0, 300.0, seed)
+        got = unit_verdict(frames, preds, "train.xyz")
+        assert got["forces"]["judged"] and 0.9 < got["forces"]["slope"] < 1.1
+        if got["energies"]["correlation"] >= 0.5:
+            assert not got["energies"]["judged"] and got["energies"]["p_value"] >= 0.01
+            return
+    pytest.fail("no seed gave a chance correlation above 0.5")
+
+
+def test_energy_scale_on_many_correlated_frames_is_refused():
+    from ftbench.errors import FtbenchError
+
+    frames, preds, unit_verdict = _unit_case(60, 300.0, 300.0, 0)
+    with pytest.raises(FtbenchError, match=r"train.xyz: the reference energies are .* x the foundation"):
+        unit_verdict(frames, preds, "train.xyz")
+
+
 def test_missing_e0_data_file_is_named(tmp_path):
     missing = tmp_path / "nope.xyz"
     proc = ftbench("e0", "--mode", "average", "--data", str(missing), "--out", str(tmp_path / "e0.json"))

@@ -111,14 +111,21 @@ def check_leakage(train, others: dict) -> None:
                 )
 
 
-def _slope(ref: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope of ref on pred through zero, and their correlation."""
+# A correlation this likely by chance (few frames, a model that knows nothing of the data) says
+# nothing about units: six random energies correlate above 0.5 about one time in six.
+UNIT_CHECK_MAX_P = 0.01
+
+
+def _slope(ref: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares slope of ref on pred through zero, their correlation and its p-value."""
+    from scipy.stats import pearsonr
+
     ref, pred = np.ravel(ref), np.ravel(pred)
     denom = float(pred @ pred)
-    if denom <= 0 or ref.size < 3:
-        return float("nan"), float("nan")
-    corr = float(np.corrcoef(ref, pred)[0, 1]) if np.std(ref) > 0 and np.std(pred) > 0 else float("nan")
-    return float(ref @ pred) / denom, corr
+    if denom <= 0 or ref.size < 3 or not (np.std(ref) > 0 and np.std(pred) > 0):
+        return float("nan"), float("nan"), float("nan")
+    res = pearsonr(ref, pred)
+    return float(ref @ pred) / denom, float(res.statistic), float(res.pvalue)
 
 
 def _nearest_unit(slope: float, units: dict[str, float]) -> str | None:
@@ -143,8 +150,8 @@ def unit_verdict(frames, preds: list[dict], path, settings: dict | None = None) 
 
     Forces: slope of reference on predicted components. Energies: the same on the energies less
     their composition fit (E0s cannot absorb a scale). A slope is judged only where reference and
-    prediction correlate (`unit_min_correlation`): a model that is merely poor on the data says
-    nothing about units. Outside `unit_slope_range` the error names the unit the slope fits.
+    prediction correlate (`unit_min_correlation`, and not by chance: p < UNIT_CHECK_MAX_P): a model
+    that is merely poor on the data, or a handful of frames, says nothing about units. Outside `unit_slope_range` the error names the unit the slope fits.
     """
     cfg = {**DEFAULTS, **(settings or {})}
     lo, hi = cfg["unit_slope_range"]
@@ -157,9 +164,10 @@ def unit_verdict(frames, preds: list[dict], path, settings: dict | None = None) 
         "forces": (f_ref, f_pred, FORCE_UNITS, "eV/A"),
         "energies": (e_ref, e_pred, ENERGY_UNITS, "eV"),
     }.items():
-        slope, corr = _slope(ref, pred)
-        out[quantity] = {"slope": slope, "correlation": corr}
-        if not (np.isfinite(corr) and corr >= cfg["unit_min_correlation"]) or lo <= slope <= hi:
+        slope, corr, p = _slope(ref, pred)
+        judged = bool(np.isfinite(corr) and corr >= cfg["unit_min_correlation"] and p < UNIT_CHECK_MAX_P)
+        out[quantity] = {"slope": slope, "correlation": corr, "p_value": p, "judged": judged}
+        if not judged or lo <= slope <= hi:
             continue
         unit = _nearest_unit(slope, units)
         cause = (
