@@ -53,6 +53,54 @@ def test_robustness_goes_to_trained_runs_at_the_largest_size_and_the_untouched_m
     ]
 
 
+def test_benchmark_grid_gives_one_benchmark_its_own_sizes_and_models_and_robustness_its_benchmarks():
+    cfg = load_config(
+        overrides={
+            "benchmarks": ["sn2", "water"],
+            "foundation_models": ["demo_gen1", "demo_gen2"],
+            "train_sizes": [10, 30, 100],
+            "seeds": [1, 2],
+            "strategies": ["naive", "replay", "scratch"],
+            "benchmark_grid": {"water": {"train_sizes": [30], "foundation_models": ["demo_gen2"]}},
+            "robustness": {"benchmarks": ["water"], "sizes": "largest"},
+        }
+    )
+    runs = expand_grid(cfg)
+    water = [r for r in runs if r.benchmark == "water"]
+    assert {r.size for r in water} == {30} and {r.model for r in water} == {"demo_gen2", "none"}
+    # water: (naive, replay on gen2 + scratch) x 2 seeds; sn2: 3 sizes x 2 seeds x (2 x 2 + 1)
+    assert len(water) == 6 and len(runs) - len(water) == 30
+    assert {(r.benchmark, r.model) for r in untouched_runs(cfg)} == {
+        ("sn2", "demo_gen1"),
+        ("sn2", "demo_gen2"),
+        ("water", "demo_gen2"),
+    }
+    chosen = robustness_runs(cfg, runs + untouched_runs(cfg))
+    assert {r.benchmark for r in chosen} == {"water"} and len(chosen) == 7
+    # slicing the top-level axis still slices the benchmark's own list
+    sliced = load_config(
+        overrides={**{k: cfg[k] for k in ("benchmarks", "benchmark_grid")}, "foundation_models": ["demo_gen1"]}
+    )
+    assert not [r for r in expand_grid(sliced) if r.benchmark == "water" and r.model != "none"]
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"benchmark_grid": {"watr": {"train_sizes": [10]}}}, "`benchmark_grid.watr`: no benchmark 'watr'"),
+        (
+            {"benchmark_grid": {"water": {"foundation_models": ["gen9"]}}},
+            "`benchmark_grid.water.foundation_models`: unknown foundation model(s) ['gen9']",
+        ),
+        ({"robustness": {"benchmarks": ["sn3"]}}, "`robustness.benchmarks`: unknown benchmark(s) ['sn3']"),
+    ],
+)
+def test_benchmark_grid_and_robustness_scope_name_unknown_entries(override, needle):
+    with pytest.raises(FtbenchError) as err:
+        load_config(overrides=override)
+    assert needle in str(err.value)
+
+
 def test_paper_grid_is_the_full_study():
     cfg = load_config([DEFAULT, PAPER])
     assert len(cfg["foundation_models"]) == 3 and len(cfg["benchmarks"]) == 5 and len(cfg["strategies"]) == 8

@@ -261,6 +261,26 @@ def validate(cfg: dict) -> dict:
                 f"`{axis}`; defined in `catalog.{axis}`: {', '.join(sorted(known))}. "
                 f"Fix the name or add an entry under `catalog.{axis}`."
             )
+    for bench, axes in (cfg.get("benchmark_grid") or {}).items():
+        if bench not in catalog["benchmarks"]:
+            raise FtbenchError(
+                f"`benchmark_grid.{bench}`: no benchmark {bench!r} in `catalog.benchmarks` "
+                f"({', '.join(sorted(catalog['benchmarks']))}); fix the name or remove the entry"
+            )
+        unknown = [m for m in axes.get("foundation_models", []) if m not in catalog["foundation_models"]]
+        if unknown:
+            raise FtbenchError(
+                f"`benchmark_grid.{bench}.foundation_models`: unknown foundation model(s) {unknown}; defined in "
+                f"`catalog.foundation_models`: {', '.join(sorted(catalog['foundation_models']))}"
+            )
+    scope = cfg["robustness"].get("benchmarks", "all")
+    if scope != "all":
+        unknown = [b for b in scope if b not in catalog["benchmarks"]]
+        if unknown:
+            raise FtbenchError(
+                f"`robustness.benchmarks`: unknown benchmark(s) {unknown}; use `all` or names from "
+                f"`catalog.benchmarks`: {', '.join(sorted(catalog['benchmarks']))}"
+            )
     for name in cfg["strategies"]:
         check_strategy(cfg, name)
     for bench in cfg["benchmarks"]:
@@ -274,7 +294,10 @@ def validate(cfg: dict) -> dict:
             "weight_pt_head path puts it). Set replay.weight_pt_head: 1.0; to weight the replay head's "
             "energies, put config_energy_weight in the pool file (as the study's SN2 pool does)."
         )
+    restricted = [(cfg.get("benchmark_grid") or {}).get(b, {}).get("foundation_models") for b in cfg["benchmarks"]]
     for name in cfg["foundation_models"]:
+        if all(only is not None and name not in only for only in restricted):
+            continue  # no benchmark of this grid runs it
         entry = catalog["foundation_models"][name]
         if entry["source"] != "url":
             continue

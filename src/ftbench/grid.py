@@ -46,6 +46,27 @@ class Run:
         return self.model != NO_MODEL
 
 
+def _train_sizes(cfg: dict, benchmark: str):
+    """Return the `train_sizes` axis of one benchmark: its `benchmark_grid` entry, else the top level."""
+    return (cfg.get("benchmark_grid") or {}).get(benchmark, {}).get("train_sizes", cfg["train_sizes"])
+
+
+def models_for(cfg: dict, benchmark: str) -> list[str]:
+    """Return the foundation models run on one benchmark.
+
+    `foundation_models`, restricted to the benchmark's `benchmark_grid` list when it has one (so
+    slicing the top-level axis still slices).
+    """
+    only = (cfg.get("benchmark_grid") or {}).get(benchmark, {}).get("foundation_models")
+    return [m for m in cfg["foundation_models"] if only is None or m in only]
+
+
+def models_used(cfg: dict) -> list[str]:
+    """Return the foundation models some benchmark of the grid runs, in config order."""
+    used = {m for b in cfg["benchmarks"] for m in models_for(cfg, b)}
+    return [m for m in cfg["foundation_models"] if m in used]
+
+
 def sizes_for(cfg: dict, benchmark: str) -> list[int]:
     """Return the training-set sizes of one benchmark.
 
@@ -53,24 +74,25 @@ def sizes_for(cfg: dict, benchmark: str) -> list[int]:
     whole pool).
     """
     pool = _pool(cfg, benchmark)
-    if cfg["train_sizes"] == "auto":
+    wanted = _train_sizes(cfg, benchmark)
+    if wanted == "auto":
         sizes = [s for s in cfg["size_ladder"] if pool is None or s <= pool]
         return sizes + [pool] if pool is not None and pool not in sizes else sizes
-    too_big = [s for s in cfg["train_sizes"] if pool is not None and s > pool]
+    too_big = [s for s in wanted if pool is not None and s > pool]
     if too_big:
         raise FtbenchError(
             f"train_sizes {too_big} exceed the {pool} training configurations of benchmark "
             f"{benchmark!r}; lower `train_sizes` or set `train_sizes: auto` to cap them"
         )
-    return list(cfg["train_sizes"])
+    return list(wanted)
 
 
 def dropped_sizes(cfg: dict) -> dict[str, list[int]]:
     """Ladder sizes that `train_sizes: auto` leaves out because a benchmark holds less data."""
-    if cfg["train_sizes"] != "auto":
-        return {}
     out = {}
     for benchmark in cfg["benchmarks"]:
+        if _train_sizes(cfg, benchmark) != "auto":
+            continue
         pool = _pool(cfg, benchmark)
         dropped = [s for s in cfg["size_ladder"] if pool is not None and s > pool]
         if dropped:
@@ -123,7 +145,7 @@ def skipped_runs(cfg: dict) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for bench in cfg["benchmarks"]:
         for name in cfg["strategies"]:
-            for model in cfg["foundation_models"]:
+            for model in models_for(cfg, bench):
                 reason = replay_pool_missing(cfg, name, model, bench)
                 if reason:
                     out.setdefault(reason, []).append(f"{name} on {bench}")
@@ -140,7 +162,7 @@ def expand_grid(cfg: dict) -> list[Run]:
         for size in sizes_for(cfg, bench):
             for name in cfg["strategies"]:
                 uses_fm = strategy(cfg, name).get("foundation", True)
-                models = cfg["foundation_models"] if uses_fm else [NO_MODEL]
+                models = models_for(cfg, bench) if uses_fm else [NO_MODEL]
                 for model in models:
                     if uses_fm and replay_pool_missing(cfg, name, model, bench):
                         continue
@@ -152,15 +174,18 @@ def expand_grid(cfg: dict) -> list[Run]:
 
 def untouched_runs(cfg: dict) -> list[Run]:
     """Return the untouched foundation models as runs, evaluated like runs (no training)."""
-    return [Run(b, m, UNTOUCHED, UNTOUCHED_E0, 0, 0) for b in cfg["benchmarks"] for m in cfg["foundation_models"]]
+    return [Run(b, m, UNTOUCHED, UNTOUCHED_E0, 0, 0) for b in cfg["benchmarks"] for m in models_for(cfg, b)]
 
 
 def robustness_runs(cfg: dict, runs: list[Run]) -> list[Run]:
     """Return the runs that get robustness tests: untouched models and trained runs.
 
-    With `robustness.sizes: largest`, only trained runs at their benchmark's largest size. A
+    Only on the benchmarks `robustness.benchmarks` names (`all`: every one). With
+    `robustness.sizes: largest`, only trained runs at their benchmark's largest size. A
     `train: false` run has the untouched model's forces, so its dynamics are the untouched one's.
     """
+    scope = cfg["robustness"].get("benchmarks", "all")
+    runs = [r for r in runs if scope == "all" or r.benchmark in scope]
     largest = {}
     for r in runs:
         if r.strategy != UNTOUCHED:

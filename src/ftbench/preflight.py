@@ -22,6 +22,8 @@ from ftbench.errors import FtbenchError
 from ftbench.grid import (
     NO_MODEL,
     expand_grid,
+    models_for,
+    models_used,
     pt_slice_available,
     robustness_runs,
     sizes_for,
@@ -279,8 +281,8 @@ def preflight(cfg: dict) -> Report:
         return report
     for reason, cells in skipped_runs(cfg).items():
         report.plan.append(f"skipped: {', '.join(cells)}: {reason}")
-    for model in cfg["foundation_models"]:
-        blind = [b for b in cfg["benchmarks"] if not pt_slice_available(cfg, model, b)]
+    for model in models_used(cfg):
+        blind = [b for b in cfg["benchmarks"] if model in models_for(cfg, b) and not pt_slice_available(cfg, model, b)]
         if blind:
             report.plan.append(
                 f"forgetting is not measured for {model!r} on {', '.join(blind)}: no pretraining data "
@@ -297,12 +299,16 @@ def preflight(cfg: dict) -> Report:
                 f"`catalog.benchmarks.{bench}.max_train: {pool}` with `train_sizes: auto`"
             )
         if len(sizes) < 3:
-            report.warnings.append(f"benchmark {bench!r}: {len(sizes)} training-set size(s): a learning curve needs 3")
+            note = f"benchmark {bench!r}: {len(sizes)} training-set size(s): a learning curve needs 3"
+            # chosen per benchmark (benchmark_grid, e.g. water for robustness only): a plan line
+            deliberate = "train_sizes" in (cfg.get("benchmark_grid") or {}).get(bench, {})
+            (report.plan if deliberate else report.warnings).append(note)
     if len(cfg["seeds"]) < 2:
         report.warnings.append(
             f"one seed ({cfg['seeds'][0]}): no seed spread, so every strategy comparison reads 'undecided'; "
             "use `seeds: [1, 2]` or more"
         )
+    robust = robustness_runs(cfg, runs + untouched_runs(cfg))
     by_strategy: dict[str, int] = {}
     for r in runs:
         by_strategy[r.strategy] = by_strategy.get(r.strategy, 0) + 1
@@ -310,10 +316,13 @@ def preflight(cfg: dict) -> Report:
         f"{len(runs)} fine-tune jobs ("
         + ", ".join(f"{s} {n}" for s, n in by_strategy.items())
         + f"), {len(untouched_runs(cfg))} untouched-model evaluations, "
-        f"{len(robustness_runs(cfg, runs + untouched_runs(cfg)))} robustness jobs"
+        f"{len(robust)} robustness jobs"
     )
     for bench in cfg["benchmarks"]:
-        report.plan.append(f"{bench}: sizes {sizes_for(cfg, bench)}, seeds {cfg['seeds']}")
+        report.plan.append(
+            f"{bench}: sizes {sizes_for(cfg, bench)}, seeds {cfg['seeds']}, models {models_for(cfg, bench)}"
+            + ("" if any(r.benchmark == bench for r in robust) else ", no robustness tests (robustness.benchmarks)")
+        )
     absent = [s for s in cfg["catalog"]["strategies"] if s not in cfg["strategies"]]
     if absent:
         report.plan.append(f"not in this grid: {', '.join(absent)} (add them to `strategies` to run them)")

@@ -442,17 +442,21 @@ def run_warnings(runs: pd.DataFrame, benchmark: str) -> list[str]:
 def missing_cells(
     runs: pd.DataFrame,
     benchmarks: list[str],
-    models: list[str],
+    models: list[str] | dict[str, list[str]],
     strategies: list[str],
     no_foundation: set[str] = frozenset(),
 ) -> dict[str, list[str]]:
-    """Per benchmark, the model/strategy cells of the grid that have no run in runs.csv."""
+    """Per benchmark, the model/strategy cells of the grid that have no run in runs.csv.
+
+    `models`: the foundation models of every benchmark, or {benchmark: its models}.
+    """
     have = set(zip(runs.benchmark, runs.model, runs.strategy))
     out = {}
     for bench in benchmarks:
-        cells = [(m, UNTOUCHED) for m in models]
+        ms = models.get(bench, []) if isinstance(models, dict) else models
+        cells = [(m, UNTOUCHED) for m in ms]
         for strategy in strategies:
-            cells += [(NO_MODEL, strategy)] if strategy in no_foundation else [(m, strategy) for m in models]
+            cells += [(NO_MODEL, strategy)] if strategy in no_foundation else [(m, strategy) for m in ms]
         gone = [f"{m}/{s}" for m, s in dict.fromkeys(cells) if (bench, m, s) not in have]
         if gone:
             out[bench] = gone
@@ -478,6 +482,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "says so when it has no finished runs",
     )
     p.add_argument("--models", nargs="*", default=[], help="foundation models the config expects")
+    p.add_argument(
+        "--benchmark-models",
+        nargs="*",
+        default=[],
+        metavar="BENCHMARK=M1,M2",
+        help="a benchmark that runs other foundation models than --models (config `benchmark_grid`)",
+    )
     p.add_argument("--strategies", nargs="*", default=[], help="strategies the config expects")
     p.add_argument(
         "--no-foundation", nargs="*", default=[], help="strategies that train without a foundation model (scratch)"
@@ -506,7 +517,11 @@ def run(args: argparse.Namespace) -> int:
     written = []
     # Draw from what exists and say what is missing: every expected summary is written (a
     # missing output would make Snakemake delete all of this job's tables).
-    missing = missing_cells(runs, args.benchmarks, args.models, args.strategies, set(args.no_foundation))
+    models = {b: list(args.models) for b in args.benchmarks}
+    for item in args.benchmark_models:
+        bench, _, names = item.partition("=")
+        models[bench] = [m for m in names.split(",") if m]
+    missing = missing_cells(runs, args.benchmarks, models, args.strategies, set(args.no_foundation))
     for bench, cells in missing.items():
         print(
             f"missing: {bench}: {len(cells)} cells have no finished run in {args.tables}/runs.csv: {', '.join(cells)}"

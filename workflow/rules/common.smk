@@ -132,7 +132,9 @@ def tables_grid_args():
             "--benchmarks",
             *config["benchmarks"],
             "--models",
-            *config["foundation_models"],
+            *ftg.models_used(config),
+            "--benchmark-models",
+            *[f"{b}={','.join(ftg.models_for(config, b))}" for b in config["benchmarks"]],
             "--strategies",
             *config["strategies"],
             "--no-foundation",
@@ -154,7 +156,7 @@ def run_results(runs):
         "pt_eval": [
             f"{RUNS_ROOT}/{r.path}/pt_eval/{m}.json"
             for r in scratch
-            for m in config["foundation_models"]
+            for m in ftg.models_for(config, r.benchmark)
             if has_pt_slice(m, r.benchmark)
         ],
         "robustness": run_files(robustness_runs(runs), "robustness/robustness.json"),
@@ -519,7 +521,7 @@ def check_local_files():
     Snakemake would otherwise keep using it silently (an input function's error is ignored for
     an existing output)."""
     used = [f"catalog.benchmarks.{b}." for b in config["benchmarks"]]
-    used += [f"catalog.foundation_models.{m}." for m in config["foundation_models"]]
+    used += [f"catalog.foundation_models.{m}." for m in ftg.models_used(config)]
     for original, where in local_files().values():
         if where.startswith(tuple(used)) and not os.path.isfile(original):
             raise WorkflowError(
