@@ -14,6 +14,31 @@ ROOT = Path(__file__).resolve().parents[1]
 MICRO = ROOT / "tests" / "data" / "micro.yaml"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--full", action="store_true", help="also run the CI tier (marker `ci`: the longest end-to-end runs)"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the markers below take part in it
+def pytest_collection_modifyitems(config, items):
+    """Three tiers. Fast (`-m "not slow"`): no workflow run, no training. Default (`pytest -q`):
+    all but the CI tier. Full (`--full`, what .ci/run runs): everything.
+
+    Anything on the session's micro pipeline is slow; the CI tier is slow and skipped (not
+    deselected, so the summary counts it) without --full.
+    """
+    full = config.getoption("--full")
+    skip = pytest.mark.skip(reason="CI tier: run with `pytest --full` (.ci/run does)")
+    for item in items:
+        if "micro_run" in getattr(item, "fixturenames", ()) or item.get_closest_marker("pipeline"):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("ci"):
+            item.add_marker(pytest.mark.slow)
+            if not full:
+                item.add_marker(skip)
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1500) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
     proc = subprocess.run(

@@ -65,6 +65,7 @@ def _frames(n, seed, isolated=False):
 
 
 @pytest.mark.parametrize("replay", [False, True], ids=["naive", "replay"])
+@pytest.mark.slow
 def test_real_mace_takes_the_budgeted_steps(tmp_path, replay):
     model = mf.build_model(ZS, channels=8, max_L=0, correlation=2, num_interactions=1, radial_mlp=(16,))
     mf.save(model, tmp_path / "foundation.model")

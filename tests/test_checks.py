@@ -45,6 +45,7 @@ def _refused(proc, *needles):
 # ---- geometry ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_periodic_frame_with_a_zero_cell_is_refused(tmp_path):
     frames = _water(8)
     frames[5].pbc = True  # cell stays all zeros
@@ -54,6 +55,7 @@ def test_periodic_frame_with_a_zero_cell_is_refused(tmp_path):
     assert not (tmp_path / "o" / "train_pool.xyz").exists()
 
 
+@pytest.mark.slow
 def test_atoms_on_top_of_each_other_are_refused_with_the_frame(tmp_path):
     frames = _water(8)
     frames[6].positions[2] = frames[6].positions[1]
@@ -67,6 +69,7 @@ def test_atoms_on_top_of_each_other_are_refused_with_the_frame(tmp_path):
     _refused(proc, f"{test}: frame 0", "0 A apart", "data_checks.min_pair_distance")
 
 
+@pytest.mark.slow
 def test_mixed_periodic_and_molecular_frames_are_refused(tmp_path):
     frames = _water(8)
     for a in frames[:3]:
@@ -80,6 +83,7 @@ def test_mixed_periodic_and_molecular_frames_are_refused(tmp_path):
 # ---- splits -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_duplicate_frames_in_one_file_are_refused(tmp_path):
     frames = _water(8)
     frames.append(frames[2].copy())
@@ -90,6 +94,7 @@ def test_duplicate_frames_in_one_file_are_refused(tmp_path):
     _refused(_prepare(tmp_path, data), str(data), "frames 2 and 8 are the same structure", "remove the duplicates")
 
 
+@pytest.mark.slow
 def test_test_frames_copied_from_training_are_refused(tmp_path):
     frames = _water(10)
     train, valid, test = tmp_path / "train.xyz", tmp_path / "valid.xyz", tmp_path / "test.xyz"
@@ -100,6 +105,7 @@ def test_test_frames_copied_from_training_are_refused(tmp_path):
     _refused(proc, f"{test}: test frame 1 is a copy of training-pool frame")
 
 
+@pytest.mark.slow
 def test_own_validation_file_without_a_test_file_is_used(tmp_path):
     data, valid = tmp_path / "data.xyz", tmp_path / "valid.xyz"
     write(data, _water(10), format="extxyz")
@@ -133,17 +139,40 @@ def _sn2_train(tmp_path, scale: float):
     return path
 
 
-@pytest.mark.parametrize(
-    ("scale", "unit"), [(1 / 27.211386, "Hartree/A"), (23.0605, "kcal/mol/A"), (1 / 51.422, "Hartree/Bohr")]
-)
-def test_labels_in_another_unit_are_refused_before_training(tmp_path, scale, unit):
-    train = _sn2_train(tmp_path, scale)
+@pytest.mark.slow
+def test_labels_in_another_unit_are_refused_by_the_e0_step(tmp_path):
+    train = _sn2_train(tmp_path, 1 / 27.211386)
     out = tmp_path / "e0.json"
     proc = ftbench("e0", "--mode", "estimated", "--data", str(train), "--model", str(GEN1), "--out", str(out))
-    _refused(proc, f"training set {train}", f"the labels look like {unit}, not eV/A", "data_checks.unit_slope_range")
+    _refused(proc, f"training set {train}", "the labels look like Hartree/A, not eV/A", "data_checks.unit_slope_range")
     assert not out.exists()
 
 
+@pytest.fixture(scope="module")
+def gen1_on_sn2():
+    """The shipped demo_gen1's predictions on 24 sn2 frames, the frames the e0 step would check."""
+    from ftbench.inference import predict, read_model
+
+    frames = [a for a in read(SN2, ":40") if len(a) > 1][:24]
+    return frames, predict(read_model(GEN1), frames)
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(23.0605, "kcal/mol/A"), (1 / 51.422, "Hartree/Bohr")])
+def test_labels_in_another_unit_are_named(gen1_on_sn2, scale, unit):
+    from ftbench.datacheck import unit_verdict
+    from ftbench.errors import FtbenchError
+
+    frames, preds = gen1_on_sn2
+    scaled = [a.copy() for a in frames]
+    for a in scaled:
+        a.info["REF_energy"] = a.info["REF_energy"] * scale
+        a.arrays["REF_forces"] = a.arrays["REF_forces"] * scale
+    with pytest.raises(FtbenchError, match=f"the labels look like {unit}, not eV/A"):
+        unit_verdict(scaled, preds, "training set train.xyz")
+    assert unit_verdict(frames, preds, "training set train.xyz")["forces"]["judged"]
+
+
+@pytest.mark.slow
 def test_labels_in_ev_pass_the_unit_check_and_record_it(tmp_path):
     train = _sn2_train(tmp_path, 1.0)
     out = tmp_path / "e0.json"
@@ -221,6 +250,7 @@ def test_missing_e0_data_file_is_named(tmp_path):
         ("train_sizes=[abc", ["--config 'train_sizes=[abc'", "not valid YAML"]),
     ],
 )
+@pytest.mark.slow
 def test_contradictory_or_inert_settings_stop_the_grid(override, needles):
     _refused(ftbench("grid", "--counts-only", "--config", override), *needles)
 
@@ -256,6 +286,7 @@ def _own_config(tmp_path, frames, *, keys=None, strategies=None, e0=None) -> str
     return str(path)
 
 
+@pytest.mark.slow
 def test_grid_names_a_label_key_the_file_lacks_and_the_keys_it_has(tmp_path):
     frames = _water(14, energy_key="dft_energy", forces_key="dft_forces")
     cfg = _own_config(tmp_path, frames, keys={"energy_key": "energy_dft", "forces_key": "dft_forces"})
@@ -263,6 +294,7 @@ def test_grid_names_a_label_key_the_file_lacks_and_the_keys_it_has(tmp_path):
     _refused(proc, "no energy under key 'energy_dft'", "dft_energy", "`energy_key` in `catalog.benchmarks.mine`")
 
 
+@pytest.mark.slow
 def test_scratch_without_isolated_atoms_is_refused_with_advice_that_fits_scratch(tmp_path):
     frames = _water(14, energy_key="dft_energy", forces_key="dft_forces")
     cfg = _own_config(tmp_path, frames, keys={"energy_key": "dft_energy", "forces_key": "dft_forces"})
@@ -271,6 +303,7 @@ def test_scratch_without_isolated_atoms_is_refused_with_advice_that_fits_scratch
     assert "e0: [estimated]" not in proc.stderr.split("scratch (no foundation model)")[1].split("\n")[0]
 
 
+@pytest.mark.slow
 def test_single_composition_fit_is_named_with_advice_that_acts(tmp_path):
     frames = _water(14, energy_key="dft_energy", forces_key="dft_forces")
     cfg = _own_config(
@@ -284,6 +317,7 @@ def test_single_composition_fit_is_named_with_advice_that_acts(tmp_path):
     assert "sizes [4, 8]" in proc.stderr and "needs 3" in proc.stderr  # a 2-point learning curve is flagged
 
 
+@pytest.mark.slow
 def test_sizes_beyond_the_data_are_refused_before_any_job(tmp_path):
     frames = _water(10, energy_key="dft_energy", forces_key="dft_forces")
     cfg = _own_config(
@@ -293,6 +327,7 @@ def test_sizes_beyond_the_data_are_refused_before_any_job(tmp_path):
     _refused(proc, "train_sizes [8] exceed its 6 training configurations", "max_train: 6")
 
 
+@pytest.mark.slow
 def test_stress_is_asked_of_periodic_frames_only(tmp_path):
     # isolated atoms and molecules carry no stress; a periodic frame without one is named
     frames = []

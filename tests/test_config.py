@@ -188,6 +188,7 @@ def test_run_paths_round_trip():
     assert parse_run_path(run.path) == run
 
 
+@pytest.mark.slow
 def test_grid_cli_slices_axes():
     proc = ftbench("grid", "--config", "benchmarks=[sn2]", "strategies=[naive,replay]")
     assert proc.returncode == 0, proc.stderr

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "data" / "demo"
 
 
+@pytest.mark.slow
 def test_trajectory_frames_carry_the_labels_of_their_own_positions():
     settings = {"steps": 12, "every": 4, "equilibrate": 4, "temperatures": [500], "halides": ["F", "Cl"]}
     frames = demo_world.trajectory("sn2_complex", 1, "GFN1-xTB", settings, seed=3)
@@ -35,6 +36,7 @@ def test_trajectory_frames_carry_the_labels_of_their_own_positions():
     np.testing.assert_allclose(again.arrays["REF_forces"], frames[-1].arrays["REF_forces"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_relabelling_changes_level_of_theory_not_geometry():
     frames = demo_world.trajectory(
         "water_cluster", 0, "GFN1-xTB", {"steps": 4, "every": 4, "n_min": 2, "n_max": 2}, seed=1
@@ -166,6 +168,7 @@ def _fake_build(root: Path, gates: dict) -> dict:
     return recipe
 
 
+@pytest.mark.slow
 def test_ship_refuses_failed_gates_and_writes_a_checksummed_source(tmp_path):
     good = {"demo_gen1": {"heldout": {"forces_rmse": 200.0}}, "demo_gen2": {"heldout": {"forces_rmse": 90.0}}}
     recipe = _fake_build(tmp_path / "build", good)
@@ -244,6 +247,7 @@ def _tiny_pretraining(tmp_path, rng):
     return frames, flags, stage
 
 
+@pytest.mark.slow
 def test_pretrain_stages_resume_skip_and_start_over_on_new_data(tmp_path):
     """Real mace_run_train: stage 2 continues at stage 1's last epoch, a stage already trained
     past is only recorded, and changed data clears the checkpoints instead of resuming them."""
@@ -274,6 +278,7 @@ def test_pretrain_stages_resume_skip_and_start_over_on_new_data(tmp_path):
     assert [r["from_epoch"] for r in demo_world.training_runs(work)] == [0, 0]
 
 
+@pytest.mark.slow
 def test_stage_two_added_before_its_start_resumes_and_ships_the_stage_two_weights(tmp_path):
     """Real mace_run_train: Stage-Two flags (and a report-only flag) set after stage 1, before their
     start epoch, keep the checkpoints; the stage that crosses the start trains Stage Two at its lower learning rate and its

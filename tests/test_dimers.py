@@ -119,6 +119,7 @@ def tiny_models(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_with_mace(tmp_path, tiny_models, capsys):
     from ftbench.cli import main
 

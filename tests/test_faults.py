@@ -51,6 +51,7 @@ def _files_benchmark(workdir, name: str, keys: dict, atoms) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_files_benchmark_with_its_own_label_keys_is_prepared(tmp_path):
     keys = {"energy_key": "mp2_energy", "forces_key": "mp2_forces"}
     cfg = _files_benchmark(tmp_path, "mp2", keys, _molecules(10, **keys))
@@ -68,6 +69,7 @@ def test_empty_benchmark_file_is_named_without_a_traceback(tmp_path):
     assert f"benchmark file {empty} is empty" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_failed_job_prints_its_log_through_the_profile(tmp_path):
     keys = {"energy_key": "mp2_energy", "forces_key": "mp2_forces"}
     cfg = _files_benchmark(tmp_path, "mp2", keys, _molecules(10, **keys))
@@ -96,6 +98,7 @@ def test_bare_tables_and_figures_need_the_folder(tmp_path, command):
 
 
 @pytest.mark.parametrize("content", ["junk", "dict"])
+@pytest.mark.ci
 def test_corrupt_or_foreign_model_is_named(tmp_path, content):
     import torch
 
@@ -132,6 +135,7 @@ def _halomethanes(halogen: str, n: int, seed: int) -> list[Atoms]:
     return out
 
 
+@pytest.mark.slow
 def test_test_only_element_stops_at_prepare(tmp_path):
     bench = tmp_path / "bench"
     bench.mkdir()
@@ -189,6 +193,7 @@ def test_element_unknown_to_a_foundation_model_stops_every_model_job(micro_run, 
         assert not (work / "results" / part / "brbench").exists(), part
 
 
+@pytest.mark.slow
 def test_command_line_slice_writes_its_own_tables(tmp_path):
     proc = snakemake(tmp_path, "-n", "--config", "benchmarks=[sn2]")
     out = proc.stdout + proc.stderr

@@ -141,6 +141,7 @@ def test_schematic_column_per_strategy(tables, tmp_path):
     assert set(STRATEGIES) <= names
 
 
+@pytest.mark.slow
 def test_cli_draws_every_figure_and_refuses_missing_tables(tmp_path):
     tables = write_tables(tmp_path / "tables")
     proc = ftbench("figures", "--tables", str(tables), "--out", str(tmp_path / "fig"))

@@ -92,11 +92,13 @@ def test_client_compat_mirrors_server():
     assert forkclient.SOCKET_ENV == forkserver.SOCKET_ENV and forkclient.PROTOCOL == forkserver.PROTOCOL
 
 
+@pytest.mark.slow
 def test_server_holds_one_thread(server):
     # No OpenMP/MKL pool (or any thread) may exist in the process every job is forked from.
     assert len(os.listdir(f"/proc/{server['proc'].pid}/task")) == 1
 
 
+@pytest.mark.slow
 def test_grid_same_stdout_stderr_and_exit_code(server, tmp_path):
     via, plain = same_run(server, tmp_path, "grid", "--configfile", str(ROOT / "config" / "config.yaml"))
     assert via.returncode == plain.returncode == 0
@@ -138,7 +140,7 @@ def _tiny_world(work: Path, env) -> None:
         assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_real_jobs_write_the_same_files_and_train_with_two_threads(server, tmp_path):
     """Labelling, splitting, E0s and a 2-thread fine-tune (OpenMP after fork) through the server
     give the files a plain run gives."""
@@ -256,6 +258,7 @@ def test_killing_the_client_kills_the_job(server, tmp_path, sig):
     assert _gone(job), f"job {job} survived its client's {sig!r}"
 
 
+@pytest.mark.slow
 def test_no_server_stale_socket_or_other_interpreter_falls_back(server, tmp_path):
     args = ["grid", "--configfile", str(ROOT / "config" / "config.yaml")]
     plain = ftbench(*args, env=PLAIN_ENV, cwd=tmp_path)
@@ -294,6 +297,7 @@ def _snakemake(workdir: Path, *args, env) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("case", ["slurm", "config", "env"])
+@pytest.mark.ci
 def test_cluster_executor_and_switches_keep_the_server_off(tmp_path, case):
     # onstart runs before any job is scheduled; --touch keeps the local runs cheap.
     args, env = ["-c", "1", "--touch"], dict(PLAIN_ENV)
@@ -313,6 +317,7 @@ def test_cluster_executor_and_switches_keep_the_server_off(tmp_path, case):
     assert "fork server starting" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_workflow_starts_and_stops_the_server_and_clears_stale_ones(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()

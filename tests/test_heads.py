@@ -63,6 +63,7 @@ def head_e0s(model, head):
     return {int(z): float(e) for z, e in zip(model.atomic_numbers, row)}
 
 
+@pytest.mark.slow
 def test_e0_foundation_mode_returns_that_heads_e0s(world):
     rc, out = _e0(world, "--head", HEAD, "--mode", "foundation")
     assert rc == 0
@@ -98,6 +99,7 @@ def test_multihead_without_head_or_with_unknown_head_is_an_error(world, capsys):
     "model,heads",
     [("mh.model", "mp_pbe, omat_pbe, spice_wb97m"), ("single.model", "Default"), ("replay.model", "Default, pt_head")],
 )
+@pytest.mark.slow
 def test_evaluate_unknown_head_fails_and_lists_heads(world, model, heads):
     d = world["dir"]
     out = d / f"errors_{model}.json"

@@ -199,7 +199,7 @@ def _assert_stopped_cleanly(run: Run, rc: int | None, stderr: str) -> None:
     assert not list(run.tmp.glob("ftbench-fs-*")), "the server's socket folder was not removed (stop() skipped)"
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 @pytest.mark.parametrize("to", ["group", "snakemake"])
 @pytest.mark.parametrize("presses", [1, 2])
 def test_ctrl_c_stops_the_run_and_a_rerun_resumes(upstream, tmp_path, to, presses):
@@ -316,6 +316,7 @@ def _gone(pid: int, timeout: float = 30) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_one_ctrl_c_interrupts_a_job_once_and_no_later_job_starts(tmp_path):
     """A terminal's Ctrl-C reaches the client (which forwards it) and Snakemake (whose handler sends
     the server SIGUSR1) at once: the job gets one SIGINT and dies of it; a job asked for afterwards

@@ -38,6 +38,7 @@ def test_ramp_is_linear():
     assert ramp_temperature(100, 100, 300, 1000) == 1000
 
 
+@pytest.mark.slow
 def test_lj_argon_solid_is_stable(tmp_path):
     steps, save_every = 200, 20
     result = run_replicas(

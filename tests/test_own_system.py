@@ -119,6 +119,7 @@ def test_init_refuses_bad_input_before_writing(system, extra, message):
     assert not (system / "config" / "own_system.yaml").exists()
 
 
+@pytest.mark.slow
 def test_init_refuses_elements_the_model_does_not_know(system):
     frames = user_frames()
     for a in frames:  # Cl -> Si in every frame (every split has it); demo_gen1 knows H C N O F Li Na Cl
@@ -132,6 +133,7 @@ def test_init_refuses_elements_the_model_does_not_know(system):
 # ---------------------------------------------------------------- init -> grid
 
 
+@pytest.mark.slow
 def test_init_writes_an_overlay_that_grid_reads(system):
     proc = ftbench("init", *init_args(), cwd=system)
     assert proc.returncode == 0, proc.stderr
@@ -175,6 +177,7 @@ def test_init_writes_an_overlay_that_grid_reads(system):
     assert re.search(r"(not in this grid|skipped).*replay, pseudo_replay, replay_lora", grid.stderr)
 
 
+@pytest.mark.slow
 def test_init_with_isolated_atoms_a_replay_pool_and_a_model_url(system):
     write(system / "cluster.xyz", user_frames(isolated=True), format="extxyz")
     sha = hashlib.sha256(MODEL.read_bytes()).hexdigest()
@@ -244,6 +247,7 @@ def test_source_entry_keeps_what_identifies_the_file():
 # ---------------------------------------------------------------- the workflow
 
 
+@pytest.mark.slow
 def test_url_model_of_init_is_fetched_from_the_overlay_sources(system, monkeypatch):
     """The overlay's own `sources:` reach the fetch rule (no `sources_file` of its own)."""
     sha = hashlib.sha256(MODEL.read_bytes()).hexdigest()
@@ -265,7 +269,7 @@ def test_url_model_of_init_is_fetched_from_the_overlay_sources(system, monkeypat
     assert (system / "data" / "models" / "mysys_model.model").read_bytes() == MODEL.read_bytes()
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_changed_source_of_a_fetch_reruns_it_and_what_depends_on_it(tmp_path):
     """A fetch's source entry is a param: another path (or URL, or pinned sha256) re-runs it."""
     snakemake(tmp_path, "-c", "1", "results/data/sn2/summary.json")
@@ -281,7 +285,7 @@ def test_changed_source_of_a_fetch_reruns_it_and_what_depends_on_it(tmp_path):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_own_system_runs_to_the_recommendation_and_a_changed_file_reruns(system):
     proc = ftbench("init", *init_args(), cwd=system)
     assert proc.returncode == 0, proc.stderr
@@ -374,6 +378,7 @@ def _renamed(frames):
         ("renamed", _renamed, ["no energy under key 'dft_energy'", "E_dft", "`energy_key`"]),
     ],
 )
+@pytest.mark.ci
 def test_the_workflow_refuses_a_broken_variant_before_any_job(system, name, edit, needles):
     # the user's overlay on a broken copy of the data: the parse itself stops, no job runs
     assert ftbench("init", *init_args(), cwd=system).returncode == 0
@@ -386,7 +391,7 @@ def test_the_workflow_refuses_a_broken_variant_before_any_job(system, name, edit
     assert not (system / "results").exists() and not (system / "data" / "local").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_labels_in_hartree_stop_at_the_e0_step_before_any_fine_tune(system):
     assert ftbench("init", *init_args(), cwd=system).returncode == 0
     overlay = _broken(system, "hartree", _hartree)

@@ -47,6 +47,7 @@ def test_readme_has_the_commands_this_file_expects():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.ci
 def test_readme_command_runs(command, tmp_path):
     argv = shlex.split(command)
     tool = argv[0].rsplit("/", 1)[-1]

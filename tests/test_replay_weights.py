@@ -89,7 +89,7 @@ def _initial_pt_loss(d, name):
     return float(losses[0])
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_mace_reads_config_energy_weight_but_not_config_weight(setup):
     plain = _initial_pt_loss(setup, "plain")
     # mace's own weight_pt_head path writes config_weight; multihead mode forces the universal

@@ -58,6 +58,7 @@ def _epochs_logged(text: str) -> list[int]:
     return [int(m) for m in re.findall(r"INFO: Epoch (\d+):", text)]
 
 
+@pytest.mark.ci
 def test_killed_finetune_resumes_from_checkpoint(resume_dir):
     work, cfg = resume_dir
     run_dir = work / "results" / "runs" / CELL
@@ -124,6 +125,7 @@ def test_killed_finetune_resumes_from_checkpoint(resume_dir):
     assert sorted(epochs) == list(range(EPOCHS)), epochs
 
 
+@pytest.mark.ci
 def test_forcerun_retrains_from_scratch(resume_dir):
     work, cfg = resume_dir
     config = yaml.safe_load(cfg.read_text())

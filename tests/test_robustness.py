@@ -101,6 +101,7 @@ def evaluated(model, tmp_path_factory):
     return work, json.loads((out / "robustness.json").read_text())
 
 
+@pytest.mark.slow
 def test_common_start_is_the_test_structure_as_is_without_a_reference_calculator(evaluated):
     work, _ = evaluated
     start = read(work / "md_start.xyz")

@@ -65,6 +65,7 @@ def test_random_structure_has_the_requested_density(periodic):
 
 
 @pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.slow
 def test_hole_collapses_and_sound_wall_does_not(periodic):
     # periodic runs are slow (FrechetCellFilter's matrix functions), so fewer and shorter
     kwargs = dict(
@@ -100,6 +101,7 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.mark.parametrize("periodic", ["--periodic", "--no-periodic"])
+@pytest.mark.slow
 def test_cli_end_to_end_with_mace(tmp_path, tiny_model, periodic):
     from ftbench.cli import main
 

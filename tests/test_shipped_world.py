@@ -30,7 +30,7 @@ def test_every_shipped_file_matches_its_pin():
     assert total < 60e6  # the budget: about 50 MB
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_recorded_gates_are_reproduced_from_the_shipped_files():
     files = {k: SHIPPED / v["path"] for k, v in MANIFEST["files"].items()}
     datasets = {"heldout": files["heldout"], "heldout_relabelled": files["heldout_relabelled"]}

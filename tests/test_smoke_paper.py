@@ -131,7 +131,7 @@ def _run(work, model, strategy):
     return work / f"results/runs/sn2/{model}/{strategy}/estimated/n6/seed1"
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_every_rule_ran_and_downloads_were_locked(smoke):
     log = smoke["log"]
     for rule in (
@@ -156,7 +156,7 @@ def test_every_rule_ran_and_downloads_were_locked(smoke):
     assert "Nothing to be done" in smoke["rerun"]  # and the finished study is up to date
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_both_models_every_strategy_finished_with_the_head_used(smoke):
     work = smoke["work"]
     for model in MODELS:
@@ -182,7 +182,7 @@ def test_both_models_every_strategy_finished_with_the_head_used(smoke):
     assert "--head omat_pbe" in smoke["log"]
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_replay_pool_streamed_by_material_with_its_weights(smoke):
     work = smoke["work"]
     summary = json.loads((work / "results/replay/sn2/mace_mp0_medium/summary.json").read_text())

@@ -96,6 +96,7 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
 
 
 @pytest.mark.parametrize("case", ["missing run.json", "corrupt run.json", "unreadable data", "unlabelled data"])
+@pytest.mark.slow
 def test_evaluate_names_the_bad_input_file(tmp_path, case):
     args, message = _bad_input(tmp_path, case)
     proc = ftbench("evaluate", *args, "--out", str(tmp_path / "errors.json"))
@@ -127,6 +128,7 @@ def evaluated(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_overlapping_atoms_make_the_evaluation_invalid_not_ok(evaluated):
     d = evaluated / "results" / "runs" / RUN.format(seed=1)
     text = (d / "errors.json").read_text()
@@ -218,6 +220,7 @@ def test_figures_draw_a_panel_without_finite_errors(aggregated, tmp_path, name):
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.slow
 def test_figures_skip_non_finite_values_marked_ok(tmp_path, value):
     """Tables from before invalid evaluations existed: NaN or inf errors with status ok."""
     from results_tables import write_tables
@@ -279,6 +282,7 @@ def test_md_start_refuses_a_changed_shipped_frame(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_reference_rdf_refuses_a_changed_shipped_trajectory(tmp_path):
     traj = tmp_path / "traj.xyz"
     frames = [molecule("CH3Cl") for _ in range(3)]
@@ -306,6 +310,7 @@ def _dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*cmd, "-n", "-c1", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_md_start_and_reference_rdf_rules_check_the_pins(tmp_path):
     proc = _dry_run(tmp_path, "-p", "results/data/sn2/md_start.xyz", "results/data/sn2/reference_rdf.csv")
     assert proc.returncode == 0, proc.stderr
@@ -316,6 +321,7 @@ def test_md_start_and_reference_rdf_rules_check_the_pins(tmp_path):
 # ---- 3b. aggregate declares and names what it reads -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_aggregate_rule_declares_every_run_json(tmp_path):
     grid = ["benchmarks=[sn2]", "foundation_models=[demo_gen1]", "strategies=[naive]", "train_sizes=[10]", "seeds=[1]"]
     proc = _dry_run(

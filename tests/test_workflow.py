@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
 import yaml
 
 from conftest import ROOT, snakemake
@@ -14,6 +15,7 @@ from conftest import ROOT, snakemake
 ENVS = sorted((ROOT / "workflow" / "envs").glob("*.yaml"))
 
 
+@pytest.mark.slow
 def test_paper_dry_run_lists_the_full_grid_offline(tmp_path):
     proc = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config" / "paper.yaml"))
     out = proc.stdout
@@ -24,6 +26,7 @@ def test_paper_dry_run_lists_the_full_grid_offline(tmp_path):
     assert int(counts["foundation_head"]) == 1  # MACE-MH-1 reduced once to its configured head
 
 
+@pytest.mark.slow
 def test_one_benchmark_target_schedules_only_that_benchmark(tmp_path):
     proc = snakemake(tmp_path, "results/benchmarks/sn2.done", "-n", "--configfile", str(ROOT / "config" / "paper.yaml"))
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
@@ -40,6 +43,7 @@ def test_bad_axis_on_command_line_stops_the_dry_run(tmp_path):
     assert "unknown strategy 'frozen'" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_lint_is_clean():
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--lint", "-s", str(ROOT / "Snakefile"), "--directory", str(ROOT)],
@@ -95,6 +99,7 @@ def test_figure_names_in_the_rules_match_the_figure_registry():
     assert re.findall(r'"(\w+)"', block) == list(FIGURES)
 
 
+@pytest.mark.slow
 def test_command_line_numbers_and_unknown_keys(tmp_path):
     # Snakemake hands --config values over as strings; they are numbers once validated
     proc = snakemake(
@@ -115,6 +120,7 @@ def test_command_line_numbers_and_unknown_keys(tmp_path):
     assert "unknown config key `strategy`; did you mean `strategies`?" in bad.stdout + bad.stderr
 
 
+@pytest.mark.slow
 def test_robustness_at_the_largest_size_only(tmp_path):
     grid = [
         "benchmarks=[sn2]",

@@ -7,6 +7,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 from ase.build import molecule
 from ase.io import write
 
@@ -17,6 +18,7 @@ from ftbench.inference import load_model, predict
 ZS = [1, 6, 17]
 
 
+@pytest.mark.slow
 def test_e0_only_run_shifts_energies_and_keeps_forces(tmp_path):
     model = mf.build_model(ZS, channels=8, max_L=0, correlation=2, num_interactions=1, radial_mlp=(16,))
     mf.save(model, tmp_path / "foundation.model")
@@ -62,6 +64,7 @@ def test_e0_only_run_shifts_energies_and_keeps_forces(tmp_path):
         assert abs(a["energy"] - b["energy"] - shift) < 1e-8
 
 
+@pytest.mark.slow
 def test_zero_shot_runs_get_no_robustness_jobs(tmp_path):
     proc = snakemake(
         tmp_path,

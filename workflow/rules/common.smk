@@ -134,7 +134,10 @@ def tables_grid_args():
             "--models",
             *ftg.models_used(config),
             "--benchmark-models",
-            *[f"{b}={','.join(ftg.models_for(config, b))}" for b in config["benchmarks"]],
+            *[
+                f"{b}={','.join(ftg.models_for(config, b))}"
+                for b in config["benchmarks"]
+            ],
             "--strategies",
             *config["strategies"],
             "--no-foundation",
