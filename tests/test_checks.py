@@ -150,11 +150,22 @@ def test_labels_in_another_unit_are_refused_by_the_e0_step(tmp_path):
 
 @pytest.fixture(scope="module")
 def gen1_on_sn2():
-    """The shipped demo_gen1's predictions on 24 sn2 frames, the frames the e0 step would check."""
+    """The shipped demo_gen1's predictions on 24 sn2 frames, the frames the e0 step would check.
+
+    Under a float32 torch default, as other tests in the session may leave it: predict must cast
+    the data to the (float64) model's dtype.
+    """
+    import torch
+
     from ftbench.inference import predict, read_model
 
     frames = [a for a in read(SN2, ":40") if len(a) > 1][:24]
-    return frames, predict(read_model(GEN1), frames)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        return frames, predict(read_model(GEN1), frames)
+    finally:
+        torch.set_default_dtype(before)
 
 
 @pytest.mark.parametrize(("scale", "unit"), [(23.0605, "kcal/mol/A"), (1 / 51.422, "Hartree/Bohr")])

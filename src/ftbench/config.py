@@ -13,14 +13,24 @@ import yaml
 
 from ftbench.errors import FtbenchError
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
+# In a checkout (editable install) the workflow's own files; installed (`pip install .`) the copies
+# shipped as package data, and paths relative to the working directory.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+_RESOURCES = Path(__file__).resolve().parent / "resources"
+IN_CHECKOUT = (_CHECKOUT / "Snakefile").is_file() and (_CHECKOUT / "workflow" / "schemas").is_dir()
+ROOT = _CHECKOUT if IN_CHECKOUT else Path.cwd()
+SCHEMA = _CHECKOUT / "workflow" / "schemas" / "config.schema.yaml" if IN_CHECKOUT else _RESOURCES / "config.schema.yaml"
+DEFAULT_CONFIG = _CHECKOUT / "config" / "config.yaml" if IN_CHECKOUT else _RESOURCES / "config.yaml"
 AXES = ("strategies", "foundation_models", "benchmarks", "train_sizes", "seeds", "e0")
 # Validation and test configurations a benchmark without `split:` (or without one of its keys)
 # holds out: the pool size (train_sizes: auto) and `ftbench prepare` both read them here.
 SPLIT_DEFAULTS = {"valid": 20, "test": 30}
 SINGULAR = {"strategies": "strategy", "foundation_models": "foundation model", "benchmarks": "benchmark"}
+
+
+def shown(path: Path) -> str:
+    """Return `path` relative to the checkout (or working directory) where it lies below it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def deep_update(base: dict, new: dict) -> dict:
@@ -125,7 +135,7 @@ def check_unknown_keys(cfg, node, root: dict, where: str = "") -> None:
                     if near
                     else f"known keys{f' under `{where}`' if where else ''}: {', '.join(sorted(known))}"
                 )
-                raise FtbenchError(f"unknown config key `{name}`; {hint} (schema: {SCHEMA.relative_to(ROOT)})")
+                raise FtbenchError(f"unknown config key `{name}`; {hint} (schema: {shown(SCHEMA)})")
     props = node.get("properties", {})
     extra = node.get("additionalProperties")
     for key, value in cfg.items():
@@ -250,7 +260,7 @@ def validate(cfg: dict) -> dict:
     try:
         schema_validate(cfg, str(SCHEMA))
     except WorkflowError as err:
-        raise FtbenchError(f"config does not match {SCHEMA.relative_to(ROOT)}: {err}") from err
+        raise FtbenchError(f"config does not match {shown(SCHEMA)}: {err}") from err
     catalog = cfg["catalog"]
     for axis in ("strategies", "foundation_models", "benchmarks"):
         known = catalog[axis]

@@ -56,6 +56,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from ftbench.config import ROOT as CONFIG_ROOT
 from ftbench.errors import FtbenchError
 from ftbench.provenance import sha256, write_json
 
@@ -81,7 +82,7 @@ SOURCE_KEYS = {
 }
 FILE_KEYS = {"path", "sha256", "confirmed", "description", "license"}
 _REQUIRED = {"hf_dataset": ("repo", "revision"), "zenodo": ("record",), "url": ("url",), "local": ("path",)}
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = CONFIG_ROOT  # the checkout, or the working directory of an installed ftbench
 _CHUNK = 1 << 20
 
 

@@ -145,8 +145,7 @@ def check_elements(known, present, what: str, model: str, fix: str) -> None:
 
 def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, device: str = "cpu") -> list[dict]:
     """Energy (eV), forces (eV/A) and, for periodic cells, stress (eV/A^3, 3x3) per configuration."""
-    from mace import data
-    from mace.tools import torch_geometric, torch_tools, utils
+    from mace.tools import torch_tools, utils
 
     heads = getattr(model, "heads", None)
     if head is None and heads is not None and len(heads) > 1:
@@ -154,6 +153,15 @@ def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, de
     head = check_head(model, head, "the model") if head else (heads[0] if heads else "Default")
     z_table = utils.AtomicNumberTable(elements_of(model))
     r_max = float(model.r_max)
+    # the data in the model's dtype, whatever torch's default was left at by the caller
+    with torch_tools.default_dtype(next(model.parameters()).dtype):
+        return _predict(model, atoms_list, head, heads, z_table, r_max, batch_size, device)
+
+
+def _predict(model, atoms_list, head, heads, z_table, r_max: float, batch_size: int, device: str) -> list[dict]:
+    from mace import data
+    from mace.tools import torch_geometric, torch_tools
+
     results: list[dict] = []
     for start in range(0, len(atoms_list), batch_size):
         chunk = atoms_list[start : start + batch_size]
