@@ -69,7 +69,7 @@ def test_empty_benchmark_file_is_named_without_a_traceback(tmp_path):
     assert f"benchmark file {empty} is empty" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_failed_job_prints_its_log_through_the_profile(tmp_path):
     keys = {"energy_key": "mp2_energy", "forces_key": "mp2_forces"}
     cfg = _files_benchmark(tmp_path, "mp2", keys, _molecules(10, **keys))

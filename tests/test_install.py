@@ -17,7 +17,7 @@ GEN2 = ROOT / "data" / "demo" / "foundation" / "demo_gen2.model"
 WATER = ROOT / "data" / "demo" / "benchmarks" / "water.xyz.gz"
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_installed_ftbench_runs_init_and_grid_outside_the_checkout(tmp_path):
     site = tmp_path / "site"
     build = tmp_path / "src"

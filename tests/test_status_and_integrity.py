@@ -373,7 +373,7 @@ def test_aggregate_names_a_missing_training_log(tmp_path):
 REPLAY_OUTPUTS = ("replay.xyz", "replay_pseudo.xyz", "pt_eval.xyz", "pt_eval_relabelled.xyz", "summary.json")
 
 
-@pytest.mark.slow
+@pytest.mark.ci
 def test_a_killed_replay_step_leaves_no_partial_outputs(tmp_path):
     pool = _frames(300, 3)
     for i, a in enumerate(pool):

@@ -632,4 +632,8 @@ def run(args: argparse.Namespace) -> int:
     print("next:")
     print(f"  ftbench grid --configfile {out}        # the jobs, the pre-flight checks")
     print(f"  snakemake -c 2 --configfile {out}      # the run; the recommendation: results/tables/recommendations.md")
+    from ftbench.config import IN_CHECKOUT
+
+    if not IN_CHECKOUT:  # an installed ftbench carries no workflow
+        print("  (from a clone of ftbench: the workflow, its Snakefile and rules live in the repository)")
     return 0
