@@ -1,6 +1,6 @@
-"""Every command in the README runs: `ftbench` ones fully (they are cheap), `snakemake` ones as
-dry runs (-n) in an empty work directory. The commands are read from the README itself, so a
-command added there without working fails here."""
+"""Every command in the README and its docs/ pages runs: `ftbench` ones fully (they are cheap),
+`snakemake` ones as dry runs (-n) in an empty work directory. The commands are read from the pages
+themselves, so a command added there without working fails here."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,25 +17,35 @@ from conftest import ROOT
 # Commands that need what a test cannot give a dry run: the install line (CI runs it), the test
 # suite itself, and the HTML report (needs finished results: test_pipeline builds one).
 SKIP = ("python3 -m venv", "-m pytest", "--report")
+# docs/own_system.md's commands run on the example file it makes first (and show placeholders):
+# tests/test_own_system.py runs that path.
+NOT_READ = ("own_system.md",)
+
+
+def readme_pages() -> list[Path]:
+    """README.md, then every docs/*.md page (sorted) but NOT_READ."""
+    docs = sorted(p for p in (ROOT / "docs").glob("*.md") if p.name not in NOT_READ)
+    return [ROOT / "README.md", *docs]
 
 
 def readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        for line in block.splitlines():
-            for part in line.split(" #")[0].split("&&"):  # the install line ends by running the grid
-                part = part.strip()
-                if (
-                    re.match(r"^(\.venv/bin/)?(snakemake|ftbench)\b", part)
-                    and not any(s in part for s in SKIP)
-                    and part not in commands
-                ):
-                    commands.append(part)
-    # runnable commands of the prose (`snakemake -c 2 ...`; ftbench ones there show placeholders)
-    for cmd in re.findall(r"`(snakemake [^`\n]+)`", text):
-        if not any(s in cmd for s in SKIP) and cmd not in commands and "profile slurm" not in cmd:
-            commands.append(cmd)
+    for page in readme_pages():
+        text = page.read_text()
+        for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                for part in line.split(" #")[0].split("&&"):  # the install line ends by running the grid
+                    part = part.strip()
+                    if (
+                        re.match(r"^(\.venv/bin/)?(snakemake|ftbench)\b", part)
+                        and not any(s in part for s in SKIP)
+                        and part not in commands
+                    ):
+                        commands.append(part)
+        # runnable commands of the prose (`snakemake -c 2 ...`; ftbench ones there show placeholders)
+        for cmd in re.findall(r"`(snakemake [^`\n]+)`", text):
+            if not any(s in cmd for s in SKIP) and cmd not in commands and "profile slurm" not in cmd:
+                commands.append(cmd)
     return commands
 
 
