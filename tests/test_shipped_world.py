@@ -51,7 +51,7 @@ def test_recorded_gates_are_reproduced_from_the_shipped_files():
     strict=True,
     reason="the finished demo_gen2 misses the held-out force gate (165 vs 150 meV/A; it beats demo_gen1 on "
     "every dataset; half the squared error is two molecules no generation saw, MANIFEST force_error_sources), "
-    "README 'The embedded demo world'; remove this mark when a model that passes is shipped",
+    "docs/demo_world.md; remove this mark when a model that passes is shipped",
 )
 def test_quality_gates_pass():
     assert demo_world.check_gates(MANIFEST["gates"], MANIFEST["recipe"]["gates"]) == []

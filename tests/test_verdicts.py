@@ -123,7 +123,7 @@ def test_custom_strategies_get_distinct_styles():
     pairs = {(s["color"].lower(), s["marker"]) for s in styles.values()}
     colours = {s["color"].lower() for s in styles.values()}
     assert len(pairs) == len(colours) == len(names)  # no twins, not even in colour alone
-    # the README's lora_r16 example is not styled like replay_lora (the old `i % 8` twin)
+    # the lora_r16 example of docs/extending.md is not styled like replay_lora (the old `i % 8` twin)
     assert styles["lora_r16"]["color"] != styles["replay_lora"]["color"]
     assert styles["lora_r16"]["marker"] not in MARKERS
     # without the figure set's list a custom name still avoids every study colour
