@@ -53,9 +53,10 @@ rule aggregate:
         # read beside each errors.json (status, cost, flags): a missing one is rebuilt by its
         # fine-tune before aggregate starts, never a traceback after the tables were deleted
         runs=run_files(RUNS + UNTOUCHED, "run.json"),
+        # only where robustness runs (robustness.benchmarks)
         reference=expand(
             "results/data/{benchmark}/reference_rdf.csv",
-            benchmark=config["benchmarks"],
+            benchmark=sorted({r.benchmark for r in robustness_runs(RUNS + UNTOUCHED)}),
         ),
         replay=replay_summaries(),
     output:
