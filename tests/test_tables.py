@@ -108,3 +108,21 @@ def test_e0_warnings_and_missing_benchmarks_reach_the_summary(tmp_path):
     assert "no finished runs" in (tables / "summary_water.md").read_text()
     assert "missing: water: 3 cells have no finished run" in proc.stdout
     assert "gen_a/untouched, gen_a/naive, none/scratch" in proc.stdout
+
+
+def test_a_warning_per_training_size_is_one_summary_line_and_benchmark_models_narrow_the_grid(tmp_path):
+    tables = write_tables(tmp_path / "tables")
+    runs = pd.read_csv(tables / "runs.csv")
+    sized = "E0 fit under-determined: the compositions of results/data/sn2/train_n{}.xyz span 1 of 4 element directions"
+    runs["e0_warnings"] = [sized.format(n) for n in runs.train_size]
+    runs.to_csv(tables / "runs.csv", index=False)
+    assert runs.train_size.nunique() > 1
+    args = ["tables", "--tables", str(tables), "--benchmarks", "sn2", "water", "--models", "gen_a"]
+    proc = ftbench(
+        *args, "--strategies", "naive", "scratch", "--no-foundation", "scratch", "--benchmark-models", "water="
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = (tables / "summary_sn2.md").read_text()
+    assert summary.count("E0 fit under-determined") == 1 and "train_n<size>.xyz" in summary
+    # water runs no foundation model here (benchmark_grid): only its scratch cell is missing
+    assert "missing: water: 1 cells have no finished run in" in proc.stdout and "none/scratch" in proc.stdout

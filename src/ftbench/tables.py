@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -431,12 +432,18 @@ def write_table(frame: pd.DataFrame, stem: Path, caption: str, headers: dict | N
     return [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
 
 
+# the training file a warning names differs only by size: one line for all sizes
+SIZED_TRAIN_FILE = re.compile(r"train_n\d+\.xyz")
+
+
 def run_warnings(runs: pd.DataFrame, benchmark: str) -> list[str]:
     """Distinct warnings (E0 mismatch, E0s not in the model) of a benchmark's runs (runs.csv)."""
     if "e0_warnings" not in runs:
         return []
     texts = runs.loc[runs.benchmark == benchmark, "e0_warnings"].dropna().astype(str)
-    return list(dict.fromkeys(w for t in texts for w in t.split(" | ") if w.strip()))
+    return list(
+        dict.fromkeys(SIZED_TRAIN_FILE.sub("train_n<size>.xyz", w) for t in texts for w in t.split(" | ") if w.strip())
+    )
 
 
 def missing_cells(
