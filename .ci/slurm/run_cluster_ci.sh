@@ -214,6 +214,30 @@ compgen -G "$RES/$CKPT/*epoch-[1-9]*.pt" >/dev/null || { wait "$SMK_PID" || true
 echo "checkpoint present: $(ls "$RES/$CKPT")"
 scontrol show job -d "$jobid" | tee "$LOGDIR/resume-scontrol.txt" | grep -E "JobState|TRES|Gres|GRES|NumCPUs|MinMemory|TimeLimit" || true
 grep -qE "gres/gpu=1|GRES=gpu" "$LOGDIR/resume-scontrol.txt" || die "the fine-tune's allocation holds no GPU"
+# Kill between checkpoint writes: a kill during mace's write (epochs here take ~0.2 s) leaves a cut
+# file, which the rerun rightly drops and restarts from (finetune.drop_cut_checkpoints), and the
+# resume would go untested. Suspend the job; kill it only while its newest checkpoint loads.
+newest_loads() {
+    python - "$RES/$CKPT" <<'PY'
+import sys
+from pathlib import Path
+
+import torch
+
+pts = sorted(Path(sys.argv[1]).glob("*epoch-*.pt"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+try:
+    torch.load(pts[-1], map_location="cpu", weights_only=False)
+except Exception:
+    sys.exit(1)
+sys.exit(0 if int(pts[-1].stem.rsplit("-", 1)[1]) >= 1 else 1)
+PY
+}
+for _ in $(seq 20); do
+    scontrol suspend "$jobid" || break
+    newest_loads && break
+    scontrol resume "$jobid" || true
+    sleep 0.1
+done
 scancel "$jobid"
 echo "scancel $jobid at epoch checkpoint $(ls "$RES/$CKPT")"
 wait "$SMK_PID" && die "snakemake succeeded although its job was cancelled" || true
