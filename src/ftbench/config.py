@@ -304,10 +304,9 @@ def validate(cfg: dict) -> dict:
             "weight_pt_head path puts it). Set replay.weight_pt_head: 1.0; to weight the replay head's "
             "energies, put config_energy_weight in the pool file (as the study's SN2 pool does)."
         )
-    restricted = [(cfg.get("benchmark_grid") or {}).get(b, {}).get("foundation_models") for b in cfg["benchmarks"]]
-    for name in cfg["foundation_models"]:
-        if all(only is not None and name not in only for only in restricted):
-            continue  # no benchmark of this grid runs it
+    from ftbench.grid import models_used  # grid imports this module
+
+    for name in models_used(cfg):  # a model no benchmark of the grid runs needs no source
         entry = catalog["foundation_models"][name]
         if entry["source"] != "url":
             continue

@@ -151,7 +151,8 @@ def unit_verdict(frames, preds: list[dict], path, settings: dict | None = None) 
     Forces: slope of reference on predicted components. Energies: the same on the energies less
     their composition fit (E0s cannot absorb a scale). A slope is judged only where reference and
     prediction correlate (`unit_min_correlation`, and not by chance: p < UNIT_CHECK_MAX_P): a model
-    that is merely poor on the data, or a handful of frames, says nothing about units. Outside `unit_slope_range` the error names the unit the slope fits.
+    that is merely poor on the data, or a handful of frames, says nothing about units. Outside
+    `unit_slope_range` the error names the unit the slope fits.
     """
     cfg = {**DEFAULTS, **(settings or {})}
     lo, hi = cfg["unit_slope_range"]

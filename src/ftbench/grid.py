@@ -46,9 +46,14 @@ class Run:
         return self.model != NO_MODEL
 
 
+def benchmark_axes(cfg: dict, benchmark: str) -> dict:
+    """Return the grid axes one benchmark sets for itself (its `benchmark_grid` entry, or {})."""
+    return (cfg.get("benchmark_grid") or {}).get(benchmark, {})
+
+
 def _train_sizes(cfg: dict, benchmark: str):
     """Return the `train_sizes` axis of one benchmark: its `benchmark_grid` entry, else the top level."""
-    return (cfg.get("benchmark_grid") or {}).get(benchmark, {}).get("train_sizes", cfg["train_sizes"])
+    return benchmark_axes(cfg, benchmark).get("train_sizes", cfg["train_sizes"])
 
 
 def models_for(cfg: dict, benchmark: str) -> list[str]:
@@ -57,7 +62,7 @@ def models_for(cfg: dict, benchmark: str) -> list[str]:
     `foundation_models`, restricted to the benchmark's `benchmark_grid` list when it has one (so
     slicing the top-level axis still slices).
     """
-    only = (cfg.get("benchmark_grid") or {}).get(benchmark, {}).get("foundation_models")
+    only = benchmark_axes(cfg, benchmark).get("foundation_models")
     return [m for m in cfg["foundation_models"] if only is None or m in only]
 
 

@@ -145,7 +145,8 @@ def check_elements(known, present, what: str, model: str, fix: str) -> None:
 
 def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, device: str = "cpu") -> list[dict]:
     """Energy (eV), forces (eV/A) and, for periodic cells, stress (eV/A^3, 3x3) per configuration."""
-    from mace.tools import torch_tools, utils
+    from mace import data
+    from mace.tools import torch_geometric, torch_tools, utils
 
     heads = getattr(model, "heads", None)
     if head is None and heads is not None and len(heads) > 1:
@@ -153,38 +154,31 @@ def predict(model, atoms_list, head: str | None = None, batch_size: int = 32, de
     head = check_head(model, head, "the model") if head else (heads[0] if heads else "Default")
     z_table = utils.AtomicNumberTable(elements_of(model))
     r_max = float(model.r_max)
+    results: list[dict] = []
     # the data in the model's dtype, whatever torch's default was left at by the caller
     with torch_tools.default_dtype(next(model.parameters()).dtype):
-        return _predict(model, atoms_list, head, heads, z_table, r_max, batch_size, device)
-
-
-def _predict(model, atoms_list, head, heads, z_table, r_max: float, batch_size: int, device: str) -> list[dict]:
-    from mace import data
-    from mace.tools import torch_geometric, torch_tools
-
-    results: list[dict] = []
-    for start in range(0, len(atoms_list), batch_size):
-        chunk = atoms_list[start : start + batch_size]
-        # stress per configuration: a periodic one gets it whatever else shares its batch
-        periodic = [bool(a.pbc.all()) for a in chunk]
-        dataset = [
-            data.AtomicData.from_config(
-                data.config_from_atoms(a, head_name=head), z_table=z_table, cutoff=r_max, heads=heads
-            )
-            for a in chunk
-        ]
-        loader = torch_geometric.dataloader.DataLoader(dataset, batch_size=len(dataset), shuffle=False)
-        batch = next(iter(loader)).to(device)
-        out = model(batch.to_dict(), compute_stress=any(periodic), training=False)
-        energies = torch_tools.to_numpy(out["energy"])
-        forces = torch_tools.to_numpy(out["forces"])
-        stress = torch_tools.to_numpy(out["stress"]) if any(periodic) and out.get("stress") is not None else None
-        ptr = torch_tools.to_numpy(batch.ptr)
-        for i in range(len(chunk)):
-            rec = {"energy": float(energies[i]), "forces": forces[ptr[i] : ptr[i + 1]]}
-            if stress is not None and periodic[i]:
-                rec["stress"] = stress[i]
-            results.append(rec)
+        for start in range(0, len(atoms_list), batch_size):
+            chunk = atoms_list[start : start + batch_size]
+            # stress per configuration: a periodic one gets it whatever else shares its batch
+            periodic = [bool(a.pbc.all()) for a in chunk]
+            dataset = [
+                data.AtomicData.from_config(
+                    data.config_from_atoms(a, head_name=head), z_table=z_table, cutoff=r_max, heads=heads
+                )
+                for a in chunk
+            ]
+            loader = torch_geometric.dataloader.DataLoader(dataset, batch_size=len(dataset), shuffle=False)
+            batch = next(iter(loader)).to(device)
+            out = model(batch.to_dict(), compute_stress=any(periodic), training=False)
+            energies = torch_tools.to_numpy(out["energy"])
+            forces = torch_tools.to_numpy(out["forces"])
+            stress = torch_tools.to_numpy(out["stress"]) if any(periodic) and out.get("stress") is not None else None
+            ptr = torch_tools.to_numpy(batch.ptr)
+            for i in range(len(chunk)):
+                rec = {"energy": float(energies[i]), "forces": forces[ptr[i] : ptr[i + 1]]}
+                if stress is not None and periodic[i]:
+                    rec["stress"] = stress[i]
+                results.append(rec)
     return results
 
 

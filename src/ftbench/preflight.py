@@ -21,6 +21,7 @@ from ftbench.config import repo_path, sources_path, split_sizes, strategy
 from ftbench.errors import FtbenchError
 from ftbench.grid import (
     NO_MODEL,
+    benchmark_axes,
     expand_grid,
     models_for,
     models_used,
@@ -301,21 +302,22 @@ def preflight(cfg: dict) -> Report:
         if len(sizes) < 3:
             note = f"benchmark {bench!r}: {len(sizes)} training-set size(s): a learning curve needs 3"
             # chosen per benchmark (benchmark_grid, e.g. water for robustness only): a plan line
-            deliberate = "train_sizes" in (cfg.get("benchmark_grid") or {}).get(bench, {})
+            deliberate = "train_sizes" in benchmark_axes(cfg, bench)
             (report.plan if deliberate else report.warnings).append(note)
     if len(cfg["seeds"]) < 2:
         report.warnings.append(
             f"one seed ({cfg['seeds'][0]}): no seed spread, so every strategy comparison reads 'undecided'; "
             "use `seeds: [1, 2]` or more"
         )
-    robust = robustness_runs(cfg, runs + untouched_runs(cfg))
+    untouched = untouched_runs(cfg)
+    robust = robustness_runs(cfg, runs + untouched)
     by_strategy: dict[str, int] = {}
     for r in runs:
         by_strategy[r.strategy] = by_strategy.get(r.strategy, 0) + 1
     report.plan.append(
         f"{len(runs)} fine-tune jobs ("
         + ", ".join(f"{s} {n}" for s, n in by_strategy.items())
-        + f"), {len(untouched_runs(cfg))} untouched-model evaluations, "
+        + f"), {len(untouched)} untouched-model evaluations, "
         f"{len(robust)} robustness jobs"
     )
     for bench in cfg["benchmarks"]:
