@@ -76,7 +76,8 @@ def robustness_of(
 ) -> tuple[str, str | None, dict]:
     """(status, reason, results) of every robustness probe of one model from the common start."""
     # head None: mace picks the single head, or the fine-tuned 'Default' head of a multihead model
-    calc = load_calculator(model, head=head, device=device)
+    # float32 halves the MD cost of a condensed-phase box on CPU; the demo models were pretrained in it
+    calc = load_calculator(model, head=head, device=device, default_dtype=settings.get("dtype", "float64"))
     missing = unknown_elements(calc, structure)
     if missing:
         return "failed", f"the model does not know element(s) {', '.join(missing)} of the MD start structure", {}
