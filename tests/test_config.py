@@ -123,6 +123,10 @@ def test_paper_grid_is_the_full_study():
         ({"foundation_models": ["mace_mp1"]}, r"unknown foundation model 'mace_mp1'"),
         ({"e0": ["guess"]}, r"config does not match"),
         ({"train_sizes": [500]}, r"train_sizes \[500\] exceed the \d+ training configurations of benchmark 'sn2'"),
+        (
+            {"catalog": {"strategies": {"lora": {"baseline": True}}}},
+            r"naive, lora all have `baseline: true`.*keep `baseline: true` on one",
+        ),
     ],
 )
 def test_bad_config_names_the_key_and_fix(override, match):

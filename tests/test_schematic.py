@@ -155,3 +155,6 @@ def test_columns_follow_roles_not_names(tmp_path):
     spec = spec_from_roles({"foundation": True, "replay": "pseudo", "frozen": 5, "lora": False})
     assert spec["blocks"][:3] == ["frozen"] * 3 and spec["blocks"][3:] == ["trainable"] * 2
     assert spec["replay"] == "pseudo" and "--freeze 5" in spec["flags"]
+    # zero-shot trains nothing: every group frozen, not drawn as a full fine-tune
+    spec = spec_from_roles({"foundation": True, "trained": False})
+    assert spec["blocks"] == ["frozen"] * 5 and "no training" in spec["flags"]

@@ -293,6 +293,12 @@ def validate(cfg: dict) -> dict:
             )
     for name in cfg["strategies"]:
         check_strategy(cfg, name)
+    baselines = [s for s in cfg["strategies"] if catalog["strategies"][s].get("baseline")]
+    if len(baselines) > 1:
+        raise FtbenchError(
+            f"`strategies`: {', '.join(baselines)} all have `baseline: true` in `catalog.strategies`; cost ratios "
+            "and finding 2 compare against one reference: keep `baseline: true` on one of them"
+        )
     for bench in cfg["benchmarks"]:
         check_robustness(robustness_settings(cfg, bench), bench)
     weight = cfg["replay"].get("weight_pt_head", 1.0)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ftbench.grid import NO_MODEL, UNTOUCHED
-from ftbench.metrics import COMPUTE_LABELS, LOAD_SPREAD, compute_column, cost
+from ftbench.metrics import COMPUTE_LABELS, LOAD_SPREAD, baseline_runs, compute_column, cost, partial_finetunes
 
 DEFAULTS = {
     "spread_factor": 1.0,  # a difference must exceed this x the larger seed SD
@@ -154,16 +154,6 @@ def _trained(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[(metrics.strategy != UNTOUCHED) & (metrics.status == "ok") & metrics.role_trained.astype(bool)]
 
 
-def _plain(runs: pd.DataFrame) -> pd.Series:
-    """Full fine-tunes of a foundation model (naive): no replay, LoRA or frozen groups."""
-    return (
-        runs.role_foundation.astype(bool)
-        & runs.role_replay.isna()
-        & ~runs.role_lora.astype(bool)
-        & (runs.role_frozen.fillna(0) == 0)
-    )
-
-
 def _cells(metrics: pd.DataFrame, size: str = "max"):
     """Yield (benchmark, model, size, runs of that model and scratch) at each benchmark's smallest or largest size.
 
@@ -257,7 +247,7 @@ def beats_scratch(metrics: pd.DataFrame, cfg: dict) -> dict:
     for bench, model, n, runs in _cells(metrics, "max"):
         runs = runs[runs.role_foundation.astype(bool)]
         st = _stats(runs, "target_force_rmse")
-        plain = [s for s in st if _plain(runs[runs.strategy == s]).iloc[0]]
+        plain = [s for s in st if baseline_runs(runs[runs.strategy == s]).iloc[0]]
         if not plain or len(st) < 2:
             continue
         naive = st[plain[0]]
@@ -335,7 +325,7 @@ def replay_keeps_pretraining(metrics: pd.DataFrame, cfg: dict) -> dict:
             outcomes.append(1 if gap <= cfg["pseudo_match"] else -1)
             want.append(1)
         walls = _stats(runs, "dimer_wall_failures")
-        plain = [s for s in single if _plain(runs[runs.strategy == s]).iloc[0]]
+        plain = [s for s in single if baseline_runs(runs[runs.strategy == s]).iloc[0]]
         if plain and walls[plain[0]].n and all(walls[s].n for s in replay):
             # the wall: replay must not have more failures than naive (equal counts are fine)
             for s_ in replay:
@@ -428,8 +418,8 @@ def md_stability_order(metrics: pd.DataFrame, cfg: dict) -> dict:
             cells.append("tie")
             continue
         groups = {
-            "naive": runs[_plain(runs)],
-            "LoRA/frozen": runs[runs.role_replay.isna() & ~_plain(runs)],
+            "naive": runs[baseline_runs(runs)],
+            "LoRA/frozen": runs[partial_finetunes(runs)],
             "replay": runs[runs.role_replay.notna()],
         }
         stats = {k: Stat.of(v.md_time_ps, v.seed) for k, v in groups.items() if len(v)}
@@ -495,7 +485,7 @@ def replay_cost(metrics: pd.DataFrame, cfg: dict, replay_steps: pd.DataFrame | N
             [],
             cfg,
         )
-    plain = trained[_plain(trained)].groupby(["benchmark", "train_size", "seed", "model"])[col].median()
+    plain = trained[baseline_runs(trained)].groupby(["benchmark", "train_size", "seed", "model"])[col].median()
     cells, ev = [], []
     table = cost(metrics, replay_steps, cfg["cost_load_spread"])
     for (model, strategy), g in trained[trained.role_replay.notna()].groupby(["model", "strategy"]):

@@ -127,8 +127,14 @@ def target_rmse(errors: pd.DataFrame, dataset: str, quantity: str, head_role: st
     ]
 
 
-def run_metrics(errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: every registry metric, status, cost and role flags."""
+def run_metrics(
+    errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFrame, baseline: str | None = "naive"
+) -> pd.DataFrame:
+    """One row per run: every registry metric, status, cost and role flags.
+
+    `baseline` is the config's reference strategy (strategies.baseline_strategy): `role_baseline`
+    marks its runs. It is an analysis choice, not what a run did, so it is not in run.json.
+    """
     extra = [c for c in runs.columns if c not in KEY and c not in ("status", "reason", "e0_warnings")]
     out = runs[KEY + ["status"] + extra].copy()
 
@@ -151,6 +157,7 @@ def run_metrics(errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFra
         if m.column not in out:
             out[m.column] = np.nan
     _fill_roles(out)
+    out["role_baseline"] = out.strategy == baseline
     return out
 
 
@@ -242,13 +249,17 @@ def compute_column(trained: pd.DataFrame) -> str:
     return "optimiser_time_s"
 
 
-def plain_finetunes(trained: pd.DataFrame) -> pd.Series:
-    """Return which runs are plain full fine-tunes of a foundation model (naive): no replay, LoRA or frozen groups."""
+def baseline_runs(frame: pd.DataFrame) -> pd.Series:
+    """Return which runs are of the reference strategy (`baseline: true`, the study's naive)."""
+    return frame.role_baseline.astype(bool)
+
+
+def partial_finetunes(frame: pd.DataFrame) -> pd.Series:
+    """Return which runs adapt part of a foundation model without replay: LoRA or frozen groups."""
     return (
-        trained.role_foundation.astype(bool)
-        & trained.role_replay.isna()
-        & ~trained.role_lora.astype(bool)
-        & (trained.role_frozen.fillna(0) == 0)
+        frame.role_foundation.astype(bool)
+        & frame.role_replay.isna()
+        & (frame.role_lora.astype(bool) | (frame.role_frozen.fillna(0) > 0))
     )
 
 
@@ -299,7 +310,7 @@ def cost(
             trained[col] = np.nan
     basis = compute_column(trained)
     cell = ["benchmark", "train_size", "seed"]
-    base = trained[plain_finetunes(trained)]
+    base = trained[baseline_runs(trained)]
     refs = {
         col: (base.groupby(cell + ["model"])[col].median(), base.groupby(cell)[col].median())
         for col in dict.fromkeys(["optimiser_time_s", basis])

@@ -74,6 +74,8 @@ def spec_from_roles(roles: dict) -> dict:
     """
     if not roles.get("foundation", True):
         return {"blocks": [RANDOM] * 5, "flags": ["no foundation", "(random init)"]}
+    if not roles.get("trained", True):  # zero-shot: the foundation model as it is, E0s refitted
+        return {"blocks": [FROZEN] * 5, "flags": ["no training", "(E0s refitted)"]}
     frozen, lora, replay = int(roles.get("frozen") or 0), bool(roles.get("lora")), roles.get("replay")
     blocks = [FROZEN if lora or (frozen and frozen >= at) else TRAIN for at in FREEZE_AT]
     flags = ["--multiheads_finetuning", "True" if replay else "False"]

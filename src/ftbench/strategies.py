@@ -33,6 +33,11 @@ def roles(cfg: dict, strategy_name: str) -> dict:
     }
 
 
+def baseline_strategy(cfg: dict) -> str | None:
+    """Return the run's reference strategy (`baseline: true` in the catalog; validated to be at most one)."""
+    return next((s for s in cfg["strategies"] if strategy(cfg, s).get("baseline")), None)
+
+
 UNTOUCHED_ROLES = {"foundation": True, "replay": None, "frozen": 0, "lora": False, "trained": False}
 
 

@@ -29,6 +29,7 @@ from ftbench.metrics import (
     run_metrics,
     seed_stats,
 )
+from ftbench.strategies import baseline_strategy
 from ftbench.style import strategy_sort
 
 log = logging.getLogger("ftbench.tables")
@@ -503,6 +504,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--findings", default=None, help="JSON of the config's `findings:` thresholds (default: from the config)"
     )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="the reference strategy of cost ratios and finding 2, or `none` (default: the config's "
+        "`baseline: true` one)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -518,9 +525,12 @@ def run(args: argparse.Namespace) -> int:
             )
         args.tables = report_dir(args) / "tables"
     errors, runs, robustness = read_tables(args.tables)
-    metrics = run_metrics(errors, runs, robustness)
+    cfg = None if args.findings and args.baseline else config_from_args(args)
+    baseline = baseline_strategy(cfg) if cfg is not None and not args.baseline else args.baseline
+    baseline = None if baseline == "none" else baseline
+    metrics = run_metrics(errors, runs, robustness, baseline)
     replay_steps = read_replay_steps(args.tables)
-    settings = json.loads(args.findings) if args.findings else config_from_args(args)["findings"]
+    settings = json.loads(args.findings) if args.findings else cfg["findings"]
     written = []
     # Draw from what exists and say what is missing: every expected summary is written (a
     # missing output would make Snakemake delete all of this job's tables).

@@ -17,6 +17,7 @@ from ftbench import forkserver
 from ftbench import jobenv
 from ftbench.errors import FtbenchError
 from ftbench.strategies import (
+    baseline_strategy,
     foundation_head,
     mace_flags,
     pretrain_flags,
@@ -122,11 +123,7 @@ def report_dir():
 
 def tables_grid_args():
     """The grid the tables are expected to cover (they say which of its cells are missing)."""
-    scratch = [
-        s
-        for s in config["strategies"]
-        if not CATALOG["strategies"][s].get("foundation", True)
-    ]
+    scratch = [s for s in config["strategies"] if not roles(config, s)["foundation"]]
     return " ".join(
         [
             "--benchmarks",
@@ -142,6 +139,8 @@ def tables_grid_args():
             *config["strategies"],
             "--no-foundation",
             *scratch,
+            "--baseline",
+            baseline_strategy(config) or "none",
         ]
     )
 
