@@ -404,3 +404,29 @@ def test_a_killed_replay_step_leaves_no_partial_outputs(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(REPLAY_OUTPUTS)
     assert len(read(out / "replay_pseudo.xyz", ":")) == len(read(out / "replay.xyz", ":")) > 0
+
+
+def test_run_record_is_one_type_for_every_writer_and_reader(tmp_path):
+    import dataclasses
+
+    from ftbench.errors import FtbenchError
+    from ftbench.provenance import Provenance
+    from ftbench.runrecord import RunRecord
+
+    path = tmp_path / "run.json"
+    written = RunRecord(status="diverged", reason="loss nan", model=None, roles={"lora": True}, epochs=3)
+    written.write(path, Provenance([]), [])
+    back = RunRecord.read(path)
+    # the provenance measured what the writer left open
+    assert back == dataclasses.replace(written, wall_time_s=back.wall_time_s, device=back.device)
+    assert back.model_path is None and back.device == "cpu"
+    assert back.wall_time_s is not None and "versions" in back.provenance and "argv" in back.provenance
+    # a record of an older ftbench (the untouched writer's fields only) reads with the defaults
+    old = {"status": "ok", "reason": None, "model": "m.model", "epochs": 0, "gpu_hours": 0.0, "roles": None}
+    path.write_text(json.dumps(old))
+    assert RunRecord.read(path).model_path == Path("m.model") and RunRecord.read(path).attempts == 1
+    # what no reader could use is refused with the file named
+    for bad, needle in (({**old, "status": "done"}, "status 'done'"), ({"model": "m.model"}, "status")):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(FtbenchError, match=f"run record {path}.*{needle}"):
+            RunRecord.read(path)

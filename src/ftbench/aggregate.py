@@ -30,6 +30,7 @@ from ftbench.errors import FtbenchError
 from ftbench.grid import parse_run_path
 from ftbench.mace_runner import optimiser_steps, training_curve
 from ftbench.metrics import KEY, ROBUSTNESS_METRICS, ROLE_COLUMNS, read_path
+from ftbench.runrecord import RunRecord
 
 log = logging.getLogger("ftbench.aggregate")
 ERROR_COLUMNS = KEY + [
@@ -165,21 +166,21 @@ def collect(
     for path in errors_files:
         key = run_key(path.parent, runs_root)
         errors = read_json(path)
-        run = read_json(path.parent / "run.json")
-        params = run.get("trainable_parameters") or {}
-        last = run.get("last_valid") or {}
-        flags = run.get("flags") or {}
+        run = RunRecord.read(path.parent / "run.json")
+        params = run.trainable_parameters
+        last = run.last_valid or {}
+        flags = run.flags
         if "swa" in flags:
             flags = {**flags, "stage_two": flags["swa"]}
-        roles = run.get("roles") or {}
+        roles = run.roles or {}
         steps, step_time = optimiser_steps(path.parent / "mace_results")
-        if run["status"] == "ok" and run.get("optimizer_steps") and steps is None:
+        if run.status == "ok" and run.optimizer_steps and steps is None:
             raise FtbenchError(
                 f"{path.parent / 'mace_results'}/*_train.txt is missing: {path.parent / 'run.json'} records "
-                f"{run['optimizer_steps']} optimiser steps, but mace's training log (cost, training curves) is "
+                f"{run.optimizer_steps} optimiser steps, but mace's training log (cost, training curves) is "
                 "gone; rerun the fine-tune (`snakemake --forcerun finetune` on that run) or restore the folder"
             )
-        status, reason, warnings = run["status"], run.get("reason"), list(run.get("warnings") or [])
+        status, reason, warnings = run.status, run.reason, list(run.warnings)
         evaluated = errors["status"] in ("ok", INVALID) and bool(errors["rows"])
         rows = _with_status(errors) + extra.get(path.parent, []) if evaluated else []
         reasons = (_invalid_reason(errors, path) if evaluated else []) + invalid.get(path.parent, [])
@@ -196,12 +197,12 @@ def collect(
                 **key,
                 "status": status,
                 "reason": reason,
-                "wall_time_s": run.get("wall_time_s"),
-                "cpu_time_s": run.get("cpu_time_s"),
-                "gpu_hours": run.get("gpu_hours"),
-                "epochs": run.get("epochs"),
-                "device": run.get("device"),
-                "foundation_head": run.get("foundation_head"),
+                "wall_time_s": run.wall_time_s,
+                "cpu_time_s": run.cpu_time_s,
+                "gpu_hours": run.gpu_hours,
+                "epochs": run.epochs,
+                "device": run.device,
+                "foundation_head": run.foundation_head,
                 "parameters": params.get("total"),
                 "trained_parameters": params.get("trained"),
                 "valid_force_rmse_mev_per_a": _mev(last.get("rmse_f")),

@@ -12,7 +12,6 @@ table or figure uses those rows.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -281,7 +280,7 @@ def _read_run(path: Path) -> tuple[Path | None, str, str | None]:
         raise FtbenchError(f"run record {path} does not exist; run the fine-tune (or `ftbench untouched`) first")
     try:
         return read_run(path)
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+    except UnicodeDecodeError as err:
         raise FtbenchError(
             f"run record {path} is not a run.json written by `ftbench finetune` ({type(err).__name__}: {err}); "
             "delete it and rerun the fine-tune"

@@ -29,6 +29,7 @@ from ftbench.mace_runner import (
     training_curve,
 )
 from ftbench.provenance import Provenance, sha256, write_json
+from ftbench.runrecord import RunRecord
 from ftbench.strategies import epochs_for_budget, to_argv
 
 log = logging.getLogger("ftbench.finetune")
@@ -325,37 +326,35 @@ def run(args: argparse.Namespace) -> int:
         if any(abs(used.get(z, float("nan")) - e) > 1e-8 for z, e in expected.items()):
             warnings.append(f"E0s in the saved model {used} differ from {args.e0} {expected}")
     epochs = [r.get("epoch") for r in curve if r.get("epoch") is not None]
-    rec = prov.record(
-        [model_path] if status == "ok" else [],
-        extra={
-            "status": status,
-            "reason": reason,
-            "model": str(model_path) if status == "ok" else None,
-            "epochs": (max(epochs) + 1) if epochs else 0,
-            "trainable_parameters": parameter_counts(saved, _mace_log(out_dir)) if saved is not None else {},
-            "e0s_in_model": e0s_in_model(saved) if saved is not None else None,
-            "first_valid": curve[0] if curve else None,
-            "last_valid": curve[-1] if curve else None,
-            "warnings": warnings,
-            "flags": flags,
-            "resumed": attempt["resumed"],
-            "attempts": len(attempt["attempts"]),
-            "roles": json.loads(args.roles) if args.roles else None,
-            "foundation_head": (args.head or flags.get("foundation_head")) if args.foundation else None,
-            "budget": budget,
-            "optimizer_steps": optimiser_steps(out_dir / "mace_results")[0],
-        },
-    )
     # cost counts every attempt, killed ones included (their checkpoints are part of this model)
-    rec["attempt_wall_time_s"] = rec["wall_time_s"]
-    earlier = sum(a["wall_time_s"] or 0.0 for a in attempt["attempts"][:-1])
-    rec["wall_time_s"] = round(earlier + rec["wall_time_s"], 3)
-    rec["gpu_hours"] = rec["wall_time_s"] / 3600 if device.startswith("cuda") else 0.0
+    this_attempt = round(time.time() - prov.t0, 3)
+    wall = round(sum(a["wall_time_s"] or 0.0 for a in attempt["attempts"][:-1]) + this_attempt, 3)
     # an attempt killed without a word has no CPU time: then the run's total is unknown, not too low
     cpu = [a.get("cpu_time_s") for a in attempt["attempts"]]
-    rec["cpu_time_s"] = round(sum(cpu), 3) if all(c is not None for c in cpu) else None
-    write_json(out_dir / "run.json", rec)
-    log.info("run %s: %s%s (%.1f s)", out_dir, status, f" ({reason})" if reason else "", rec["wall_time_s"])
+    record = RunRecord(
+        status=status,
+        reason=reason,
+        model=str(model_path) if status == "ok" else None,
+        roles=json.loads(args.roles) if args.roles else None,
+        epochs=(max(epochs) + 1) if epochs else 0,
+        optimizer_steps=optimiser_steps(out_dir / "mace_results")[0],
+        trainable_parameters=parameter_counts(saved, _mace_log(out_dir)) if saved is not None else {},
+        e0s_in_model=e0s_in_model(saved) if saved is not None else None,
+        first_valid=curve[0] if curve else None,
+        last_valid=curve[-1] if curve else None,
+        warnings=warnings,
+        flags=flags,
+        budget=budget,
+        resumed=attempt["resumed"],
+        attempts=len(attempt["attempts"]),
+        foundation_head=(args.head or flags.get("foundation_head")) if args.foundation else None,
+        wall_time_s=wall,
+        attempt_wall_time_s=this_attempt,
+        cpu_time_s=round(sum(cpu), 3) if all(c is not None for c in cpu) else None,
+        gpu_hours=wall / 3600 if device.startswith("cuda") else 0.0,
+    )
+    record.write(out_dir / "run.json", prov, [model_path] if status == "ok" else [])
+    log.info("run %s: %s%s (%.1f s)", out_dir, status, f" ({reason})" if reason else "", wall)
     if require_ok and status != "ok":
         raise FtbenchError(f"training in {out_dir} {status}: {reason}; see {out_dir / 'logs'}")
     return 0
@@ -414,8 +413,8 @@ def _mace_log(out_dir: Path) -> Path:
 
 def read_run(path: Path) -> tuple[Path | None, str, str | None]:
     """(model, status, reason) of a run.json; model is None unless the run finished ok."""
-    info = json.loads(Path(path).read_text())
-    return (Path(info["model"]) if info.get("model") else None), info["status"], info.get("reason")
+    record = RunRecord.read(path)
+    return record.model_path, record.status, record.reason
 
 
 def record_e0_only(args: argparse.Namespace) -> int:
@@ -434,27 +433,16 @@ def record_e0_only(args: argparse.Namespace) -> int:
     warnings = (
         json.loads(args.e0_info.read_text()).get("warnings", []) if args.e0_info and args.e0_info.is_file() else []
     )
-    rec = prov.record(
-        [model_path],
-        extra={
-            "status": "ok",
-            "reason": None,
-            "model": str(model_path),
-            "epochs": 0,
-            "optimizer_steps": 0,
-            "trainable_parameters": {"total": sum(p.numel() for p in saved.parameters()), "trained": 0},
-            "e0s_in_model": e0s_in_model(saved),
-            "warnings": warnings,
-            "flags": {},
-            "budget": None,
-            "roles": json.loads(args.roles) if args.roles else None,
-            "resumed": False,
-            "attempts": 1,
-            "foundation_head": args.head,
-            "gpu_hours": 0.0,
-            "cpu_time_s": 0.0,
-        },
-    )
-    write_json(args.out_dir / "run.json", rec)
+    RunRecord(
+        status="ok",
+        reason=None,
+        model=str(model_path),
+        roles=json.loads(args.roles) if args.roles else None,
+        trainable_parameters={"total": sum(p.numel() for p in saved.parameters()), "trained": 0},
+        e0s_in_model=e0s_in_model(saved),
+        warnings=warnings,
+        foundation_head=args.head,
+        cpu_time_s=0.0,
+    ).write(args.out_dir / "run.json", prov, [model_path])
     log.info("run %s: the foundation model with E0s from %s (nothing trained)", args.out_dir, args.e0)
     return 0

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ftbench.errors import FtbenchError
 from ftbench.inference import read_model
-from ftbench.provenance import Provenance, write_json
+from ftbench.provenance import Provenance
+from ftbench.runrecord import RunRecord
 from ftbench.strategies import UNTOUCHED_ROLES
 
 
@@ -22,25 +23,9 @@ def record_untouched(model: Path, out_dir: Path, head: str | None = None) -> int
     if not model.is_file():
         raise FtbenchError(f"foundation model {model} does not exist")
     read_model(model)  # a corrupt file fails here, not in every evaluation after it
-    prov = Provenance([model])
-    write_json(
-        out_dir / "run.json",
-        prov.record(
-            [model],
-            extra={
-                "status": "ok",
-                "reason": None,
-                "model": str(model),
-                "epochs": 0,
-                "gpu_hours": 0.0,
-                "trainable_parameters": {},
-                "warnings": [],
-                "flags": {},
-                "roles": UNTOUCHED_ROLES,
-                "foundation_head": head,
-            },
-        ),
-    )
+    RunRecord(
+        status="ok", reason=None, model=str(model), roles=UNTOUCHED_ROLES, optimizer_steps=None, foundation_head=head
+    ).write(out_dir / "run.json", Provenance([model]), [model])
     return 0
 
 
