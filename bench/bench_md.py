@@ -20,7 +20,7 @@ from ase import units
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from ftbench.provenance import write_json  # noqa: E402
+from ftbench.runtime.provenance import write_json  # noqa: E402
 from robustness_support import build_tiny_mace, water_box  # noqa: E402
 
 
@@ -68,8 +68,8 @@ def main() -> None:
 
     import torch
 
-    from ftbench.calculators import load_calculator
-    from ftbench.md import Criteria, run_replica
+    from ftbench.probes.calculators import load_calculator
+    from ftbench.probes.md import Criteria, run_replica
 
     torch.set_num_threads(args.threads)  # fewer threads: less jitter on a shared machine
 
@@ -115,7 +115,7 @@ def main() -> None:
     from ase.io import write
     from ase.md.langevin import Langevin
 
-    from ftbench.md import _snapshot, check_frame
+    from ftbench.probes.md import _snapshot, check_frame
 
     probe = atoms.copy()
     probe.calc = calc

@@ -1,6 +1,6 @@
 """Benchmark: MD replicas in one batched MACE evaluation per step vs one evaluation per replica.
 
-Same small (untrained) MACE model, structure, seeds and protocol (ftbench.md.run_replicas);
+Same small (untrained) MACE model, structure, seeds and protocol (ftbench.probes.md.run_replicas);
 only the evaluator differs: MaceBatchEvaluator (all running replicas in one disjoint-union
 graph) vs CalculatorEvaluator (MACECalculator called once per replica, as the old runner did).
 Systems: an SN2-like 6-atom molecule and a 24-atom water box (the demo's small sizes). Rounds
@@ -21,7 +21,7 @@ from ase import Atoms
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from ftbench.provenance import write_json  # noqa: E402
+from ftbench.runtime.provenance import write_json  # noqa: E402
 from robustness_support import build_tiny_mace, water_box  # noqa: E402
 
 
@@ -42,8 +42,8 @@ def main() -> None:
 
     import torch
 
-    from ftbench.calculators import load_calculator
-    from ftbench.md import CalculatorEvaluator, Criteria, MaceBatchEvaluator, run_replicas
+    from ftbench.probes.calculators import load_calculator
+    from ftbench.probes.md import CalculatorEvaluator, Criteria, MaceBatchEvaluator, run_replicas
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench_md_batch_"))

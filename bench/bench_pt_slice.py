@@ -26,8 +26,8 @@ from pathlib import Path
 from ase.data import atomic_numbers
 from ase.io import read, write
 
-from ftbench.grid import parse_run_path
-from ftbench.replay import held_out_slice
+from ftbench.core.grid import parse_run_path
+from ftbench.training.replay import held_out_slice
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("pt_full", "pt_full_relabelled")

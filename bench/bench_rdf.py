@@ -16,9 +16,9 @@ from ase import Atoms
 from ase.build import molecule
 from ase.geometry.rdf import get_rdf
 
-from ftbench.emd import emd
-from ftbench.provenance import write_json
-from ftbench.rdf import partial_rdf
+from ftbench.probes.emd import emd
+from ftbench.probes.rdf import partial_rdf
+from ftbench.runtime.provenance import write_json
 
 
 def water_frames(n_frames: int, n_side: int = 5, seed: int = 0) -> list[Atoms]:

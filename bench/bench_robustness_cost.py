@@ -27,16 +27,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from ftbench.config import load_config, robustness_settings  # noqa: E402
-from ftbench.provenance import write_json  # noqa: E402
+from ftbench.core.config import load_config, robustness_settings  # noqa: E402
+from ftbench.runtime.provenance import write_json  # noqa: E402
 from robustness_support import build_tiny_mace, water_box  # noqa: E402
 
 
 def per_step_times(calc, atoms, replicas: int, prod_replicas: int, repeats: int = 20) -> dict:
     from ase.optimize import FIRE
 
-    from ftbench.dimers import dimer_curve
-    from ftbench.md import MaceBatchEvaluator
+    from ftbench.probes.dimers import dimer_curve
+    from ftbench.probes.md import MaceBatchEvaluator
 
     evaluate = MaceBatchEvaluator(calc)
     out = {}
@@ -91,7 +91,7 @@ def reference_gpu_times(n_atoms: int, replicas: int, prod_replicas: int) -> dict
 
 def robustness_models(cfg: dict) -> int:
     """How many models the grid sends to robustness (the workflow's own selection)."""
-    from ftbench.grid import expand_grid, robustness_runs, untouched_runs
+    from ftbench.core.grid import expand_grid, robustness_runs, untouched_runs
 
     return len(robustness_runs(cfg, expand_grid(cfg) + untouched_runs(cfg)))
 
@@ -124,7 +124,7 @@ def main() -> None:
 
     import torch
 
-    from ftbench.calculators import load_calculator
+    from ftbench.probes.calculators import load_calculator
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench_rob_"))

@@ -32,8 +32,8 @@ def md_step_time(model_path: Path, replicas: int, steps: int, dtype: str) -> flo
     """Seconds per batched MD step (all replicas) of the water start, loose criteria."""
     from ase.io import read
 
-    from ftbench.calculators import load_calculator
-    from ftbench.md import Criteria, MaceBatchEvaluator, run_replicas
+    from ftbench.probes.calculators import load_calculator
+    from ftbench.probes.md import Criteria, MaceBatchEvaluator, run_replicas
 
     calc = load_calculator(model_path, default_dtype=dtype)
     loose = Criteria(min_distance=0.1, max_force=1e6, max_temperature_factor=1e6)
@@ -57,8 +57,8 @@ def main() -> None:
     import torch
     from ase.io import read
 
-    from ftbench.config import load_config, robustness_settings, strategy
-    from ftbench.grid import expand_grid, robustness_runs, untouched_runs
+    from ftbench.core.config import load_config, robustness_settings, strategy
+    from ftbench.core.grid import expand_grid, robustness_runs, untouched_runs
 
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=6)

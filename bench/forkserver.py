@@ -1,4 +1,4 @@
-"""What the fork server (ftbench.forkserver) saves: the micro grid (tests/data/micro.yaml) through
+"""What the fork server (ftbench.runtime.forkserver) saves: the micro grid (tests/data/micro.yaml) through
 real Snakemake with and without it, and the per-job cost of single `python -m ftbench` jobs.
 
 Reports wall time AND CPU time (user+sys of the whole process tree: getrusage(RUSAGE_CHILDREN)
@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from ftbench.forkserver import SOCKET_ENV, SWITCH_ENV  # noqa: E402
+from ftbench.runtime.forkserver import SOCKET_ENV, SWITCH_ENV  # noqa: E402
 
 ENV = {k: v for k, v in os.environ.items() if k not in (SOCKET_ENV, SWITCH_ENV)}
 ENV.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT / "src"))
@@ -77,7 +77,7 @@ def grid(workdir: Path, server: bool) -> dict:
 def start_server(folder: Path) -> subprocess.Popen:
     path = folder / "sock"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ftbench.forkserver", "--socket", str(path)],
+        [sys.executable, "-m", "ftbench.runtime.forkserver", "--socket", str(path)],
         env=ENV,
         stdout=open(folder / "server.log", "wb"),
         stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from ftbench.config import pretrain_flags, read_yaml
+from ftbench.core.config import pretrain_flags, read_yaml
 
 out = Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ MD, under the key names a user's DFT file might have (`dft_energy`, `dft_forces`
 
 Default: 8 trajectories of 20 frames 10 fs apart (160 frames of 12-15 atoms) at 300-400 K, under a
 minute on one core.
-The sampling and labelling code is the shipped demo world's (ftbench.demo_world.trajectory).
+The sampling and labelling code is the shipped demo world's (ftbench.demo.demo_world.trajectory).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from ase.build import molecule  # noqa: E402
 from ase.io import write  # noqa: E402
 
-from ftbench import demo_world  # noqa: E402
+from ftbench.demo import demo_world  # noqa: E402
 
 # (methanol, water) per trajectory, cycled: three compositions, so no single stoichiometry
 COMPOSITIONS = [(1, 2), (2, 1), (1, 3)]

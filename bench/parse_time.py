@@ -35,8 +35,8 @@ def main(n: int = 5) -> None:
         baseline = timed([*SNAKEMAKE, "--list-rules"], Path(empty), n)
     full = timed([*SNAKEMAKE, "--list-rules", "--nolock"], ROOT, n)
     sys.path.insert(0, str(ROOT / "src"))
-    from ftbench.config import load_config
-    from ftbench.grid import expand_grid, untouched_runs
+    from ftbench.core.config import load_config
+    from ftbench.core.grid import expand_grid, untouched_runs
 
     t0 = time.perf_counter()
     for _ in range(n):

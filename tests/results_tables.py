@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ftbench.aggregate import CURVE_COLUMNS, ERROR_COLUMNS, KEY, ROBUSTNESS_COLUMNS, SURVIVAL_COLUMNS, TRAINING_COLUMNS
+from ftbench.report.aggregate import (
+    CURVE_COLUMNS,
+    ERROR_COLUMNS,
+    KEY,
+    ROBUSTNESS_COLUMNS,
+    SURVIVAL_COLUMNS,
+    TRAINING_COLUMNS,
+)
 
 MODELS = ["gen_a", "gen_b"]
 STRATEGIES = ["naive", "lora", "replay", "pseudo_replay", "scratch"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT
-from ftbench.config import load_config
-from ftbench.errors import FtbenchError
-from ftbench.strategies import mace_flags
+from ftbench.core.config import load_config
+from ftbench.core.errors import FtbenchError
+from ftbench.core.strategies import mace_flags
 
 PAPER = ROOT / "config" / "paper.yaml"
 

@@ -12,8 +12,8 @@ from ase.io import write
 
 import model_fixtures as mf
 from conftest import ftbench
-from ftbench.config import load_config
-from ftbench.strategies import epochs_for_budget, mace_flags, step_budget
+from ftbench.core.config import load_config
+from ftbench.core.strategies import epochs_for_budget, mace_flags, step_budget
 
 ZS = [1, 6, 17]
 

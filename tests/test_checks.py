@@ -157,7 +157,7 @@ def gen1_on_sn2():
     """
     import torch
 
-    from ftbench.inference import predict, read_model
+    from ftbench.probes.inference import predict, read_model
 
     frames = [a for a in read(SN2, ":40") if len(a) > 1][:24]
     before = torch.get_default_dtype()
@@ -170,8 +170,8 @@ def gen1_on_sn2():
 
 @pytest.mark.parametrize(("scale", "unit"), [(23.0605, "kcal/mol/A"), (1 / 51.422, "Hartree/Bohr")])
 def test_labels_in_another_unit_are_named(gen1_on_sn2, scale, unit):
-    from ftbench.datacheck import unit_verdict
-    from ftbench.errors import FtbenchError
+    from ftbench.core.errors import FtbenchError
+    from ftbench.data.datacheck import unit_verdict
 
     frames, preds = gen1_on_sn2
     scaled = [a.copy() for a in frames]
@@ -195,7 +195,7 @@ def test_labels_in_ev_pass_the_unit_check_and_record_it(tmp_path):
 
 def _unit_case(n: int, scale: float, noise: float, seed: int):
     """n water frames whose labels are `scale` x a stand-in model's predictions plus noise."""
-    from ftbench.datacheck import unit_verdict
+    from ftbench.data.datacheck import unit_verdict
 
     rng = np.random.default_rng(seed)
     frames, preds = _water(n, seed=seed), []
@@ -221,7 +221,7 @@ def test_energy_scale_on_a_handful_of_frames_is_not_judged():
 
 
 def test_energy_scale_on_many_correlated_frames_is_refused():
-    from ftbench.errors import FtbenchError
+    from ftbench.core.errors import FtbenchError
 
     frames, preds, unit_verdict = _unit_case(60, 300.0, 300.0, 0)
     with pytest.raises(FtbenchError, match=r"train.xyz: the reference energies are .* x the foundation"):

@@ -6,10 +6,10 @@ import pytest
 import yaml
 
 from conftest import ROOT, ftbench
-from ftbench.config import load_config
-from ftbench.errors import FtbenchError
-from ftbench.grid import Run, expand_grid, parse_run_path, robustness_runs, sizes_for, untouched_runs
-from ftbench.strategies import mace_flags
+from ftbench.core.config import load_config
+from ftbench.core.errors import FtbenchError
+from ftbench.core.grid import Run, expand_grid, parse_run_path, robustness_runs, sizes_for, untouched_runs
+from ftbench.core.strategies import mace_flags
 
 PAPER = ROOT / "config" / "paper.yaml"
 DEFAULT = ROOT / "config" / "config.yaml"
@@ -181,7 +181,7 @@ def test_new_strategy_is_a_config_entry(tmp_path):
 
 
 def test_unknown_mace_option_is_refused_before_training():
-    from ftbench.strategies import to_argv
+    from ftbench.core.strategies import to_argv
 
     with pytest.raises(FtbenchError, match="no option --lora_rnak"):
         to_argv({"lora_rnak": 4})
@@ -206,7 +206,7 @@ def test_grid_cli_slices_axes():
 def test_cueq_only_on_cuda_and_paper_runtimes():
     from pathlib import Path
 
-    from ftbench.finetune import build_argv
+    from ftbench.training.finetune import build_argv
 
     kw = dict(
         train=Path("t.xyz"), valid=Path("v.xyz"), e0=Path("e0.json"), out_dir=Path("o"), checkpoints=Path("c"), seed=1
@@ -230,7 +230,7 @@ def test_ablation_configs_expand_on_the_demo_and_the_paper_config(ablation):
 
 
 def test_mace_option_aliases_are_accepted():
-    from ftbench.strategies import to_argv
+    from ftbench.core.strategies import to_argv
 
     # mace spells Stage Two both --swa and --stage_two; the ablation config uses the latter
     assert to_argv({"stage_two": True, "start_stage_two": 10}) == ["--stage_two", "--start_stage_two=10"]
@@ -302,7 +302,7 @@ def test_auto_sizes_without_a_split_leave_the_default_valid_and_test_out():
 
 def test_the_paper_config_inherits_no_demo_world_file():
     # config.yaml's shipped sn2/water share names with the study's: catalog entries merge key by key
-    from ftbench.config import robustness_settings, split_sizes
+    from ftbench.core.config import robustness_settings, split_sizes
 
     paper = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml"])
     assert paper["sources_file"] == "config/paper.yaml"

@@ -1,4 +1,4 @@
-"""ftbench.convert on fixture files in the real SPICE / SN2-npz / extxyz formats."""
+"""ftbench.data.convert on fixture files in the real SPICE / SN2-npz / extxyz formats."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from ftbench import convert, fetch
 from ftbench.cli import main
-from ftbench.errors import FtbenchError
+from ftbench.core.errors import FtbenchError
+from ftbench.data import convert, fetch
 from http_server import SPICE_SUBSET, make_sn2_extxyz, make_sn2_npz, make_spice_hdf5, serve
 
 # ase's default CODATA (2014). CODATA 2018's 27.211386245988 differs by 8e-9 relative,

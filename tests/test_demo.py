@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ftbench.demo import generate_structures
+from ftbench.demo.demo import generate_structures
 
 
 def test_corpus_without_elements_uses_every_corpus_molecule_and_their_pairs():

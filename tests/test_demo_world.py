@@ -1,4 +1,4 @@
-"""The demo-world build (ftbench.demo_world): thermally sampled tblite trajectories, splits by
+"""The demo-world build (ftbench.demo.demo_world): thermally sampled tblite trajectories, splits by
 trajectory, the shipped files' checksums and quality gates."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import yaml
 from ase import Atoms
 from ase.io import read
 
-from ftbench import demo_world, fetch
-from ftbench.errors import FtbenchError
+from ftbench.core.errors import FtbenchError
+from ftbench.data import fetch
+from ftbench.demo import demo_world
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "data" / "demo"

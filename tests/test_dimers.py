@@ -11,8 +11,8 @@ import pytest
 from ase.calculators.lj import LennardJones
 from ase.calculators.morse import MorsePotential
 
-from ftbench.dimers import dimer_curves, wall_metrics
-from ftbench.geometry import element_pairs
+from ftbench.data.geometry import element_pairs
+from ftbench.probes.dimers import dimer_curves, wall_metrics
 
 sys.path.insert(0, str(Path(__file__).parent))
 from robustness_support import PairPotential, attractive_only, build_tiny_mace, morse, with_hole  # noqa: E402

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from ftbench.cli import main
-from ftbench.emd import emd, emd_tables
-from ftbench.errors import FtbenchError
-from ftbench.rdf import write_curves
+from ftbench.core.errors import FtbenchError
+from ftbench.probes.emd import emd, emd_tables
+from ftbench.probes.rdf import write_curves
 
 R = np.arange(0.01, 8.0, 0.02)
 

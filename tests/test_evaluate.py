@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from ftbench.evaluate import error_rows
+from ftbench.probes.evaluate import error_rows
 
 
 def _config(n_atoms, config_type, energy, forces=None, stress=None):
@@ -87,7 +87,7 @@ def tiny_model(tmp_path_factory):
 def test_stress_of_a_periodic_config_does_not_depend_on_its_batch(tiny_model):
     from ase.build import molecule
 
-    from ftbench.inference import load_model, predict
+    from ftbench.probes.inference import load_model, predict
     from robustness_support import water_box
 
     in_box = molecule("H2O")

@@ -1,4 +1,4 @@
-"""ftbench.fetch against a fake host on 127.0.0.1 serving the real URL shapes."""
+"""ftbench.data.fetch against a fake host on 127.0.0.1 serving the real URL shapes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftbench import fetch
 from ftbench.cli import main
-from ftbench.errors import FtbenchError
+from ftbench.core.errors import FtbenchError
+from ftbench.data import fetch
 from http_server import closed_port, make_sn2_extxyz, make_sn2_npz, serve
 
 REPO = "ev-tlt/MACE_finetuning_supplementary"
@@ -284,7 +284,7 @@ def test_progress_logging_without_tqdm(world, host, monkeypatch, caplog):
 
     monkeypatch.setattr(builtins, "__import__", no_tqdm)
     sources, data, tmp = world
-    caplog.set_level("INFO", logger="ftbench.fetch")
+    caplog.set_level("INFO", logger="ftbench.data.fetch")
     fetch.fetch_file(sources, "supp", "sn2_train", **_kw(tmp, progress=True))
     size = len(data["train"]) / 1e6
     assert f"{size:.1f} of {size:.1f} MB" in caplog.text

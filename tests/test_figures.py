@@ -6,8 +6,8 @@ import pytest
 from matplotlib.colors import to_hex
 
 from conftest import ftbench
-from ftbench import figures
-from ftbench.figures import FIGURES, load_tables, strategy_style
+from ftbench.report import figures
+from ftbench.report.figures import FIGURES, load_tables, strategy_style
 from results_tables import MODELS, STRATEGIES, write_tables
 
 

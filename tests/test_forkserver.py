@@ -1,4 +1,4 @@
-"""The fork server (ftbench.forkserver) runs `python -m ftbench` jobs as a fresh process would:
+"""The fork server (ftbench.runtime.forkserver) runs `python -m ftbench` jobs as a fresh process would:
 same outputs, exit codes and streams; cancelled clients take their job with them; without a
 usable server the client runs the job itself."""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ftbench import forkclient, forkserver
+from ftbench.runtime import forkclient, forkserver
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN_ENV = {k: v for k, v in os.environ.items() if k != forkserver.SOCKET_ENV}
@@ -48,7 +48,7 @@ def server(tmp_path_factory):
         # as the workflow starts it: without thread-count variables (OpenBLAS would start threads)
         env = {k: v for k, v in PLAIN_ENV.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ftbench.forkserver", "--socket", str(path)],
+            [sys.executable, "-m", "ftbench.runtime.forkserver", "--socket", str(path)],
             env=env,
             stdout=out,
             stderr=out,
@@ -79,7 +79,7 @@ def same_run(server, tmp_path, *args, **kw):
 
 def test_client_and_server_modules_import_only_the_standard_library():
     code = (
-        "import sys, ftbench.forkclient, ftbench.forkserver, ftbench.__init__; "
+        "import sys, ftbench.runtime.forkclient, ftbench.runtime.forkserver, ftbench.__init__; "
         "print(sorted(m for m in ('torch', 'numpy', 'ase', 'mace', 'snakemake') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=PLAIN_ENV, capture_output=True, text=True, check=True)

@@ -52,7 +52,7 @@ def test_installed_ftbench_runs_init_and_grid_outside_the_checkout(tmp_path):
         )
 
     where = subprocess.run(
-        [sys.executable, "-c", "import ftbench.config as c; print(c.__file__, c.IN_CHECKOUT)"],
+        [sys.executable, "-c", "import ftbench.core.config as c; print(c.__file__, c.IN_CHECKOUT)"],
         cwd=user,
         env=env,
         capture_output=True,
@@ -68,3 +68,15 @@ def test_installed_ftbench_runs_init_and_grid_outside_the_checkout(tmp_path):
     assert grid.returncode == 0, grid.stdout + grid.stderr
     assert "fine-tune jobs" in grid.stdout + grid.stderr
     assert "Traceback" not in grid.stderr
+
+
+def test_core_imports_no_torch():
+    # the Snakefile parses with ftbench.core on every cluster job: torch there costs seconds a job
+    code = (
+        "import sys, pkgutil, importlib, ftbench.core as c\n"
+        "for m in pkgutil.iter_modules(c.__path__): importlib.import_module('ftbench.core.' + m.name)\n"
+        "heavy = sorted(n for n in ('torch', 'mace', 'e3nn') if n in sys.modules)\n"
+        "print(heavy); sys.exit(1 if heavy else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,4 +1,4 @@
-"""Ctrl-C of a local run whose jobs run through the fork server (ftbench.forkserver).
+"""Ctrl-C of a local run whose jobs run through the fork server (ftbench.runtime.forkserver).
 
 Real Snakemake, real fine-tunes (mace_run_train) forked by the real server, a real SIGINT: to
 Snakemake's process group as a terminal sends it, or to the Snakemake process alone; once, or twice
@@ -290,7 +290,7 @@ def _server(folder: Path) -> tuple[subprocess.Popen, Path, dict]:
     server_env = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ftbench.forkserver", "--socket", str(path)],
+            [sys.executable, "-m", "ftbench.runtime.forkserver", "--socket", str(path)],
             env=server_env,
             stdout=out,
             stderr=out,

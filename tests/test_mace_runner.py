@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftbench.mace_runner import diverged, failure_status
+from ftbench.training.mace_runner import diverged, failure_status
 
 
 def test_no_curve_is_diverged():

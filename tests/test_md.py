@@ -13,7 +13,7 @@ from ase.calculators.lj import LennardJones
 from ase.cluster import Icosahedron
 from ase.io import read, write
 
-from ftbench.md import Criteria, ramp_temperature, run_replica, run_replicas
+from ftbench.probes.md import Criteria, ramp_temperature, run_replica, run_replicas
 
 sys.path.insert(0, str(Path(__file__).parent))
 from robustness_support import PairPotential, attractive_only, build_tiny_mace, water_box  # noqa: E402
@@ -221,8 +221,8 @@ def test_cli_end_to_end_with_mace(tmp_path, tiny_model):
 
 
 def test_batched_forces_equal_per_replica_forces(tiny_model):
-    from ftbench.calculators import load_calculator
-    from ftbench.md import CalculatorEvaluator, MaceBatchEvaluator
+    from ftbench.probes.calculators import load_calculator
+    from ftbench.probes.md import CalculatorEvaluator, MaceBatchEvaluator
 
     calc = load_calculator(tiny_model)
     boxes = [water_box(2, seed=s) for s in range(3)]
@@ -238,8 +238,8 @@ def test_batched_forces_equal_per_replica_forces(tiny_model):
 
 
 def test_batched_and_sequential_replicas_run_the_same_trajectories(tiny_model, tmp_path):
-    from ftbench.calculators import load_calculator
-    from ftbench.md import CalculatorEvaluator, MaceBatchEvaluator
+    from ftbench.probes.calculators import load_calculator
+    from ftbench.probes.md import CalculatorEvaluator, MaceBatchEvaluator
 
     calc = load_calculator(tiny_model)
     kwargs = dict(
@@ -268,7 +268,7 @@ def test_batched_and_sequential_replicas_run_the_same_trajectories(tiny_model, t
 
 def test_a_failing_replica_stops_alone():
     # replica seeds 0 and 1 under an evaluator that raises for one structure in the batch only
-    from ftbench.md import CalculatorEvaluator
+    from ftbench.probes.md import CalculatorEvaluator
 
     class OneBad(CalculatorEvaluator):
         batched = True
@@ -294,7 +294,7 @@ def test_a_failing_replica_stops_alone():
 
 
 def test_kaplan_meier_on_hand_made_data():
-    from ftbench.md import kaplan_meier
+    from ftbench.probes.md import kaplan_meier
 
     # 5 replicas: failures at 1, 2, 2 ps; one censored (still running) at 1.5 ps, one at the end (3 ps)
     t, s = kaplan_meier([1.0, 2.0, 2.0, 1.5, 3.0], [True, True, True, False, False])

@@ -20,8 +20,8 @@ import yaml
 from ase.io import read, write
 
 from conftest import ROOT, ftbench, snakemake
-from ftbench import fetch
-from ftbench.errors import FtbenchError
+from ftbench.core.errors import FtbenchError
+from ftbench.data import fetch
 from http_server import serve
 
 SN2 = ROOT / "data" / "demo" / "benchmarks" / "sn2.xyz.gz"

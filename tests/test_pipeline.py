@@ -12,8 +12,8 @@ import yaml
 from ase.io import read
 
 from conftest import MICRO, snakemake
-from ftbench.config import load_config
-from ftbench.grid import expand_grid, untouched_runs
+from ftbench.core.config import load_config
+from ftbench.core.grid import expand_grid, untouched_runs
 
 pytestmark = pytest.mark.pipeline
 
@@ -25,7 +25,7 @@ def run_dir(workdir, strategy, model=MODEL, e0="estimated"):
 
 
 def load(path):
-    from ftbench.inference import load_model
+    from ftbench.probes.inference import load_model
 
     return load_model(path)
 
@@ -139,7 +139,7 @@ def test_estimated_e0s_differ_from_foundation_and_fit_the_data(micro_run, founda
     prov = json.loads(
         (micro_run / "results" / "e0" / BENCH / MODEL / "estimated" / f"n{SIZE}.provenance.json").read_text()
     )
-    from ftbench.inference import model_e0s
+    from ftbench.probes.inference import model_e0s
 
     fm = model_e0s(foundation)
     est = {int(z): e for z, e in prov["e0s"].items()}
@@ -149,7 +149,7 @@ def test_estimated_e0s_differ_from_foundation_and_fit_the_data(micro_run, founda
 
 
 def test_pseudolabels_are_foundation_predictions(micro_run, foundation):
-    from ftbench.inference import predict
+    from ftbench.probes.inference import predict
 
     replay_dir = micro_run / "results" / "replay" / BENCH / MODEL
     original = read(replay_dir / "replay.xyz", ":")
@@ -220,7 +220,7 @@ FIGURE_RULES = ["--allowed-rules", "aggregate", "tables", "figure", "figures"]
 
 
 def test_figures_target_redraws_a_deleted_figure_without_training(micro_run):
-    from ftbench.figures import FIGURES
+    from ftbench.report.figures import FIGURES
 
     figs, tables = micro_run / "results" / "figures", micro_run / "results" / "tables"
     drawn = load_config([MICRO])["figures"]

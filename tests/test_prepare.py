@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from ase import Atoms
 
-from ftbench.errors import FtbenchError
-from ftbench.prepare import split
+from ftbench.core.errors import FtbenchError
+from ftbench.data.prepare import split
 
 
 def _data():

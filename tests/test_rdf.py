@@ -12,8 +12,8 @@ from ase.build import bulk
 from ase.io import write
 
 from ftbench.cli import main
-from ftbench.errors import FtbenchError
-from ftbench.rdf import coordination_number, parse_pairs, partial_rdf, read_csv
+from ftbench.core.errors import FtbenchError
+from ftbench.probes.rdf import coordination_number, parse_pairs, partial_rdf, read_csv
 
 
 def test_fcc_first_peak_and_coordination():

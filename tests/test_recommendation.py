@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from conftest import ftbench
-from ftbench.findings import DEFAULTS, findings
-from ftbench.finetune import cpu_seconds
-from ftbench.metrics import cost, read_replay_steps, read_tables, run_metrics
-from ftbench.tables import recommendation_text, recommendations, summary
+from ftbench.report.findings import DEFAULTS, findings
+from ftbench.report.metrics import cost, read_replay_steps, read_tables, run_metrics
+from ftbench.report.tables import recommendation_text, recommendations, summary
+from ftbench.training.finetune import cpu_seconds
 from results_tables import PT_RELABELLED, UNTOUCHED_PT_RELABELLED, write_tables
 
 # e0.composition_rank_warning's text; a caveat keeps its first clause (runs.csv keeps the advice)

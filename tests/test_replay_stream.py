@@ -7,8 +7,8 @@ import pytest
 from ase.io import read
 
 import model_fixtures as mf
-from ftbench.errors import FtbenchError
-from ftbench.replay import parse_frames, select_stream
+from ftbench.core.errors import FtbenchError
+from ftbench.training.replay import parse_frames, select_stream
 
 ELEMENTS = {1, 6, 8, 17}  # H C O Cl
 
@@ -130,7 +130,7 @@ def _slice(path, n, seed, shift=0.0):
 
 
 def test_separate_held_out_slice_and_its_relabelled_twin(pool, tmp_path):
-    from ftbench.replay import held_out_slice
+    from ftbench.training.replay import held_out_slice
 
     _slice(tmp_path / "held.xyz", 30, 0)
     _slice(tmp_path / "held_gfn2.xyz", 30, 0, shift=100.0)

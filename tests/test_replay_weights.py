@@ -12,8 +12,8 @@ from ase.io import read, write
 
 import model_fixtures as mf
 from conftest import ftbench
-from ftbench.config import load_config
-from ftbench.errors import FtbenchError
+from ftbench.core.config import load_config
+from ftbench.core.errors import FtbenchError
 
 ZS = [1, 6, 17]
 

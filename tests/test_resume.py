@@ -119,7 +119,7 @@ def test_killed_finetune_resumes_from_checkpoint(resume_dir):
     assert info["resumed"] is True and info["attempts"] == 2, info
     assert info["wall_time_s"] > info["attempt_wall_time_s"] > 0
     # mace appends the resumed epochs to the same results file: every epoch appears once
-    from ftbench.aggregate import training_rows
+    from ftbench.report.aggregate import training_rows
 
     epochs = [r["epoch"] for r in training_rows(run_dir, {})]
     assert sorted(epochs) == list(range(EPOCHS)), epochs
@@ -146,7 +146,7 @@ def test_forcerun_retrains_from_scratch(resume_dir):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "ok" and info["epochs"] == 3 and info["started"] != first["started"]
     assert first["resumed"] is False and info["resumed"] is False and info["attempts"] == 1
-    from ftbench.aggregate import training_rows
+    from ftbench.report.aggregate import training_rows
 
     assert sorted(r["epoch"] for r in training_rows(run_dir, {})) == [0, 1, 2]
 
@@ -156,7 +156,7 @@ def test_a_checkpoint_cut_by_a_kill_is_dropped_not_resumed_from(tmp_path):
     # swallow the error and train from epoch 0 while the run says "resumed"
     import torch
 
-    from ftbench.finetune import fingerprint, start_attempt
+    from ftbench.training.finetune import fingerprint, start_attempt
 
     checkpoints, out = tmp_path / "ckpt", tmp_path / "run"
     checkpoints.mkdir()

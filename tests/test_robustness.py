@@ -13,8 +13,8 @@ from ase.build import bulk
 from ase.io import read, write
 
 from ftbench.cli import main
-from ftbench.config import load_config
-from ftbench.errors import FtbenchError
+from ftbench.core.config import load_config
+from ftbench.core.errors import FtbenchError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from robustness_support import build_tiny_mace, water_box  # noqa: E402
@@ -170,7 +170,7 @@ def test_unknown_element_is_a_failed_evaluation_not_an_ok_result(model, tmp_path
     rec = json.loads((out / "robustness.json").read_text())
     assert rec["status"] == "failed" and "Cu" in rec["reason"]
     # aggregate keeps it as a status row, no metric rows
-    from ftbench.aggregate import robustness_rows
+    from ftbench.report.aggregate import robustness_rows
 
     run = tmp_path / "runs" / "b" / "m" / "s" / "estimated" / "n1" / "seed1"
     (run / "robustness").mkdir(parents=True)
@@ -187,7 +187,7 @@ def test_coupling_time_longer_than_the_run_is_refused():
 
 
 def test_runs_table_records_roles_and_optimiser_step_cost(tmp_path):
-    from ftbench.aggregate import collect
+    from ftbench.report.aggregate import collect
 
     runs_root = tmp_path / "runs"
     roles = {"foundation": True, "replay": "pseudo", "frozen": 0, "lora": True}
@@ -206,7 +206,7 @@ def test_runs_table_records_roles_and_optimiser_step_cost(tmp_path):
 
 
 def test_roles_come_from_the_catalog():
-    from ftbench.strategies import roles
+    from ftbench.core.strategies import roles
 
     cfg = load_config()
     assert roles(cfg, "naive") == {"foundation": True, "replay": None, "frozen": 0, "lora": False, "trained": True}

@@ -11,8 +11,8 @@ import pytest
 from ase.data import atomic_masses
 from ase.io import read
 
-from ftbench.errors import FtbenchError
-from ftbench.rss import covalent_threshold, min_covalent_ratio, parse_composition, random_structure, run_rss
+from ftbench.core.errors import FtbenchError
+from ftbench.probes.rss import covalent_threshold, min_covalent_ratio, parse_composition, random_structure, run_rss
 
 sys.path.insert(0, str(Path(__file__).parent))
 from robustness_support import PairPotential, build_tiny_mace, morse, with_hole  # noqa: E402

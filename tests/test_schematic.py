@@ -11,8 +11,8 @@ import pytest
 from matplotlib.colors import same_color
 from matplotlib.text import Text
 
-from ftbench.figures import strategy_style
-from ftbench.schematic import DEFAULT_STRATEGIES, TITLE, draw_schematic
+from ftbench.report.figures import strategy_style
+from ftbench.report.schematic import DEFAULT_STRATEGIES, TITLE, draw_schematic
 
 
 def _texts(fig) -> list[Text]:
@@ -135,15 +135,15 @@ def test_custom_list_with_unknown_strategy(drawn):
 
 def test_import_has_no_pyplot_side_effect():
     code = (
-        "import sys, ftbench.schematic; "
+        "import sys, ftbench.report.schematic; "
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported at module import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_columns_follow_roles_not_names(tmp_path):
-    from ftbench.schematic import SPECS, spec_from_roles
-    from ftbench.style import STUDY_ROLES
+    from ftbench.report.schematic import SPECS, spec_from_roles
+    from ftbench.report.style import STUDY_ROLES
 
     # the study's eight drawn from their catalog roles look exactly as annotated
     for name, roles in STUDY_ROLES.items():

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftbench import demo_world, fetch
-from ftbench.provenance import sha256
+from ftbench.data import fetch
+from ftbench.demo import demo_world
+from ftbench.runtime.provenance import sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "data" / "demo"

@@ -409,9 +409,9 @@ def test_a_killed_replay_step_leaves_no_partial_outputs(tmp_path):
 def test_run_record_is_one_type_for_every_writer_and_reader(tmp_path):
     import dataclasses
 
-    from ftbench.errors import FtbenchError
-    from ftbench.provenance import Provenance
-    from ftbench.runrecord import RunRecord
+    from ftbench.core.errors import FtbenchError
+    from ftbench.runtime.provenance import Provenance
+    from ftbench.training.runrecord import RunRecord
 
     path = tmp_path / "run.json"
     written = RunRecord(status="diverged", reason="loss nan", model=None, roles={"lora": True}, epochs=3)

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from conftest import ftbench
-from ftbench.findings import findings
-from ftbench.tables import cost, read_tables, recommendations, run_metrics, summary
+from ftbench.report.findings import findings
+from ftbench.report.tables import cost, read_tables, recommendations, run_metrics, summary
 from results_tables import PT, UNTOUCHED_PT, write_tables
 
 

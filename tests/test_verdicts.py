@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ftbench.findings import DEFAULTS, Stat, compare, findings
-from ftbench.metrics import read_tables, run_metrics
-from ftbench.style import EXTRA_COLOURS, MARKERS, OKABE_ITO, strategy_style, strategy_styles
+from ftbench.report.findings import DEFAULTS, Stat, compare, findings
+from ftbench.report.metrics import read_tables, run_metrics
+from ftbench.report.style import EXTRA_COLOURS, MARKERS, OKABE_ITO, strategy_style, strategy_styles
 from results_tables import write_tables
 
 

@@ -92,7 +92,7 @@ def test_every_rule_has_a_log_and_conda_env():
 
 
 def test_figure_names_in_the_rules_match_the_figure_registry():
-    from ftbench.figures import FIGURES
+    from ftbench.report.figures import FIGURES
 
     text = (ROOT / "workflow" / "rules" / "aggregate.smk").read_text()
     block = text.split("FIGURE_NAMES = [")[1].split("]")[0]

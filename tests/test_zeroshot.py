@@ -13,7 +13,7 @@ from ase.io import write
 
 import model_fixtures as mf
 from conftest import ftbench, snakemake
-from ftbench.inference import load_model, predict
+from ftbench.probes.inference import load_model, predict
 
 ZS = [1, 6, 17]
 

@@ -2,7 +2,7 @@
 
 import sys
 
-# Through the workflow's fork server when it runs one (ftbench.forkserver), else in this process.
-from ftbench.forkclient import main
+# Through the workflow's fork server when it runs one (ftbench.runtime.forkserver), else in this process.
+from ftbench.runtime.forkclient import main
 
 sys.exit(main())

@@ -11,36 +11,39 @@ import importlib
 import logging
 import sys
 
-from ftbench.errors import FtbenchError
+from ftbench.core.errors import FtbenchError
 
-# subcommand -> (module in ftbench, one-line help)
+# subcommand -> (module under ftbench, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "grid": ("grid", "print the expanded fine-tune grid and counts"),
-    "init": ("init", "write a config overlay for your own data file and foundation model"),
-    "demo": ("demo", "generate the offline demo world (corpus, benchmarks) with tblite"),
-    "demo-world": ("demo_world", "build the shipped demo world: labelled trajectories, pairs, relabelling"),
-    "prepare": ("prepare", "split a benchmark and write nested training subsets"),
-    "check-elements": ("elements", "check every benchmark split against a foundation model's elements"),
-    "subset": ("subsets", "the first n configurations of a training pool (nested subsets)"),
-    "head": ("head", "one head of a multihead model as a single-head model (mace's remove_pt_head)"),
-    "e0": ("e0", "re-estimate E0s for a (foundation model, training set) pair"),
-    "replay": ("replay", "select the replay pool, hold out the pretraining slice, pseudolabel"),
-    "finetune": ("finetune", "fine-tune with mace_run_train for one grid cell"),
-    "pretrain": ("finetune", "pretrain a demo foundation model with mace_run_train (a failed run is an error)"),
-    "untouched": ("untouched", "record an untouched foundation model as a run (no training)"),
-    "evaluate": ("evaluate", "energy/force/stress errors of a model on a dataset"),
-    "aggregate": ("aggregate", "collect every run's results into tidy tables"),
-    "tables": ("tables", "summary, recommendation, cost and findings tables from the tidy tables"),
-    "figures": ("figures", "draw the study's figures from the tidy tables"),
-    "robustness": ("robustness", "all robustness evaluations of one model, as the pipeline runs them"),
-    "md": ("md", "MD stability test (Langevin NVT with a temperature ramp)"),
-    "md-start": ("mdstart", "write a benchmark's common MD start structure"),
-    "rdf": ("rdf", "partial radial distribution functions of a trajectory"),
-    "emd": ("emd", "earth mover's distance between two RDF tables"),
-    "rss": ("rss", "random structure search: collapse fraction of relaxed structures"),
-    "dimers": ("dimers", "dimer curves and repulsive-wall metrics"),
-    "fetch": ("fetch", "download pinned sources with checksums"),
-    "convert": ("convert", "convert a source file to normalised extxyz"),
+    "grid": ("core.grid", "print the expanded fine-tune grid and counts"),
+    "init": ("core.init", "write a config overlay for your own data file and foundation model"),
+    "demo": ("demo.demo", "generate the offline demo world (corpus, benchmarks) with tblite"),
+    "demo-world": ("demo.demo_world", "build the shipped demo world: labelled trajectories, pairs, relabelling"),
+    "prepare": ("data.prepare", "split a benchmark and write nested training subsets"),
+    "check-elements": ("data.elements", "check every benchmark split against a foundation model's elements"),
+    "subset": ("data.subsets", "the first n configurations of a training pool (nested subsets)"),
+    "head": ("training.head", "one head of a multihead model as a single-head model (mace's remove_pt_head)"),
+    "e0": ("training.e0", "re-estimate E0s for a (foundation model, training set) pair"),
+    "replay": ("training.replay", "select the replay pool, hold out the pretraining slice, pseudolabel"),
+    "finetune": ("training.finetune", "fine-tune with mace_run_train for one grid cell"),
+    "pretrain": (
+        "training.finetune",
+        "pretrain a demo foundation model with mace_run_train (a failed run is an error)",
+    ),
+    "untouched": ("training.untouched", "record an untouched foundation model as a run (no training)"),
+    "evaluate": ("probes.evaluate", "energy/force/stress errors of a model on a dataset"),
+    "aggregate": ("report.aggregate", "collect every run's results into tidy tables"),
+    "tables": ("report.tables", "summary, recommendation, cost and findings tables from the tidy tables"),
+    "figures": ("report.figures", "draw the study's figures from the tidy tables"),
+    "robustness": ("probes.robustness", "all robustness evaluations of one model, as the pipeline runs them"),
+    "md": ("probes.md", "MD stability test (Langevin NVT with a temperature ramp)"),
+    "md-start": ("probes.mdstart", "write a benchmark's common MD start structure"),
+    "rdf": ("probes.rdf", "partial radial distribution functions of a trajectory"),
+    "emd": ("probes.emd", "earth mover's distance between two RDF tables"),
+    "rss": ("probes.rss", "random structure search: collapse fraction of relaxed structures"),
+    "dimers": ("probes.dimers", "dimer curves and repulsive-wall metrics"),
+    "fetch": ("data.fetch", "download pinned sources with checksums"),
+    "convert": ("data.convert", "convert a source file to normalised extxyz"),
 }
 
 

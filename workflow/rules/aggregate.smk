@@ -14,7 +14,7 @@ REPORT_DIR = report_dir()
 TABLES = f"{REPORT_DIR}/tables"
 FIGURES = f"{REPORT_DIR}/figures"
 LOG_TAG = "_".join(REPORT_DIR.split(os.sep))
-# ftbench.figures.FIGURES, spelled out so parsing the Snakefile does not import pandas (tested).
+# ftbench.report.figures.FIGURES, spelled out so parsing the Snakefile does not import pandas (tested).
 FIGURE_NAMES = [
     "schematic",
     "learning_curves",

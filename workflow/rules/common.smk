@@ -10,13 +10,13 @@ sys.path.insert(0, SRC)
 
 from snakemake.settings.types import DeploymentMethod
 
-from ftbench import config as ftc
-from ftbench import grid as ftg
-from ftbench import preflight as ftpre
-from ftbench import forkserver
-from ftbench import jobenv
-from ftbench.errors import FtbenchError
-from ftbench.strategies import (
+from ftbench.core import config as ftc
+from ftbench.core import grid as ftg
+from ftbench.core import preflight as ftpre
+from ftbench.runtime import forkserver
+from ftbench.runtime import jobenv
+from ftbench.core.errors import FtbenchError
+from ftbench.core.strategies import (
     baseline_strategy,
     foundation_head,
     mace_flags,
@@ -443,7 +443,7 @@ def untouched_head(w):
 # ---- a user's own files (`source: local`, `{path: ...}`) and the fetch rules' source entries
 # (used by workflow/rules/fetch.smk)
 
-from ftbench import fetch as ftfetch
+from ftbench.data import fetch as ftfetch
 
 # benchmark part -> the catalog key of its path (`source: local`)
 LOCAL_BENCHMARK_KEYS = {

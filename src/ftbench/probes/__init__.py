@@ -1,0 +1,1 @@
+"""Probes of a model: test and pretraining errors, MD stability, RDF/EMD, RSS, dimer curves."""

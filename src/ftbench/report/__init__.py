@@ -1,0 +1,1 @@
+"""Report: tidy tables, derived metrics, findings, summaries and figures."""

@@ -1,0 +1,1 @@
+"""Job runtime: the fork server for local jobs, job environment, provenance records."""

@@ -1,0 +1,84 @@
+"""The run record (run.json): one type that every writer fills and every reader relies on.
+
+Three paths write it (a fine-tune that finished, one that failed or diverged, an untouched or
+zero-shot model) and three read it (evaluate, robustness, aggregate). The fields and their defaults
+live here once; the provenance keys (argv, versions, inputs, outputs, timing, device) sit beside
+them at the top level of the same JSON, as `ftbench.runtime.provenance` writes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftbench.core.errors import FtbenchError
+from ftbench.runtime.provenance import Provenance, write_json
+
+STATUSES = ("ok", "failed", "diverged")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one run of the grid did and how it ended."""
+
+    status: str  # ok | failed | diverged (evaluation may add `invalid` later, in the tables)
+    reason: str | None = None
+    model: str | None = None  # the model file to evaluate; None unless status is ok
+    roles: dict | None = None  # strategies.roles of the run's strategy (older records: none)
+    epochs: int = 0
+    optimizer_steps: int | None = 0
+    trainable_parameters: dict = field(default_factory=dict)  # {"total": n, "trained": n}
+    e0s_in_model: dict | None = None
+    first_valid: dict | None = None
+    last_valid: dict | None = None
+    warnings: list = field(default_factory=list)
+    flags: dict = field(default_factory=dict)  # the mace_run_train flags
+    budget: dict | None = None  # strategies.epochs_for_budget
+    resumed: bool = False
+    attempts: int = 1
+    foundation_head: str | None = None
+    wall_time_s: float | None = None  # every attempt; None: take the provenance's
+    attempt_wall_time_s: float | None = None
+    cpu_time_s: float | None = None
+    gpu_hours: float = 0.0
+    device: str | None = None  # None: the provenance's
+    provenance: dict = field(default_factory=dict, compare=False)  # read back only, never written from here
+
+    def __post_init__(self):
+        """Refuse a status no reader knows."""
+        if self.status not in STATUSES:
+            raise FtbenchError(f"run record: status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    def write(self, path: str | Path, prov: Provenance, outputs: list = ()) -> dict:
+        """Write the record with `prov`'s provenance to `path`; return what was written."""
+        own = {k: v for k, v in dataclasses.asdict(self).items() if k != "provenance"}
+        for key in ("wall_time_s", "device"):  # the provenance measures these unless the writer did
+            if own[key] is None:
+                del own[key]
+        rec = prov.record(outputs, extra=own)
+        write_json(path, rec)
+        return rec
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunRecord:
+        """Read a run.json; fields an older ftbench did not write take their defaults."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            names = {f.name for f in dataclasses.fields(cls)} - {"provenance"}
+            own = {k: v for k, v in data.items() if k in names}
+            return cls(**own, provenance={k: v for k, v in data.items() if k not in names})
+        except FileNotFoundError:
+            raise FtbenchError(f"run record {path} is missing: rerun the run's fine-tune (rule finetune)") from None
+        except (json.JSONDecodeError, TypeError, FtbenchError) as err:
+            raise FtbenchError(
+                f"run record {path} is not a run.json written by `ftbench finetune` ({type(err).__name__}: {err}); "
+                "rerun the run's fine-tune (rule finetune)"
+            ) from None
+
+    @property
+    def model_path(self) -> Path | None:
+        """The model to evaluate, or None when the run did not finish ok."""
+        return Path(self.model) if self.model and self.status == "ok" else None
