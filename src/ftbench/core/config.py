@@ -80,6 +80,11 @@ def _schema() -> dict:
     return yaml.safe_load(SCHEMA.read_text())
 
 
+def schema_defaults(key: str) -> dict:
+    """Return the schema's defaults of the top-level block `key` (the one place they are written)."""
+    return {k: v["default"] for k, v in _schema()["properties"][key]["properties"].items() if "default" in v}
+
+
 def _deref(node, root: dict):
     """Return the schema node a `$ref: "#/definitions/x"` points at (one level is all the schema uses)."""
     if isinstance(node, dict) and "$ref" in node:

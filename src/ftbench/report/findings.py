@@ -22,20 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ftbench.core.config import schema_defaults
 from ftbench.core.grid import NO_MODEL, UNTOUCHED
-from ftbench.report.metrics import COMPUTE_LABELS, LOAD_SPREAD, baseline_runs, compute_column, cost, partial_finetunes
+from ftbench.report.metrics import COMPUTE_LABELS, baseline_runs, compute_column, cost, partial_finetunes
 
-DEFAULTS = {
-    "spread_factor": 1.0,  # a difference must exceed this x the larger seed SD
-    "min_seeds": 2,  # seeds per side before a spread exists
-    "tie_rel": 1e-6,  # relative difference below which two means are equal (float rounding)
-    "kept_ratio": 1.2,  # pretraining error / untouched at most this: accuracy kept
-    "pseudo_match": 0.2,  # pseudolabel replay within this fraction of original-label replay
-    "naive_tolerance": 0.1,  # naive counts as best unless another strategy is this much better
-    "beat_scratch_fraction": 0.5,  # more than this fraction of fine-tunes must beat scratch
-    "cost_range": [3.0, 15.0],  # replay / naive training compute, the study's range
-    "cost_load_spread": LOAD_SPREAD,  # per-step time spread across seeds of one cell above this: uneven load
-}
+# The findings' thresholds, with their meaning, are the schema's `findings` block (config files
+# override them); results read without a config get the same defaults.
+DEFAULTS = schema_defaults("findings")
 NOT_TESTABLE, SUPPORTED, NOT_SUPPORTED, MIXED = "not testable", "supported", "not supported", "mixed"
 INCONCLUSIVE = "inconclusive"
 MARK = {-1: "", 0: " (tie)", 1: " (not)", None: " (undecided)"}  # beat-scratch marks per strategy

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ftbench.core.config import schema_defaults
 from ftbench.core.errors import FtbenchError
 from ftbench.core.grid import NO_MODEL, UNTOUCHED
 from ftbench.report.style import STUDY_ROLES
@@ -202,7 +203,7 @@ def at_largest_size(frame: pd.DataFrame) -> pd.DataFrame:
 # Per-step times of one strategy on one cell (same data, same batches) that differ across seeds by
 # more than this factor (max / min) mean the machine's load changed during the grid
 # (findings.cost_load_spread; the wall-clock cost of that strategy is then suspect).
-LOAD_SPREAD = 1.5
+LOAD_SPREAD = schema_defaults("findings")["cost_load_spread"]
 COMPUTE_LABELS = {"cpu_time_s": "CPU time", "optimiser_time_s": "optimiser time"}
 COST_COLUMNS = [
     "model",
