@@ -205,6 +205,24 @@ def test_runs_table_records_roles_and_optimiser_step_cost(tmp_path):
     assert row.optimiser_steps == 6 and row.optimiser_time_s == pytest.approx(1.5)
 
 
+def test_aggregate_reads_the_run_record_not_mace_results(tmp_path):
+    from ftbench.report.aggregate import collect, collect_curves
+    from ftbench.runtime.provenance import Provenance
+    from ftbench.training.runrecord import RunRecord
+
+    runs_root = tmp_path / "runs"
+    run = runs_root / "sn2" / "m" / "naive" / "estimated" / "n10" / "seed1"
+    curve = [{"mode": "eval", "epoch": e, "head": "Default", "loss": 1.0, "rmse_f": 0.1 / (e + 1)} for e in range(3)]
+    record = RunRecord(status="ok", model="x.model", optimizer_steps=6, optimiser_time_s=1.5, training_curve=curve)
+    record.write(run / "run.json", Provenance([]))
+    (run / "errors.json").write_text(json.dumps({"status": "ok", "rows": []}))
+    assert not (run / "mace_results").exists()  # everything aggregate needs is in the declared run.json
+    _, runs = collect([run / "errors.json"], runs_root)
+    assert runs.iloc[0].optimiser_steps == 6 and runs.iloc[0].optimiser_time_s == pytest.approx(1.5)
+    training = collect_curves([run / "errors.json"], [], [], runs_root)["training_curves"]
+    assert list(training.epoch) == [0, 1, 2] and training.rmse_f_mev_per_a.iloc[-1] == pytest.approx(100 / 3)
+
+
 def test_roles_come_from_the_catalog():
     from ftbench.core.strategies import roles
 

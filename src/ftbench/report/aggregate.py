@@ -29,7 +29,6 @@ import pandas as pd
 from ftbench.core.errors import FtbenchError
 from ftbench.core.grid import parse_run_path
 from ftbench.report.metrics import KEY, ROBUSTNESS_METRICS, ROLE_COLUMNS, read_path
-from ftbench.training.mace_runner import optimiser_steps, training_curve
 from ftbench.training.runrecord import RunRecord
 
 log = logging.getLogger("ftbench.report.aggregate")
@@ -173,13 +172,7 @@ def collect(
         if "swa" in flags:
             flags = {**flags, "stage_two": flags["swa"]}
         roles = run.roles or {}
-        steps, step_time = optimiser_steps(path.parent / "mace_results")
-        if run.status == "ok" and run.optimizer_steps and steps is None:
-            raise FtbenchError(
-                f"{path.parent / 'mace_results'}/*_train.txt is missing: {path.parent / 'run.json'} records "
-                f"{run.optimizer_steps} optimiser steps, but mace's training log (cost, training curves) is "
-                "gone; rerun the fine-tune (`snakemake --forcerun finetune` on that run) or restore the folder"
-            )
+        steps, step_time, _ = run.training(path.parent)
         status, reason, warnings = run.status, run.reason, list(run.warnings)
         evaluated = errors["status"] in ("ok", INVALID) and bool(errors["rows"])
         rows = _with_status(errors) + extra.get(path.parent, []) if evaluated else []
@@ -342,9 +335,9 @@ def curve_rows(path: Path, key: dict) -> pd.DataFrame:
 
 
 def training_rows(run_dir: Path, key: dict) -> list[dict]:
-    """Mace's per-epoch validation rows ({run}/mace_results/*_train.txt), one per epoch and head."""
+    """Mace's per-epoch validation rows (from the run record), one per epoch and head."""
     rows = []
-    for rec in training_curve(run_dir / "mace_results"):
+    for rec in RunRecord.read(run_dir / "run.json").training(run_dir)[2]:
         if rec.get("mode") != "eval" or rec.get("epoch") is None:
             continue
         rows.append(

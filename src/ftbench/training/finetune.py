@@ -326,6 +326,7 @@ def run(args: argparse.Namespace) -> int:
         if any(abs(used.get(z, float("nan")) - e) > 1e-8 for z, e in expected.items()):
             warnings.append(f"E0s in the saved model {used} differ from {args.e0} {expected}")
     epochs = [r.get("epoch") for r in curve if r.get("epoch") is not None]
+    steps, step_seconds = optimiser_steps(out_dir / "mace_results")
     # cost counts every attempt, killed ones included (their checkpoints are part of this model)
     this_attempt = round(time.time() - prov.t0, 3)
     wall = round(sum(a["wall_time_s"] or 0.0 for a in attempt["attempts"][:-1]) + this_attempt, 3)
@@ -337,7 +338,9 @@ def run(args: argparse.Namespace) -> int:
         model=str(model_path) if status == "ok" else None,
         roles=json.loads(args.roles) if args.roles else None,
         epochs=(max(epochs) + 1) if epochs else 0,
-        optimizer_steps=optimiser_steps(out_dir / "mace_results")[0],
+        optimizer_steps=steps,
+        optimiser_time_s=step_seconds,
+        training_curve=curve,
         trainable_parameters=parameter_counts(saved, _mace_log(out_dir)) if saved is not None else {},
         e0s_in_model=e0s_in_model(saved) if saved is not None else None,
         first_valid=curve[0] if curve else None,

@@ -29,6 +29,10 @@ class RunRecord:
     roles: dict | None = None  # strategies.roles of the run's strategy (older records: none)
     epochs: int = 0
     optimizer_steps: int | None = 0
+    optimiser_time_s: float | None = None  # summed time of mace's per-step "opt" rows
+    # mace's per-epoch evaluation rows (mace_runner.training_curve); None: a record older than
+    # this field, whose curve is still only in the run's mace_results/
+    training_curve: list | None = None
     trainable_parameters: dict = field(default_factory=dict)  # {"total": n, "trained": n}
     e0s_in_model: dict | None = None
     first_valid: dict | None = None
@@ -77,6 +81,25 @@ class RunRecord:
                 f"run record {path} is not a run.json written by `ftbench finetune` ({type(err).__name__}: {err}); "
                 "rerun the run's fine-tune (rule finetune)"
             ) from None
+
+    def training(self, run_dir: Path) -> tuple[int | None, float | None, list]:
+        """(optimiser steps, their time, per-epoch evaluation rows) of the run.
+
+        From the record itself; a record written before it held them is read from mace's log in
+        `run_dir`/mace_results (and refused, naming the folder, when that log is gone).
+        """
+        if self.training_curve is not None:
+            return self.optimizer_steps or None, self.optimiser_time_s, self.training_curve
+        from ftbench.training.mace_runner import optimiser_steps, training_curve
+
+        steps, seconds = optimiser_steps(Path(run_dir) / "mace_results")
+        if self.status == "ok" and self.optimizer_steps and steps is None:
+            raise FtbenchError(
+                f"{Path(run_dir) / 'mace_results'}/*_train.txt is missing: {Path(run_dir) / 'run.json'} records "
+                f"{self.optimizer_steps} optimiser steps, but mace's training log (cost, training curves) is "
+                "gone; rerun the fine-tune (`snakemake --forcerun finetune` on that run) or restore the folder"
+            )
+        return steps, seconds, training_curve(Path(run_dir) / "mace_results")
 
     @property
     def model_path(self) -> Path | None:
