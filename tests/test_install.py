@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from ase.io import read, write
 
 from conftest import ROOT
 
+SKIP_TOP = {".venv", ".git", "data", "results", ".snakemake"}
 GEN2 = ROOT / "data" / "demo" / "foundation" / "demo_gen2.model"
 WATER = ROOT / "data" / "demo" / "benchmarks" / "water.xyz.gz"
 
@@ -23,7 +25,11 @@ def test_installed_ftbench_runs_init_and_grid_outside_the_checkout(tmp_path):
     build = tmp_path / "src"
     # build from a copy: pip must not write into the checkout, and the copy shows what a clone holds
     shutil.copytree(
-        ROOT, build, symlinks=True, ignore=shutil.ignore_patterns(".venv", ".git", "data", "results", ".snakemake")
+        ROOT,
+        build,
+        symlinks=True,
+        # top-level folders only: src/ftbench/data is a subpackage
+        ignore=lambda folder, names: [n for n in names if Path(folder) == ROOT and n in SKIP_TOP],
     )
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
@@ -58,7 +64,7 @@ def test_installed_ftbench_runs_init_and_grid_outside_the_checkout(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert where.stdout.split() == [str(site / "ftbench" / "config.py"), "False"], where.stderr
+    assert where.stdout.split() == [str(site / "ftbench" / "core" / "config.py"), "False"], where.stderr
     init = ftbench(
         "init", "--data", "mine.xyz", "--energy-key", "dft_energy", "--forces-key", "dft_forces",
         "--model", "fm.model", "--out", "own.yaml",
