@@ -278,13 +278,7 @@ def _read_run(path: Path) -> tuple[Path | None, str, str | None]:
 
     if not path.is_file():
         raise FtbenchError(f"run record {path} does not exist; run the fine-tune (or `ftbench untouched`) first")
-    try:
-        return read_run(path)
-    except UnicodeDecodeError as err:
-        raise FtbenchError(
-            f"run record {path} is not a run.json written by `ftbench finetune` ({type(err).__name__}: {err}); "
-            "delete it and rerun the fine-tune"
-        ) from None
+    return read_run(path)  # a malformed record is refused there, named
 
 
 def run(args: argparse.Namespace) -> int:

@@ -142,6 +142,11 @@ def _result(n: int, claim: str, v: tuple[str, str], ev: list[str], cfg: dict, ex
 # ---- selections --------------------------------------------------------------------------------
 
 
+def _baseline(runs: pd.DataFrame) -> set[str]:
+    """Return the reference strategy among `runs` (role_baseline) as a set of names, empty without one."""
+    return set(runs.strategy[baseline_runs(runs)])
+
+
 def _trained(metrics: pd.DataFrame) -> pd.DataFrame:
     """Finished fine-tunes and scratch runs: not the untouched or zero-shot (`train: false`) models."""
     return metrics[(metrics.strategy != UNTOUCHED) & (metrics.status == "ok") & metrics.role_trained.astype(bool)]
@@ -240,7 +245,8 @@ def beats_scratch(metrics: pd.DataFrame, cfg: dict) -> dict:
     for bench, model, n, runs in _cells(metrics, "max"):
         runs = runs[runs.role_foundation.astype(bool)]
         st = _stats(runs, "target_force_rmse")
-        plain = [s for s in st if baseline_runs(runs[runs.strategy == s]).iloc[0]]
+        base = _baseline(runs)
+        plain = [s for s in st if s in base]
         if not plain or len(st) < 2:
             continue
         naive = st[plain[0]]
@@ -318,7 +324,8 @@ def replay_keeps_pretraining(metrics: pd.DataFrame, cfg: dict) -> dict:
             outcomes.append(1 if gap <= cfg["pseudo_match"] else -1)
             want.append(1)
         walls = _stats(runs, "dimer_wall_failures")
-        plain = [s for s in single if baseline_runs(runs[runs.strategy == s]).iloc[0]]
+        base = _baseline(runs)
+        plain = [s for s in single if s in base]
         if plain and walls[plain[0]].n and all(walls[s].n for s in replay):
             # the wall: replay must not have more failures than naive (equal counts are fine)
             for s_ in replay:

@@ -76,7 +76,7 @@ class RunRecord:
             return cls(**own, provenance={k: v for k, v in data.items() if k not in names})
         except FileNotFoundError:
             raise FtbenchError(f"run record {path} is missing: rerun the run's fine-tune (rule finetune)") from None
-        except (json.JSONDecodeError, TypeError, FtbenchError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, FtbenchError) as err:
             raise FtbenchError(
                 f"run record {path} is not a run.json written by `ftbench finetune` ({type(err).__name__}: {err}); "
                 "rerun the run's fine-tune (rule finetune)"
