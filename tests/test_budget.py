@@ -119,4 +119,4 @@ def test_real_mace_takes_the_budgeted_steps(tmp_path, replay):
     expected = (2, 5) if not replay else (6, 2)
     assert (run["budget"]["steps_per_epoch"], run["budget"]["max_num_epochs"]) == expected
     assert run["epochs"] == expected[1]
-    assert run["optimizer_steps"] == expected[0] * expected[1]
+    assert run["optimiser_steps"] == expected[0] * expected[1]

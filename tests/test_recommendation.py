@@ -43,7 +43,7 @@ def edit(tables, name: str, column: str, value, **where) -> None:
 
 def recs(tables, **settings) -> pd.DataFrame:
     errors, runs, robustness = read_tables(tables)
-    metrics = run_metrics(errors, runs, robustness)
+    metrics = run_metrics(errors, runs, robustness, "naive")
     return recommendations(metrics, runs, read_replay_steps(tables), settings).set_index(["model", "scope"])
 
 
@@ -139,7 +139,7 @@ def test_caveats_name_slice_labels_slice_provenance_and_e0_warnings(tmp_path):
 def test_relabelled_slice_drives_summary_rank_and_finding_3_alike(tmp_path):
     tables = write_tables(tmp_path / "t", relabelled=True)
     errors, runs, robustness = read_tables(tables)
-    metrics = run_metrics(errors, runs, robustness)
+    metrics = run_metrics(errors, runs, robustness, "naive")
     table = summary(metrics, "sn2")
     replay = table[(table.model == "gen_a") & (table.strategy == "replay")].iloc[0]
     assert replay.pt_rel_slice == "relabelled"
@@ -168,7 +168,7 @@ def test_cpu_time_is_the_cost_basis_and_uneven_load_is_flagged(tmp_path):
     # one naive cell: seed 2's steps took twice as long (10 x 0.995 s against 20 x 1.005 s)
     edit(tables, "runs", "optimiser_time_s", 20.1, **NAIVE_A, seed=2)
     errors, runs, robustness = read_tables(tables)
-    metrics = run_metrics(errors, runs, robustness)
+    metrics = run_metrics(errors, runs, robustness, "naive")
     c = cost(metrics).set_index(["model", "strategy"])
     lora = c.loc[("gen_a", "lora")]
     assert lora["compute basis"] == "CPU time" and lora["compute / naive"] == pytest.approx(1.1)

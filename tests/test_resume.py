@@ -120,8 +120,9 @@ def test_killed_finetune_resumes_from_checkpoint(resume_dir):
     assert info["wall_time_s"] > info["attempt_wall_time_s"] > 0
     # mace appends the resumed epochs to the same results file: every epoch appears once
     from ftbench.report.aggregate import training_rows
+    from ftbench.training.runrecord import RunRecord
 
-    epochs = [r["epoch"] for r in training_rows(run_dir, {})]
+    epochs = [r["epoch"] for r in training_rows(RunRecord.read(run_dir / "run.json").training(run_dir)[2], {})]
     assert sorted(epochs) == list(range(EPOCHS)), epochs
 
 
@@ -147,8 +148,10 @@ def test_forcerun_retrains_from_scratch(resume_dir):
     assert info["status"] == "ok" and info["epochs"] == 3 and info["started"] != first["started"]
     assert first["resumed"] is False and info["resumed"] is False and info["attempts"] == 1
     from ftbench.report.aggregate import training_rows
+    from ftbench.training.runrecord import RunRecord
 
-    assert sorted(r["epoch"] for r in training_rows(run_dir, {})) == [0, 1, 2]
+    curve = RunRecord.read(run_dir / "run.json").training(run_dir)[2]
+    assert sorted(r["epoch"] for r in training_rows(curve, {})) == [0, 1, 2]
 
 
 def test_a_checkpoint_cut_by_a_kill_is_dropped_not_resumed_from(tmp_path):

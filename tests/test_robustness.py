@@ -175,7 +175,7 @@ def test_unknown_element_is_a_failed_evaluation_not_an_ok_result(model, tmp_path
     run = tmp_path / "runs" / "b" / "m" / "s" / "estimated" / "n1" / "seed1"
     (run / "robustness").mkdir(parents=True)
     (run / "robustness" / "robustness.json").write_text(json.dumps(rec))
-    rows = robustness_rows(run / "robustness" / "robustness.json", tmp_path / "runs")
+    rows = robustness_rows(json.loads((run / "robustness" / "robustness.json").read_text()), {"strategy": "s"})
     assert len(rows) == 1 and rows[0]["status"] == "failed"
 
 
@@ -199,27 +199,26 @@ def test_runs_table_records_roles_and_optimiser_step_cost(tmp_path):
     lines = [{"mode": "opt", "epoch": e, "loss": 1.0, "time": 0.25} for e in range(2) for _ in range(3)]
     lines += [{"mode": "eval", "epoch": e, "loss": 1.0, "time": 5.0} for e in range(2)]
     (run / "mace_results" / "x_run-1_train.txt").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    _, runs = collect([run / "errors.json"], runs_root)
+    _, runs, _ = collect([run / "errors.json"], runs_root)
     row = runs.iloc[0]
     assert (row.role_foundation, row.role_replay, row.role_frozen, row.role_lora) == (True, "pseudo", 0, True)
     assert row.optimiser_steps == 6 and row.optimiser_time_s == pytest.approx(1.5)
 
 
 def test_aggregate_reads_the_run_record_not_mace_results(tmp_path):
-    from ftbench.report.aggregate import collect, collect_curves
+    from ftbench.report.aggregate import collect
     from ftbench.runtime.provenance import Provenance
     from ftbench.training.runrecord import RunRecord
 
     runs_root = tmp_path / "runs"
     run = runs_root / "sn2" / "m" / "naive" / "estimated" / "n10" / "seed1"
     curve = [{"mode": "eval", "epoch": e, "head": "Default", "loss": 1.0, "rmse_f": 0.1 / (e + 1)} for e in range(3)]
-    record = RunRecord(status="ok", model="x.model", optimizer_steps=6, optimiser_time_s=1.5, training_curve=curve)
+    record = RunRecord(status="ok", model="x.model", optimiser_steps=6, optimiser_time_s=1.5, training_curve=curve)
     record.write(run / "run.json", Provenance([]))
     (run / "errors.json").write_text(json.dumps({"status": "ok", "rows": []}))
     assert not (run / "mace_results").exists()  # everything aggregate needs is in the declared run.json
-    _, runs = collect([run / "errors.json"], runs_root)
+    _, runs, training = collect([run / "errors.json"], runs_root)
     assert runs.iloc[0].optimiser_steps == 6 and runs.iloc[0].optimiser_time_s == pytest.approx(1.5)
-    training = collect_curves([run / "errors.json"], [], [], runs_root)["training_curves"]
     assert list(training.epoch) == [0, 1, 2] and training.rmse_f_mev_per_a.iloc[-1] == pytest.approx(100 / 3)
 
 
@@ -240,3 +239,11 @@ def test_roles_come_from_the_catalog():
     assert roles(cfg, "scratch")["foundation"] is False
     cfg["catalog"]["strategies"]["lora_r16"] = {"mace_flags": {"lora": True, "lora_rank": 16}}
     assert roles(cfg, "lora_r16") == {"foundation": True, "replay": None, "frozen": 0, "lora": True, "trained": True}
+
+
+def test_a_record_with_the_old_optimizer_spelling_reads_its_steps(tmp_path):
+    from ftbench.training.runrecord import RunRecord
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"status": "ok", "model": "m.model", "optimizer_steps": 42, "training_curve": []}))
+    assert RunRecord.read(path).optimiser_steps == 42

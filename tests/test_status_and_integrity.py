@@ -359,7 +359,7 @@ def test_aggregate_names_a_missing_run_json_and_keeps_the_tables(tmp_path):
 
 
 def test_aggregate_names_a_missing_training_log(tmp_path):
-    d = _run_dir(tmp_path, RUN.format(seed=1), optimizer_steps=600)
+    d = _run_dir(tmp_path, RUN.format(seed=1), optimiser_steps=600)
     (d / "errors.json").write_text(json.dumps({"status": "ok", "reason": None, "rows": []}))
     runs = tmp_path / "results" / "runs"
     proc = ftbench("aggregate", "--errors", str(d / "errors.json"), "--runs-root", str(runs), "--tables", str(tmp_path))

@@ -15,7 +15,7 @@ from results_tables import PT, UNTOUCHED_PT, write_tables
 
 @pytest.fixture()
 def metrics(tmp_path):
-    return run_metrics(*read_tables(write_tables(tmp_path / "tables")))
+    return run_metrics(*read_tables(write_tables(tmp_path / "tables")), "naive")
 
 
 def test_summary_at_the_largest_size_with_pretraining_error_relative_to_untouched(metrics):

@@ -12,7 +12,7 @@ from results_tables import write_tables
 
 @pytest.fixture(scope="module")
 def metrics(tmp_path_factory):
-    return run_metrics(*read_tables(write_tables(tmp_path_factory.mktemp("tables"))))
+    return run_metrics(*read_tables(write_tables(tmp_path_factory.mktemp("tables"))), "naive")
 
 
 def verdicts(m, **settings):
@@ -52,7 +52,7 @@ def test_two_disagreeing_seeds_do_not_support(metrics):
 
 
 def test_one_seed_is_not_testable(tmp_path):
-    one = run_metrics(*read_tables(write_tables(tmp_path / "t", seeds=[1])))
+    one = run_metrics(*read_tables(write_tables(tmp_path / "t", seeds=[1])), "naive")
     f = verdicts(one)
     assert (f.verdict == "not testable").all(), f.loc[:, ["verdict", "evidence"]]
     assert "findings.min_seeds" in f.loc[2, "evidence"]

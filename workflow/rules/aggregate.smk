@@ -14,20 +14,8 @@ REPORT_DIR = report_dir()
 TABLES = f"{REPORT_DIR}/tables"
 FIGURES = f"{REPORT_DIR}/figures"
 LOG_TAG = "_".join(REPORT_DIR.split(os.sep))
-# ftbench.report.figures.FIGURES, spelled out so parsing the Snakefile does not import pandas (tested).
-FIGURE_NAMES = [
-    "schematic",
-    "learning_curves",
-    "forgetting",
-    "multihead_lr_sweep",
-    "stage_two",
-    "e0_dimers",
-    "md_stability",
-    "md_survival",
-    "rdf_overlays",
-    "emd",
-    "rss_collapse",
-]
+# every figure name (the report's and the probes'): a list and the probe registry, no pandas
+FIGURE_NAMES = figure_names()
 TIDY = {
     "errors": f"{TABLES}/errors.csv",
     "runs": f"{TABLES}/runs.csv",

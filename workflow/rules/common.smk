@@ -16,6 +16,7 @@ from ftbench.core import preflight as ftpre
 from ftbench.runtime import forkserver
 from ftbench.runtime import jobenv
 from ftbench.core.errors import FtbenchError
+from ftbench.report.figure_names import figure_names
 from ftbench.core.strategies import (
     baseline_strategy,
     foundation_head,

@@ -288,6 +288,15 @@ def validate(cfg: dict) -> dict:
                 f"`benchmark_grid.{bench}.foundation_models`: unknown foundation model(s) {unknown}; defined in "
                 f"`catalog.foundation_models`: {', '.join(sorted(catalog['foundation_models']))}"
             )
+    from ftbench.report.figure_names import figure_names  # pure python: the probe registry and a list
+
+    unknown = [name for name in cfg["figures"] if name not in figure_names()]
+    if unknown:
+        raise FtbenchError(
+            f"unknown figure(s) {', '.join(map(repr, unknown))} in config key `figures`; known: "
+            f"{', '.join(figure_names())} (ftbench.report.figure_names, and each probe's `figures` in "
+            "ftbench.probes.registry)"
+        )
     scope = cfg["robustness"].get("benchmarks", "all")
     if scope != "all":
         unknown = [b for b in scope if b not in catalog["benchmarks"]]
@@ -298,7 +307,9 @@ def validate(cfg: dict) -> dict:
             )
     for name in cfg["strategies"]:
         check_strategy(cfg, name)
-    baselines = [s for s in cfg["strategies"] if catalog["strategies"][s].get("baseline")]
+    from ftbench.core.strategies import baseline_strategies
+
+    baselines = baseline_strategies(cfg)
     if len(baselines) > 1:
         raise FtbenchError(
             f"`strategies`: {', '.join(baselines)} all have `baseline: true` in `catalog.strategies`; cost ratios "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from ftbench.core.config import strategy
@@ -33,9 +34,27 @@ def roles(cfg: dict, strategy_name: str) -> dict:
     }
 
 
+def baseline_strategies(cfg: dict) -> list[str]:
+    """Return the run's strategies marked `baseline: true` in the catalog (config.validate refuses more than one)."""
+    return [s for s in cfg["strategies"] if strategy(cfg, s).get("baseline")]
+
+
 def baseline_strategy(cfg: dict) -> str | None:
-    """Return the run's reference strategy (`baseline: true` in the catalog; validated to be at most one)."""
-    return next((s for s in cfg["strategies"] if strategy(cfg, s).get("baseline")), None)
+    """Return the run's reference strategy (`baseline: true`), None without one."""
+    return next(iter(baseline_strategies(cfg)), None)
+
+
+@functools.cache
+def default_catalog_roles() -> dict[str, dict]:
+    """Roles of the default config's catalog strategies, read from config/config.yaml itself.
+
+    For results of an older ftbench whose runs.csv carries no role columns: their order, styles
+    and roles then follow the shipped catalog, not a second hand-written copy of it.
+    """
+    from ftbench.core.config import DEFAULT_CONFIG, read_yaml
+
+    cfg = read_yaml(DEFAULT_CONFIG)
+    return {name: roles(cfg, name) for name in cfg["catalog"]["strategies"]}
 
 
 UNTOUCHED_ROLES = {"foundation": True, "replay": None, "frozen": 0, "lora": False, "trained": False}

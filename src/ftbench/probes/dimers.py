@@ -172,6 +172,16 @@ def dimer_curves(
     return curves, metrics
 
 
+def probe(ctx) -> dict:
+    """Probe `dimers` (ftbench.probes.registry): every element pair of the MD start (or the configured elements)."""
+    s = ctx.settings["dimers"]
+    r = np.linspace(s["r_min"], s["r_max"], s["n_points"])
+    elements = s.get("elements") or sorted(set(ctx.structure.get_chemical_symbols()))
+    curves, metrics = dimer_curves(ctx.calc, elements, r, core_fraction=s["core_fraction"])
+    write_curves(ctx.out_dir / "dimers.csv", r, curves, fmt="%.8g", r_fmt="%.6f")
+    return {"dimers": metrics}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `ftbench dimers` options to `parser`."""
     add_model_arguments(parser)

@@ -74,6 +74,45 @@ def emd_tables(path_a: str | Path, path_b: str | Path, kind: str = "auto") -> di
     }
 
 
+def rdf_probe(ctx) -> dict:
+    """Probe `rdf` (ftbench.probes.registry): the RDF of the production frames and its EMD to the reference.
+
+    On the reference's r range and bins (capped at the frames' minimum-image radius), so the EMD
+    compares like with like. No frames (production not run) or no reference: the RDF section only.
+    """
+    from ftbench.data.geometry import minimum_image_radius
+    from ftbench.probes import rdf
+    from ftbench.probes.md import production_frames
+
+    prod = ctx.results["production"]
+    frames = []
+    if prod["run"]:
+        frames = production_frames(prod["replicas"], ctx.out_dir / "md", ctx.settings["rdf"]["skip_frames"])
+    out = {"rdf": {"n_frames": len(frames), "source": f"NVT production at {prod['temperature_K']} K"}}
+    if not frames or ctx.reference_rdf is None:
+        return out
+    ref_meta = json.loads(metadata_path(ctx.reference_rdf).read_text())
+    r_max = ref_meta["r_max"]
+    if ctx.structure.pbc.all():
+        r_max = min(r_max, min(minimum_image_radius(f) for f in frames))
+    table = rdf.partial_rdf(frames, r_max=r_max, bin_width=ref_meta["bin_width"])
+    curves = ctx.out_dir / "rdf.csv"
+    rdf.write_curves(curves, table.r, table.g)
+    write_json(
+        metadata_path(curves),
+        {
+            "kind": table.kind,
+            "n_frames": table.n_frames,
+            "r_max": table.r_max,
+            "bin_width": table.bin_width,
+            "pairs": sorted(table.g),
+        },
+    )
+    out["emd"] = emd_tables(curves, ctx.reference_rdf)
+    out["emd"]["reference"] = ref_meta.get("label")
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `ftbench emd` options to `parser`."""
     parser.add_argument("a", help="first RDF CSV (from `ftbench rdf`)")

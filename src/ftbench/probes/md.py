@@ -366,6 +366,96 @@ def summarise(replicas: list[dict], speed: dict | None = None) -> dict:
     }
 
 
+def _criteria(s: dict) -> Criteria:
+    return Criteria(s["min_distance"], s["max_force"], s["max_temperature_factor"])
+
+
+def ramp_probe(ctx) -> dict:
+    """Probe `md` (ftbench.probes.registry): the temperature ramp from the common start, replicas batched.
+
+    A result built on calculator errors (the model cannot evaluate the start, or every replica
+    hit one) is a failed evaluation, not an MD failure: ProbeFailure.
+    """
+    from ftbench.probes.registry import ProbeFailure
+
+    s = ctx.settings["md"]
+    md_dir = ctx.out_dir / "md"
+    md_dir.mkdir(parents=True, exist_ok=True)
+    result = run_replicas(
+        ctx.structure,
+        ctx.evaluator,
+        replicas=s["replicas"],
+        seed=s.get("seed", 0),
+        out_dir=md_dir,
+        steps=s["steps"],
+        timestep_fs=s["timestep_fs"],
+        t_start=s["t_start"],
+        t_end=s["t_end"],
+        friction=s["friction"],
+        thermalise_steps=s.get("thermalise_steps", 0),
+        save_every=s["save_every"],
+        criteria=_criteria(s),
+    )
+    errors = [r for r in result["replicas"] if r["reason"] == "calculator_error"]
+    at_start = [r for r in errors if r["integrated_steps"] == 0]
+    if at_start or (errors and len(errors) == len(result["replicas"])):
+        ctx.results["md"] = result  # kept in robustness.json beside the failure
+        raise ProbeFailure(f"calculator error during MD: {errors[0]['detail']}")
+    return {"md": result}
+
+
+def production_probe(ctx) -> dict:
+    """Probe `production`: NVT at one temperature from the common start, when the ramp survival allows.
+
+    Its frames are the RDF's (probe `rdf`); below `production.min_survival` it records why it did not run.
+    """
+    s, p = ctx.settings["md"], ctx.settings["production"]
+    survival = ctx.results["md"]["summary"]["survival_fraction"]
+    out = {"run": survival >= p["min_survival"], "temperature_K": p["temperature"]}
+    if not out["run"]:
+        out["reason"] = (
+            f"ramp survival {survival:.2f} below robustness.production.min_survival {p['min_survival']}: no RDF"
+        )
+        return {"production": out}
+    out.update(
+        run_replicas(
+            ctx.structure,
+            ctx.evaluator,
+            replicas=p["replicas"],
+            seed=s.get("seed", 0) + 1000,
+            out_dir=ctx.out_dir / "md",
+            prefix="production",
+            steps=p["steps"],
+            timestep_fs=s["timestep_fs"],
+            t_start=p["temperature"],
+            t_end=p["temperature"],
+            friction=s["friction"],
+            thermalise_steps=p["thermalise_steps"],
+            save_every=p["save_every"],
+            criteria=_criteria(s),
+        )
+    )
+    return {"production": out}
+
+
+def production_frames(replicas: list[dict], out_dir: Path, skip: int) -> list:
+    """Return the frames of the NVT production segment after `skip` frames.
+
+    A failed replica's frames before its failing frame, a stable replica's frames including its last one.
+    """
+    from ase.io import read
+
+    frames = []
+    for r in replicas:
+        path = out_dir / Path(r["trajectory"]).name
+        if not path.is_file():
+            continue
+        traj = read(path, ":")
+        usable = traj[skip:] if r["reason"] == "stable" else traj[skip:-1]
+        frames += usable
+    return frames
+
+
 def kaplan_meier(times, failed) -> tuple[np.ndarray, np.ndarray]:
     """Kaplan-Meier survival estimate: (event times, survival just after each), starting at (0, 1).
 

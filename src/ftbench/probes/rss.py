@@ -254,6 +254,45 @@ def _summarise(records: list[dict]) -> dict:
     }
 
 
+def reference_density(structure, settings: dict) -> tuple[float, str]:
+    """g/cm^3 the RSS density factors multiply: the config's, or the MD start's when periodic."""
+    from ase.data import atomic_masses
+
+    if settings.get("reference_density"):
+        return float(settings["reference_density"]), "config robustness.rss.reference_density"
+    if structure.pbc.all():
+        mass = float(atomic_masses[structure.numbers].sum())
+        return mass * 1.66053906660 / structure.get_volume(), "the MD start structure's cell"
+    return 1.0, "1 g/cm^3 (molecular benchmark without robustness.rss.reference_density)"
+
+
+def probe(ctx) -> dict:
+    """Probe `rss` (ftbench.probes.registry): random structures of the benchmark's composition, relaxed.
+
+    Composition and periodicity default to the MD start's; densities are factors of its density.
+    """
+    from ase.io import write
+
+    s, structure = ctx.settings["rss"], ctx.structure
+    composition = s.get("composition") or structure.get_chemical_formula(mode="hill")
+    rho, rho_source = reference_density(structure, s)
+    lo, hi = s["density_range"]
+    summary, relaxed = run_rss(
+        ctx.calc,
+        composition,
+        n_structures=s["n_structures"],
+        density_range=(lo * rho, hi * rho),
+        periodic=s.get("periodic", bool(structure.pbc.all())),
+        fmax=s["fmax"],
+        max_steps=s["max_steps"],
+        collapse_fraction=s["collapse_fraction"],
+        seed=s.get("seed", 0),
+    )
+    summary["reference_density"] = {"g_per_cm3": rho, "source": rho_source}
+    write(ctx.out_dir / "rss_relaxed.xyz", relaxed, format="extxyz")
+    return {"rss": summary}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `ftbench rss` options to `parser`."""
     add_model_arguments(parser)

@@ -28,7 +28,8 @@ import pandas as pd
 
 from ftbench.core.errors import FtbenchError
 from ftbench.core.grid import parse_run_path
-from ftbench.report.metrics import KEY, ROBUSTNESS_METRICS, ROLE_COLUMNS, read_path
+from ftbench.probes.registry import PROBES
+from ftbench.report.metrics import KEY, ROLE_COLUMNS, read_path
 from ftbench.training.runrecord import RunRecord
 
 log = logging.getLogger("ftbench.report.aggregate")
@@ -136,7 +137,7 @@ def run_key(run_dir: Path, runs_root: Path) -> dict:
 
 def collect(
     errors_files: list[Path], runs_root: Path, pt_eval_files: list[Path] = ()
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read the runs' errors.json and run.json files into the errors and runs tables.
 
     Parameters
@@ -152,9 +153,10 @@ def collect(
     -------
     tuple of DataFrame
         The error rows (one per dataset and head, with the run key; a failed run has one row
-        carrying its status) and one row per run (status, cost, flags, roles).
+        carrying its status), one row per run (status, cost, flags, roles) and the runs'
+        training curves (mace's per-epoch validation rows). Each run record is read once.
     """
-    error_rows, run_rows = [], []
+    error_rows, run_rows, curve_rows_ = [], [], []
     extra: dict[Path, list[dict]] = {}  # run dir -> rows of its pt_eval/<model>.json files
     invalid: dict[Path, list[str]] = {}  # run dir -> reasons of its invalid evaluations
     for path in pt_eval_files:
@@ -172,7 +174,8 @@ def collect(
         if "swa" in flags:
             flags = {**flags, "stage_two": flags["swa"]}
         roles = run.roles or {}
-        steps, step_time, _ = run.training(path.parent)
+        steps, step_time, curve = run.training(path.parent)
+        curve_rows_ += training_rows(curve, key)
         status, reason, warnings = run.status, run.reason, list(run.warnings)
         evaluated = errors["status"] in ("ok", INVALID) and bool(errors["rows"])
         rows = _with_status(errors) + extra.get(path.parent, []) if evaluated else []
@@ -221,7 +224,11 @@ def collect(
                     "head_role": "pretraining" if row["head"] == "pt_head" else "target",
                 }
             )
-    return pd.DataFrame(error_rows, columns=ERROR_COLUMNS), pd.DataFrame(run_rows)
+    return (
+        pd.DataFrame(error_rows, columns=ERROR_COLUMNS),
+        pd.DataFrame(run_rows),
+        pd.DataFrame(curve_rows_, columns=TRAINING_COLUMNS),
+    )
 
 
 def _with_status(record: dict) -> list[dict]:
@@ -254,10 +261,8 @@ def _invalid_reason(record: dict, path: Path) -> list[str]:
     ]
 
 
-def robustness_rows(path: Path, runs_root: Path) -> list[dict]:
-    """Tidy rows of one robustness.json: MD survival, EMD per pair, RSS collapse, dimer walls."""
-    key = run_key(path.parent.parent, runs_root)  # <run>/robustness/robustness.json
-    rec = read_json(path)
+def robustness_rows(rec: dict, key: dict, probes=PROBES) -> list[dict]:
+    """Tidy rows of one robustness.json record: the metrics and recorded numbers of every registered probe."""
     if rec["status"] != "ok":
         return [{**key, "status": rec["status"]}]
     rows = []
@@ -276,25 +281,22 @@ def robustness_rows(path: Path, runs_root: Path) -> list[dict]:
                 }
             )
 
-    for m in ROBUSTNESS_METRICS:
-        for pair, value in read_path(rec, m.select):
-            add(m.evaluation, m.metric, value, m.unit, pair)
-    md = rec["md"]
-    for reason, count in md["summary"]["reasons"].items():
-        add("md", f"n_{reason}", count)
-    for pair, m in rec["dimers"].items():
-        add("dimers", "r_min", m["r_min"], "A", pair)
-        add("dimers", "e_min", m["e_min"], "eV", pair)
+    for probe in probes:  # each probe's ranked metrics, then the numbers it only records
+        for m in probe.metrics:
+            for pair, value in read_path(rec, m.select):
+                add(m.evaluation, m.metric, value, m.unit, pair)
+        for r in probe.recorded:
+            for pair, value in read_path(rec, r.select):
+                metric, shown_pair = r.name(pair)
+                add(r.evaluation, metric, value, r.unit, shown_pair)
     return rows
 
 
 SURVIVAL_COLUMNS = KEY + ["segment", "replica", "time_ps", "failed", "reason", "phase", "temperature_target_K"]
 
 
-def survival_rows(path: Path, runs_root: Path) -> list[dict]:
-    """Time on the clock and failure (or not) of every MD replica: the survival curves' data."""
-    key = run_key(path.parent.parent, runs_root)
-    rec = read_json(path)
+def survival_rows(rec: dict, key: dict) -> list[dict]:
+    """Time on the clock and failure (or not) of every MD replica of one robustness.json record: the survival curves' data."""
     rows = []
     for segment in ("md", "production"):
         for r in (rec.get(segment) or {}).get("replicas", []):
@@ -334,10 +336,10 @@ def curve_rows(path: Path, key: dict) -> pd.DataFrame:
     return long.assign(**key)[CURVE_COLUMNS]
 
 
-def training_rows(run_dir: Path, key: dict) -> list[dict]:
-    """Mace's per-epoch validation rows (from the run record), one per epoch and head."""
+def training_rows(curve: list[dict], key: dict) -> list[dict]:
+    """Mace's per-epoch validation rows of one run (RunRecord.training's curve), one per epoch and head."""
     rows = []
-    for rec in RunRecord.read(run_dir / "run.json").training(run_dir)[2]:
+    for rec in curve:
         if rec.get("mode") != "eval" or rec.get("epoch") is None:
             continue
         rows.append(
@@ -362,13 +364,9 @@ def _frame(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
-def collect_curves(
-    errors_files: list[Path], robustness_files: list[Path], references: list[Path], runs_root: Path
-) -> dict[str, pd.DataFrame]:
-    """Collect the RDF, dimer and training curves of all runs (and the references) as long tables."""
-    rdf, dimers, training = [], [], []
-    for path in errors_files:
-        training += training_rows(path.parent, run_key(path.parent, runs_root))
+def collect_curves(robustness_files: list[Path], references: list[Path], runs_root: Path) -> dict[str, pd.DataFrame]:
+    """Collect the RDF and dimer curves of all runs (and the references) as long tables."""
+    rdf, dimers = [], []
     for path in robustness_files:
         key = run_key(path.parent.parent, runs_root)
         rdf.append(curve_rows(path.parent / "rdf.csv", key))
@@ -379,7 +377,6 @@ def collect_curves(
     return {
         "rdf": _frame(rdf, CURVE_COLUMNS),
         "dimers": _frame(dimers, CURVE_COLUMNS),
-        "training_curves": pd.DataFrame(training, columns=TRAINING_COLUMNS),
     }
 
 
@@ -419,17 +416,21 @@ def run(args: argparse.Namespace) -> int:
         [*args.errors, *(p.parent / "run.json" for p in args.errors), *args.pt_eval, *args.robustness]
         + [*args.reference_rdf, *args.replay_summaries]
     )
-    errors, runs = collect(args.errors, args.runs_root, args.pt_eval)
+    errors, runs, training = collect(args.errors, args.runs_root, args.pt_eval)
     args.tables.mkdir(parents=True, exist_ok=True)
     errors.sort_values(KEY).to_csv(args.tables / "errors.csv", index=False)
     runs.sort_values(KEY).to_csv(args.tables / "runs.csv", index=False)
-    rob = [row for path in args.robustness for row in robustness_rows(path, args.runs_root)]
+    # <run>/robustness/robustness.json, each read once
+    records = [(read_json(p), run_key(p.parent.parent, args.runs_root)) for p in args.robustness]
+    rob = [row for rec, key in records for row in robustness_rows(rec, key)]
     pd.DataFrame(rob, columns=ROBUSTNESS_COLUMNS).sort_values(KEY).to_csv(args.tables / "robustness.csv", index=False)
-    survival = [row for path in args.robustness for row in survival_rows(path, args.runs_root)]
+    survival = [row for rec, key in records for row in survival_rows(rec, key)]
     pd.DataFrame(survival, columns=SURVIVAL_COLUMNS).to_csv(args.tables / "survival.csv", index=False)
     reference_rows(args.reference_rdf).to_csv(args.tables / "references.csv", index=False)
-    for name, frame in collect_curves(args.errors, args.robustness, args.reference_rdf, args.runs_root).items():
-        frame.to_csv(args.tables / f"{name}.csv.gz", index=False)
+    curves = {**collect_curves(args.robustness, args.reference_rdf, args.runs_root), "training_curves": training}
+    for name, frame in curves.items():
+        # mtime 0: the same rows give the same bytes (reruns compare byte for byte)
+        frame.to_csv(args.tables / f"{name}.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
     replay_rows = [
         {
             "benchmark": p.parent.parent.name,

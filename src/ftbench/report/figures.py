@@ -20,7 +20,9 @@ from ftbench.core.config import add_config_arguments, report_dir
 from ftbench.core.errors import FtbenchError
 from ftbench.core.grid import NO_MODEL, UNTOUCHED
 from ftbench.probes.md import kaplan_meier
+from ftbench.probes.registry import BarFigure, bar_figures
 from ftbench.report.aggregate import REFERENCE
+from ftbench.report.figure_names import figure_names
 from ftbench.report.metrics import KEY, at_largest_size, read_tables, roles_by_strategy, run_metrics, target_rmse
 from ftbench.report.schematic import draw_schematic
 from ftbench.report.style import E0_STYLE, HEAD_LABEL, OKABE_ITO, strategy_sort, strategy_styles
@@ -367,21 +369,6 @@ def _bars(tables: dict, out: Path, column: str, ylabel: str, title: str, ylim=No
     return _save(fig, out, axes)
 
 
-def md_stability(tables: dict, out: Path):
-    """Plot the mean time before the MD run failed (or ended), per strategy and model.
-
-    Bars: seed mean, error bars: seed spread.
-    """
-    return _bars(
-        tables,
-        out,
-        "md_time_ps",
-        "mean MD time survived (ps)",
-        "MD stability (longer is better)",
-        ceiling=pd.to_numeric(tables["metrics"].md_time_ps, errors="coerce").replace(np.inf, np.nan).max(),
-    )
-
-
 def md_survival(tables: dict, out: Path):
     """Plot Kaplan-Meier survival of the MD replicas over the ramp, one curve per strategy.
 
@@ -431,25 +418,6 @@ def md_survival(tables: dict, out: Path):
             ax.legend(fontsize=7, loc="center left")  # per panel: replica counts differ between panels
     fig.suptitle("MD survival over the ramp (Kaplan-Meier)")
     return _save(fig, out)
-
-
-def emd(tables: dict, out: Path):
-    """Plot the RDF earth mover's distance (mean over pairs) per strategy."""
-    return _bars(
-        tables, out, "emd_mean", "RDF EMD, mean over pairs (Å)", "RDF earth mover's distance (lower is better)"
-    )
-
-
-def rss_collapse(tables: dict, out: Path):
-    """Plot the collapsed fraction of random structure search structures per strategy."""
-    return _bars(
-        tables,
-        out,
-        "rss_collapse",
-        "collapsed fraction of RSS structures",
-        "random structure search collapse (lower is better)",
-        ylim=(0, 1.05),
-    )
 
 
 def _reference_label(tables: dict, bench: str) -> str:
@@ -578,19 +546,34 @@ def schematic(tables: dict, out: Path):
     return fig
 
 
-FIGURES = {
+def bar_figure(spec: BarFigure):
+    """Return the figure function of a probe's bar figure (ftbench.probes.registry)."""
+
+    def draw(tables: dict, out: Path):
+        ceiling = None
+        if spec.ceiling:
+            values = pd.to_numeric(tables["metrics"][spec.column], errors="coerce").replace(np.inf, np.nan)
+            ceiling = values.max()
+        return _bars(tables, out, spec.column, spec.ylabel, spec.title, ylim=spec.ylim, ceiling=ceiling)
+
+    draw.__doc__ = f"Plot {spec.ylabel} per strategy and model (seed mean, seed-SD error bars)."
+    return draw
+
+
+# Figure functions by name; a probe's bar figures are data in its registry entry, and its own
+# figures (md_survival, rdf_overlays) are functions here that its entry names.
+_DRAWN = {
     "schematic": schematic,
     "learning_curves": learning_curves,
     "forgetting": forgetting,
     "multihead_lr_sweep": multihead_lr_sweep,
     "stage_two": stage_two,
     "e0_dimers": e0_dimers,
-    "md_stability": md_stability,
     "md_survival": md_survival,
     "rdf_overlays": rdf_overlays,
-    "emd": emd,
-    "rss_collapse": rss_collapse,
 }
+_BARS = bar_figures()
+FIGURES = {name: _DRAWN[name] if name in _DRAWN else bar_figure(_BARS[name]) for name in figure_names()}
 
 
 def load_tables(tables: Path) -> dict:
@@ -603,7 +586,7 @@ def load_tables(tables: Path) -> dict:
         "errors": errors,
         "runs": runs,
         "robustness": robustness,
-        "metrics": run_metrics(errors, runs, robustness),
+        "metrics": run_metrics(errors, runs, robustness, baseline=None),  # no figure reads the reference role
     }
     for name in ("rdf", "dimers", "training_curves"):
         path = tables / f"{name}.csv.gz"

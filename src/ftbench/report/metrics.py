@@ -2,12 +2,12 @@
 
 One registry entry per metric: where it comes from (a row selection of errors.csv, or a path
 into robustness.json that aggregate reads), its unit, which direction is better and its weight
-in the broad-deployment rank. A new probe is one module plus one entry here.
+in the broad-deployment rank. The error metrics are listed here; each robustness probe brings its
+own in its registry entry (ftbench.probes.registry).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,42 +16,12 @@ import pandas as pd
 from ftbench.core.config import schema_defaults
 from ftbench.core.errors import FtbenchError
 from ftbench.core.grid import NO_MODEL, UNTOUCHED
-from ftbench.report.style import STUDY_ROLES
+from ftbench.core.strategies import default_catalog_roles
+from ftbench.probes.registry import PROBES, Metric
 
 KEY = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]
 # Role flags of a run's strategy (strategies.roles), as runs.csv columns.
 ROLE_COLUMNS = ["role_foundation", "role_replay", "role_frozen", "role_lora", "role_trained"]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One number per run.
-
-    column: name in the per-run metrics and the summary tables; label, unit: for people;
-    lower_is_better: the direction; weight: weight in the deployment rank (0: not ranked);
-    evaluation: "errors" (errors.csv) or the robustness.json section (md, emd, rss, dimers);
-    select: errors: (dataset, quantity, head_role); robustness: the path in robustness.json, "*"
-    standing for the pairs; how: how pairs (and several rows of a run) are combined.
-    """
-
-    column: str
-    label: str
-    unit: str
-    lower_is_better: bool
-    weight: float
-    evaluation: str
-    select: tuple
-    how: str = "mean"
-
-    @property
-    def metric(self) -> str:
-        """The robustness.csv `metric` name (the last key of the path)."""
-        return self.select[-1] if self.select[-1] != "*" else self.select[-2]
-
-    @property
-    def header(self) -> str:
-        """The column header: label and unit."""
-        return f"{self.label} ({self.unit})" if self.unit else self.label
 
 
 METRICS = [
@@ -79,19 +49,8 @@ METRICS = [
         "errors",
         ("pt_eval_relabelled", "forces", "target"),
     ),
-    Metric("md_survival", "MD survival", "", False, 1.0, "md", ("md", "summary", "survival_fraction")),
-    Metric("md_time_ps", "MD time", "ps", False, 0.0, "md", ("md", "summary", "mean_time_ps")),
-    Metric("md_steps_per_s", "MD speed", "steps/s", False, 0.0, "md", ("md", "summary", "steps_per_s")),
-    Metric("emd_mean", "RDF EMD", "A", True, 1.0, "emd", ("emd", "emd", "*")),
-    Metric("rss_collapse", "RSS collapse", "", True, 1.0, "rss", ("rss", "summary", "collapse_fraction")),
-    Metric("rss_converged", "RSS converged", "", False, 0.0, "rss", ("rss", "summary", "converged_fraction")),
-    Metric(
-        "dimer_wall_failures", "dimer wall failures", "", True, 1.0, "dimers", ("dimers", "*", "wall_failures"), "sum"
-    ),
-    Metric("dimer_holes", "dimer holes", "", True, 1.0, "dimers", ("dimers", "*", "holes"), "sum"),
-]
+] + [m for probe in PROBES for m in probe.metrics]  # a probe's metrics are its registry entry's
 BY_COLUMN = {m.column: m for m in METRICS}
-ROBUSTNESS_METRICS = [m for m in METRICS if m.evaluation != "errors"]
 
 
 def read_path(record: dict, path: tuple) -> list[tuple[str | None, float]]:
@@ -129,7 +88,7 @@ def target_rmse(errors: pd.DataFrame, dataset: str, quantity: str, head_role: st
 
 
 def run_metrics(
-    errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFrame, baseline: str | None = "naive"
+    errors: pd.DataFrame, runs: pd.DataFrame, robustness: pd.DataFrame, baseline: str | None
 ) -> pd.DataFrame:
     """One row per run: every registry metric, status, cost and role flags.
 
@@ -164,15 +123,11 @@ def run_metrics(
 
 def _fill_roles(frame: pd.DataFrame) -> None:
     """Role columns from runs.csv; results without them get the study strategies' catalog roles."""
-    defaults = {
-        "role_foundation": ("foundation", True),
-        "role_replay": ("replay", None),
-        "role_frozen": ("frozen", 0),
-        "role_lora": ("lora", False),
-        "role_trained": ("trained", True),
-    }
-    for col, (key, default) in defaults.items():
-        fallback = frame.strategy.map(lambda s, k=key, d=default: STUDY_ROLES.get(s, {}).get(k, d))
+    catalog = default_catalog_roles()
+    plain = {"foundation": True, "replay": None, "frozen": 0, "lora": False, "trained": True}  # unknown names
+    for col in ROLE_COLUMNS:
+        key = col.removeprefix("role_")
+        fallback = frame.strategy.map(lambda s, k=key: catalog.get(s, plain)[k])
         frame[col] = frame[col].where(frame[col].notna(), fallback) if col in frame else fallback
     frame["role_replay"] = frame.role_replay.where(frame.role_replay.notna() & (frame.role_replay != ""), None)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ftbench.core.grid import UNTOUCHED
+from ftbench.core.strategies import default_catalog_roles
 
 # Okabe-Ito palette (colour-blind safe), fixed per study strategy so figures agree with each other.
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
@@ -62,23 +63,9 @@ def strategy_sort(names: Iterable[str], roles: Mapping[str, Mapping] | None = No
         if name == UNTOUCHED:
             return (0, -1, name)
         i = STRATEGY_ORDER.index(name) if name in STRATEGY_ORDER else 99
-        return (role_group(roles[name] if name in roles else STUDY_ROLES.get(name)), i, name)
+        return (role_group(roles[name] if name in roles else default_catalog_roles().get(name)), i, name)
 
     return sorted(names, key=key)
-
-
-# The study strategies' roles as config/config.yaml defines them: the order when runs.csv carries
-# no role columns (results of an older ftbench).
-STUDY_ROLES = {
-    "naive": {},
-    "freeze5": {"frozen": 5},
-    "freeze6": {"frozen": 6},
-    "lora": {"lora": True},
-    "replay": {"replay": "original"},
-    "pseudo_replay": {"replay": "pseudo"},
-    "replay_lora": {"replay": "original", "lora": True},
-    "scratch": {"foundation": False},
-}
 
 
 def strategy_styles(names: Iterable[str]) -> dict[str, dict]:

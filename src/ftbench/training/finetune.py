@@ -338,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
         model=str(model_path) if status == "ok" else None,
         roles=json.loads(args.roles) if args.roles else None,
         epochs=(max(epochs) + 1) if epochs else 0,
-        optimizer_steps=steps,
+        optimiser_steps=steps,
         optimiser_time_s=step_seconds,
         training_curve=curve,
         trainable_parameters=parameter_counts(saved, _mace_log(out_dir)) if saved is not None else {},

@@ -28,7 +28,7 @@ class RunRecord:
     model: str | None = None  # the model file to evaluate; None unless status is ok
     roles: dict | None = None  # strategies.roles of the run's strategy (older records: none)
     epochs: int = 0
-    optimizer_steps: int | None = 0
+    optimiser_steps: int | None = 0
     optimiser_time_s: float | None = None  # summed time of mace's per-step "opt" rows
     # mace's per-epoch evaluation rows (mace_runner.training_curve); None: a record older than
     # this field, whose curve is still only in the run's mace_results/
@@ -71,6 +71,8 @@ class RunRecord:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
+            if "optimizer_steps" in data:  # the spelling records before 2026-12 used
+                data.setdefault("optimiser_steps", data.pop("optimizer_steps"))
             names = {f.name for f in dataclasses.fields(cls)} - {"provenance"}
             own = {k: v for k, v in data.items() if k in names}
             return cls(**own, provenance={k: v for k, v in data.items() if k not in names})
@@ -89,14 +91,14 @@ class RunRecord:
         `run_dir`/mace_results (and refused, naming the folder, when that log is gone).
         """
         if self.training_curve is not None:
-            return self.optimizer_steps or None, self.optimiser_time_s, self.training_curve
+            return self.optimiser_steps or None, self.optimiser_time_s, self.training_curve
         from ftbench.training.mace_runner import optimiser_steps, training_curve
 
         steps, seconds = optimiser_steps(Path(run_dir) / "mace_results")
-        if self.status == "ok" and self.optimizer_steps and steps is None:
+        if self.status == "ok" and self.optimiser_steps and steps is None:
             raise FtbenchError(
                 f"{Path(run_dir) / 'mace_results'}/*_train.txt is missing: {Path(run_dir) / 'run.json'} records "
-                f"{self.optimizer_steps} optimiser steps, but mace's training log (cost, training curves) is "
+                f"{self.optimiser_steps} optimiser steps, but mace's training log (cost, training curves) is "
                 "gone; rerun the fine-tune (`snakemake --forcerun finetune` on that run) or restore the folder"
             )
         return steps, seconds, training_curve(Path(run_dir) / "mace_results")

@@ -24,7 +24,7 @@ def record_untouched(model: Path, out_dir: Path, head: str | None = None) -> int
         raise FtbenchError(f"foundation model {model} does not exist")
     read_model(model)  # a corrupt file fails here, not in every evaluation after it
     RunRecord(
-        status="ok", reason=None, model=str(model), roles=UNTOUCHED_ROLES, optimizer_steps=None, foundation_head=head
+        status="ok", reason=None, model=str(model), roles=UNTOUCHED_ROLES, optimiser_steps=None, foundation_head=head
     ).write(out_dir / "run.json", Provenance([model]), [model])
     return 0
 
