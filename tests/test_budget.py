@@ -42,9 +42,25 @@ def test_epochs_for_budget_by_hand():
     assert epochs_for_budget({"steps": 3, "patience_fraction": 1.0}, 100, 2)["max_num_epochs"] == 1
 
 
+def test_evaluations_every_few_epochs_by_hand():
+    budget = {"steps": 600, "patience_fraction": 0.3, "evals": 20}
+    # 10 configs, batch 2: 5 steps an epoch -> 120 epochs; every 120 // 20 = 6th epoch is evaluated,
+    # and the epochs round up to an evaluated last one: 6 * ceil(119 / 6) + 1 = 121 (epochs 0..120)
+    r = epochs_for_budget(budget, 10, 2)
+    assert (r["max_num_epochs"], r["eval_interval"], r["evaluations"]) == (121, 6, 21)
+    assert (r["max_num_epochs"] - 1) % r["eval_interval"] == 0
+    assert r["patience"] == 7  # ceil(0.3 * 21) evaluations, the unit mace counts patience in
+    # 100 configs: 50 steps an epoch -> 12 epochs, fewer than 20: every epoch, as without `evals`
+    r = epochs_for_budget(budget, 100, 2)
+    assert (r["max_num_epochs"], r["eval_interval"], r["evaluations"], r["patience"]) == (12, 1, 12, 4)
+
+
 def test_max_num_epochs_anywhere_wins_over_the_budget():
     cfg = load_config(None, {"training": {"steps": 100, "patience_fraction": 0.5}})
-    assert step_budget(cfg, "naive", "sn2") == {"steps": 100, "patience_fraction": 0.5}
+    assert {k: v for k, v in step_budget(cfg, "naive", "sn2").items() if k != "evals"} == {
+        "steps": 100,
+        "patience_fraction": 0.5,
+    }
     assert "max_num_epochs" not in mace_flags(cfg, "naive", "demo_gen2", "sn2", 10)
     fixed = load_config(None, {"training": {"max_num_epochs": 7, "patience": 3}})
     assert step_budget(fixed, "naive", "sn2") is None

@@ -103,10 +103,14 @@ def step_budget(cfg: dict, strategy_name: str, benchmark: str | None = None) -> 
     override = cfg["catalog"]["benchmarks"][benchmark].get("training", {}) if benchmark else {}
     if any("max_num_epochs" in d for d in (override, strategy(cfg, strategy_name), training)):
         return None
-    return {
+    budget = {
         "steps": override.get("steps", training["steps"]),
         "patience_fraction": override.get("patience_fraction", training.get("patience_fraction", 1.0)),
     }
+    evals = override.get("evals", training.get("evals"))
+    if evals:
+        budget["evals"] = evals
+    return budget
 
 
 def epochs_for_budget(
@@ -123,6 +127,11 @@ def epochs_for_budget(
     configurations together (less the replay validation split, `valid_fraction` of the pool),
     and repeats the fine-tuning set when it is below `real_pt_data_ratio_threshold` x the replay
     set. Patience is `patience_fraction` of the epochs (at least 1).
+
+    With `budget["evals"]`, mace validates every `eval_interval` epochs instead of every epoch (a
+    small training set spends most of an epoch validating): at least `evals` evaluations, the last
+    epoch among them (the model mace keeps is the best evaluated one, so epochs after the last
+    evaluation would be wasted: the epochs round up to it). mace counts patience in evaluations.
     """
     replay_train = n_replay - int(replay_valid_fraction * n_replay) if n_replay else 0
     ft = n_train
@@ -130,12 +139,18 @@ def epochs_for_budget(
         ft += n_train * int(ratio_threshold / (n_train / replay_train))
     per_epoch = max(1, (ft + replay_train) // batch_size)
     epochs = max(1, math.ceil(budget["steps"] / per_epoch))
+    out = {"steps": budget["steps"], "train_configs": ft + replay_train, "steps_per_epoch": per_epoch}
+    if not budget.get("evals"):
+        return {**out, "max_num_epochs": epochs, "patience": max(1, math.ceil(budget["patience_fraction"] * epochs))}
+    interval = max(1, epochs // budget["evals"])
+    epochs = interval * math.ceil((epochs - 1) / interval) + 1  # epoch e is evaluated when e % interval == 0
+    evaluations = (epochs - 1) // interval + 1
     return {
-        "steps": budget["steps"],
-        "train_configs": ft + replay_train,
-        "steps_per_epoch": per_epoch,
+        **out,
         "max_num_epochs": epochs,
-        "patience": max(1, math.ceil(budget["patience_fraction"] * epochs)),
+        "eval_interval": interval,
+        "evaluations": evaluations,
+        "patience": max(1, math.ceil(budget["patience_fraction"] * evaluations)),
     }
 
 

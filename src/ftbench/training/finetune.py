@@ -256,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
     if args.budget:
         budget = budget_epochs(json.loads(args.budget), flags, args.train, args.pt_train)
         flags = {**flags, "max_num_epochs": budget["max_num_epochs"], "patience": budget["patience"]}
+        if "eval_interval" in budget:
+            flags["eval_interval"] = budget["eval_interval"]
     device = resolve_device(args.device)
     set_threads(args.threads)
     out_dir = args.out_dir
