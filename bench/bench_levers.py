@@ -7,7 +7,9 @@ robustness) through the real workflow once per variant, each in its own folder:
   f32_evals20      float32 (the demo models were pretrained in it), evals 20
 and reports, per variant, the wall time, the fine-tunes' summed CPU and optimiser time, and per
 (strategy, size) the seed mean and SD of the test force RMSE, with each variant's change against
-the first in units of the larger seed SD. Writes bench/out/levers.json.
+the first in units of the larger seed SD, and the seconds mace spent validating (its own
+per-evaluation time, which sums what the cadence saves without comparing wall times of runs that
+shared the machine with different neighbours). Writes bench/out/levers.json.
 
 Usage: python bench/bench_levers.py [--cores 2] [--variants f64_every_epoch,f64_evals20,f32_evals20]
 """
@@ -43,8 +45,20 @@ VARIANTS = {
 }
 
 
-def run_variant(name: str, cores: int, keep: Path) -> dict:
+def validation_s(work: Path) -> tuple[float, int]:
+    """Seconds mace spent in validation (its per-evaluation "time") and the evaluations, over the runs."""
+    seconds, count = 0.0, 0
+    for path in (work / "results" / "runs").rglob("run.json"):
+        evals = [c for c in json.loads(path.read_text()).get("training_curve") or [] if c.get("mode") == "eval"]
+        seconds += sum(float(c.get("time") or 0.0) for c in evals)
+        count += len(evals)
+    return seconds, count
+
+
+def run_variant(name: str, cores: int, keep: Path, report_only: bool = False) -> dict:
     work = keep / name
+    if report_only:
+        return summarise(work, None)
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "variant.yaml"
     cfg.write_text(yaml.safe_dump({**SLICE, **VARIANTS[name]}))
@@ -58,6 +72,13 @@ def run_variant(name: str, cores: int, keep: Path) -> dict:
     (work / "snakemake.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"{name}: snakemake failed, see {work / 'snakemake.log'}")
+    (work / "wall_s.txt").write_text(f"{wall:.1f}\n")
+    return summarise(work, wall)
+
+
+def summarise(work: Path, wall: float | None) -> dict:
+    if wall is None:
+        wall = float((work / "wall_s.txt").read_text()) if (work / "wall_s.txt").is_file() else float("nan")
     tables = work / "results" / "tables"
     runs = pd.read_csv(tables / "runs.csv")
     errors = pd.read_csv(tables / "errors.csv")
@@ -76,9 +97,11 @@ def run_variant(name: str, cores: int, keep: Path) -> dict:
         "finetune_wall_s": round(float(trained.wall_time_s.sum()), 1),
         "optimiser_time_s": round(float(trained.optimiser_time_s.sum()), 1),
         "optimiser_steps": int(trained.optimiser_steps.sum()),
+        "validation_s": round(validation_s(work)[0], 1),
+        "evaluations": validation_s(work)[1],
         "statuses": trained.status.value_counts().to_dict(),
         "test_force_rmse_mev_per_a": {
-            f"{s}/n{n}": [round(1000 * v, 2) for v in grp.sort_values("seed").value]
+            f"{s}/n{n}": [round(v, 2) for v in grp.sort_values("seed").value]  # errors.csv: meV/A
             for (s, n), grp in rmse.groupby(["strategy", "train_size"])
         },
     }
@@ -95,8 +118,14 @@ def compare(results: dict) -> dict:
             if not ref or len(ref) < 2 or len(values) < 2:
                 continue
             sd = max(pd.Series(ref).std(ddof=1), pd.Series(values).std(ddof=1))
-            delta = sum(values) / len(values) - sum(ref) / len(ref)
-            cells[cell] = {"delta_mev_per_a": round(delta, 2), "in_seed_sd": round(delta / sd, 2) if sd else None}
+            mean_ref = sum(ref) / len(ref)
+            delta = sum(values) / len(values) - mean_ref
+            cells[cell] = {
+                "delta_mev_per_a": round(delta, 2),
+                "relative": round(delta / mean_ref, 4),
+                # seeds that agree to 0.01 % (replay) make any change many SDs: read `relative` there
+                "in_seed_sd": round(delta / sd, 2) if sd else None,
+            }
         out[f"{name} vs {names[0]}"] = cells
     return out
 
@@ -106,11 +135,12 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--keep", type=Path, default=None, help="folder for the variants' work dirs (default: a temp dir)")
+    ap.add_argument("--report-only", action="store_true", help="summarise the finished work dirs under --keep")
     args = ap.parse_args()
     keep = args.keep or Path(tempfile.mkdtemp(prefix="ftbench-levers-"))
     results = {}
     for name in args.variants.split(","):
-        results[name] = run_variant(name, args.cores, keep)
+        results[name] = run_variant(name, args.cores, keep, args.report_only)
         print(
             name, json.dumps({k: v for k, v in results[name].items() if k != "test_force_rmse_mev_per_a"}), flush=True
         )

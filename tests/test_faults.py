@@ -52,6 +52,7 @@ def _files_benchmark(workdir, name: str, keys: dict, atoms) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.ci  # pytest -q stays under 10 min; CI runs it
 def test_files_benchmark_with_its_own_label_keys_is_prepared(tmp_path):
     keys = {"energy_key": "mp2_energy", "forces_key": "mp2_forces"}
     cfg = _files_benchmark(tmp_path, "mp2", keys, _molecules(10, **keys))
@@ -194,6 +195,7 @@ def test_element_unknown_to_a_foundation_model_stops_every_model_job(micro_run, 
 
 
 @pytest.mark.slow
+@pytest.mark.ci  # pytest -q stays under 10 min; CI runs it
 def test_command_line_slice_writes_its_own_tables(tmp_path):
     proc = snakemake(tmp_path, "-n", "--config", "benchmarks=[sn2]")
     out = proc.stdout + proc.stderr
@@ -264,6 +266,7 @@ def _copy_run(src, dst):
 
 
 @pytest.mark.pipeline
+@pytest.mark.ci  # pytest -q stays under 10 min; CI runs it
 def test_figures_only_on_partial_results_keeps_every_table(micro_run, tmp_path):
     work = _copy_run(micro_run, tmp_path / "work")
     tables = work / "results" / "tables"
@@ -298,6 +301,7 @@ def test_figures_only_on_partial_results_keeps_every_table(micro_run, tmp_path):
 
 
 @pytest.mark.pipeline
+@pytest.mark.ci  # pytest -q stays under 10 min; CI runs it
 def test_e0_mismatch_warning_is_printed_at_the_end_of_the_run(micro_run, tmp_path):
     work = _copy_run(micro_run, tmp_path / "work")
     # foundation E0s (GFN1 isolated atoms) on GFN2 data: the classic mismatch, in warn mode

@@ -248,6 +248,7 @@ def test_source_entry_keeps_what_identifies_the_file():
 
 
 @pytest.mark.slow
+@pytest.mark.ci  # pytest -q stays under 10 min; CI runs it
 def test_url_model_of_init_is_fetched_from_the_overlay_sources(system, monkeypatch):
     """The overlay's own `sources:` reach the fetch rule (no `sources_file` of its own)."""
     sha = hashlib.sha256(MODEL.read_bytes()).hexdigest()

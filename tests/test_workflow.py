@@ -16,6 +16,7 @@ ENVS = sorted((ROOT / "workflow" / "envs").glob("*.yaml"))
 
 
 @pytest.mark.slow
+@pytest.mark.ci  # pytest -q stays under 10 min; CI runs it
 def test_paper_dry_run_lists_the_full_grid_offline(tmp_path):
     proc = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config" / "paper.yaml"))
     out = proc.stdout
@@ -100,6 +101,7 @@ def test_figure_names_without_pandas_match_the_figure_functions():
 
 
 @pytest.mark.slow
+@pytest.mark.ci  # pytest -q stays under 10 min; CI runs it
 def test_command_line_numbers_and_unknown_keys(tmp_path):
     # Snakemake hands --config values over as strings; they are numbers once validated
     proc = snakemake(
