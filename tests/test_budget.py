@@ -80,9 +80,9 @@ def _frames(n, seed, isolated=False):
     return out
 
 
-@pytest.mark.parametrize("replay", [False, True], ids=["naive", "replay"])
+@pytest.mark.parametrize("replay,evals", [(False, None), (True, None), (False, 2)], ids=["naive", "replay", "evals2"])
 @pytest.mark.slow
-def test_real_mace_takes_the_budgeted_steps(tmp_path, replay):
+def test_real_mace_takes_the_budgeted_steps(tmp_path, replay, evals):
     model = mf.build_model(ZS, channels=8, max_L=0, correlation=2, num_interactions=1, radial_mlp=(16,))
     mf.save(model, tmp_path / "foundation.model")
     write(tmp_path / "train.xyz", _frames(7, 1, isolated=True))
@@ -112,7 +112,7 @@ def test_real_mace_takes_the_budgeted_steps(tmp_path, replay):
         "--flags",
         json.dumps(flags),
         "--budget",
-        json.dumps({"steps": 10, "patience_fraction": 0.5}),
+        json.dumps({"steps": 10, "patience_fraction": 0.5, **({"evals": evals} if evals else {})}),
         "--train",
         str(tmp_path / "train.xyz"),
         "--valid",
@@ -136,3 +136,9 @@ def test_real_mace_takes_the_budgeted_steps(tmp_path, replay):
     assert (run["budget"]["steps_per_epoch"], run["budget"]["max_num_epochs"]) == expected
     assert run["epochs"] == expected[1]
     assert run["optimiser_steps"] == expected[0] * expected[1]
+    validated = sorted(
+        {c["epoch"] for c in run["training_curve"] if c.get("mode") == "eval" and c["epoch"] is not None}
+    )
+    # evals 2 of 5 epochs: every 5 // 2 = 2nd epoch, the last one (4) among them; else every epoch
+    assert validated == ([0, 2, 4] if evals else list(range(expected[1])))
+    assert f"--eval_interval={2 if evals else 1}" in run["argv"]

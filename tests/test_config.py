@@ -313,3 +313,17 @@ def test_the_paper_config_inherits_no_demo_world_file():
         assert paper["catalog"]["benchmarks"][b].get("fetch_source") != "demo_world", b
     demo = load_config()
     assert robustness_settings(demo, "sn2")["start"]["file"] == "data/demo/reference/sn2_start.xyz"
+
+
+def test_the_study_config_does_not_inherit_the_demo_worlds_cpu_budget():
+    """config/paper.yaml shares benchmark names with the demo world; none of its budget may leak in."""
+    from ftbench.core.config import robustness_settings
+    from ftbench.core.strategies import mace_flags
+
+    paper = load_config([ROOT / "config" / "paper.yaml"])
+    top = {k: v for k, v in paper["robustness"].items() if k not in ("start", "rdf")}
+    for bench in paper["benchmarks"]:
+        settings = robustness_settings(paper, bench)
+        assert {k: settings[k] for k in top} == top, bench
+        flags = mace_flags(paper, "naive", paper["foundation_models"][0], bench, 100)
+        assert flags["default_dtype"] == "float64", bench
