@@ -13,6 +13,7 @@ from ase.io import write
 import model_fixtures as mf
 from conftest import ftbench
 from ftbench.core.config import load_config
+from ftbench.core.errors import FtbenchError
 from ftbench.core.strategies import epochs_for_budget, mace_flags, step_budget
 
 ZS = [1, 6, 17]
@@ -50,6 +51,7 @@ def test_evaluations_every_few_epochs_by_hand():
     assert (r["max_num_epochs"], r["eval_interval"], r["evaluations"]) == (121, 6, 21)
     assert (r["max_num_epochs"] - 1) % r["eval_interval"] == 0
     assert r["patience"] == 7  # ceil(0.3 * 21) evaluations, the unit mace counts patience in
+    assert r["planned_steps"] == 605  # one epoch of 5 steps over the budget, recorded
     # 100 configs: 50 steps an epoch -> 12 epochs, fewer than 20: every epoch, as without `evals`
     r = epochs_for_budget(budget, 100, 2)
     assert (r["max_num_epochs"], r["eval_interval"], r["evaluations"], r["patience"]) == (12, 1, 12, 4)
@@ -142,3 +144,10 @@ def test_real_mace_takes_the_budgeted_steps(tmp_path, replay, evals):
     # evals 2 of 5 epochs: every 5 // 2 = 2nd epoch, the last one (4) among them; else every epoch
     assert validated == ([0, 2, 4] if evals else list(range(expected[1])))
     assert f"--eval_interval={2 if evals else 1}" in run["argv"]
+
+
+def test_an_eval_interval_flag_beside_evals_is_refused():
+    with pytest.raises(FtbenchError, match=r"`eval_interval` in training.mace_flags and `training.evals`"):
+        load_config(None, {"training": {"mace_flags": {"eval_interval": 2}}})
+    cfg = load_config(None, {"training": {"evals": None, "mace_flags": {"eval_interval": 2}}})
+    assert mace_flags(cfg, "naive", "demo_gen2", "sn2", 10)["eval_interval"] == 2

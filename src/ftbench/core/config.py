@@ -317,6 +317,7 @@ def validate(cfg: dict) -> dict:
         )
     for bench in cfg["benchmarks"]:
         check_robustness(robustness_settings(cfg, bench), bench)
+    check_eval_cadence(cfg)
     weight = cfg["replay"].get("weight_pt_head", 1.0)
     if weight != 1.0:
         raise FtbenchError(
@@ -358,6 +359,26 @@ FLAG_RANGES = {  # key: (lowest allowed, highest allowed); None: unbounded
 # mace's --freeze is a threshold on module groups: >= 1 embedding, >= 5 interactions, >= 6 products,
 # >= 7 readouts; at 7 and above nothing a fine-tune learns from is left.
 FREEZE_MAX = 6
+
+
+def check_eval_cadence(cfg: dict) -> None:
+    """Refuse an `eval_interval` mace flag where `training.evals` sets the interval (it would be overridden)."""
+    from ftbench.core.strategies import step_budget
+
+    layers = [("training.mace_flags", cfg["training"]["mace_flags"])]
+    layers += [(f"catalog.strategies.{s}.mace_flags", strategy(cfg, s)["mace_flags"]) for s in cfg["strategies"]]
+    for bench in cfg["benchmarks"]:
+        flags = (cfg["catalog"]["benchmarks"][bench].get("training") or {}).get("mace_flags") or {}
+        layers.append((f"catalog.benchmarks.{bench}.training.mace_flags", flags))
+    where = [name for name, flags in layers if "eval_interval" in flags]
+    evals = [
+        (s, b) for s in cfg["strategies"] for b in cfg["benchmarks"] if (step_budget(cfg, s, b) or {}).get("evals")
+    ]
+    if where and evals:
+        raise FtbenchError(
+            f"`eval_interval` in {', '.join(where)} and `training.evals` both set how often mace validates "
+            f"(e.g. {evals[0][0]} on {evals[0][1]}); keep one: `training.evals: null` for a fixed interval"
+        )
 
 
 def check_strategy(cfg: dict, name: str) -> None:

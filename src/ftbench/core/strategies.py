@@ -121,17 +121,19 @@ def epochs_for_budget(
     replay_valid_fraction: float = 0.1,
     ratio_threshold: float = 0.1,
 ) -> dict:
-    """Epochs that give `budget["steps"]` optimiser steps, as mace batches the data.
+    """Epochs that give `budget["steps"]` optimiser steps (at least), as mace batches the data.
 
     mace drops the last incomplete batch, trains a multihead run on the fine-tuning and replay
     configurations together (less the replay validation split, `valid_fraction` of the pool),
     and repeats the fine-tuning set when it is below `real_pt_data_ratio_threshold` x the replay
     set. Patience is `patience_fraction` of the epochs (at least 1).
 
-    With `budget["evals"]`, mace validates every `eval_interval` epochs instead of every epoch (a
-    small training set spends most of an epoch validating): at least `evals` evaluations, the last
-    epoch among them (the model mace keeps is the best evaluated one, so epochs after the last
-    evaluation would be wasted: the epochs round up to it). mace counts patience in evaluations.
+    With `budget["evals"]`, mace validates every `eval_interval` = epochs // evals epochs instead
+    of every epoch (a small training set spends most of an epoch validating), the last epoch among
+    them: the model mace keeps is the best evaluated one, so epochs after the last evaluation would
+    be wasted, and the epochs round up to it (at most `eval_interval - 1` more, under 1/evals of
+    the budget: `planned_steps` records the steps). With fewer epochs than `evals`, every epoch.
+    mace counts patience in evaluations.
     """
     replay_train = n_replay - int(replay_valid_fraction * n_replay) if n_replay else 0
     ft = n_train
@@ -148,6 +150,7 @@ def epochs_for_budget(
     return {
         **out,
         "max_num_epochs": epochs,
+        "planned_steps": epochs * per_epoch,
         "eval_interval": interval,
         "evaluations": evaluations,
         "patience": max(1, math.ceil(budget["patience_fraction"] * evaluations)),

@@ -22,7 +22,7 @@ from ftbench.core.config import check_robustness
 from ftbench.core.errors import FtbenchError
 from ftbench.probes.calculators import load_calculator, supported_elements
 from ftbench.probes.inference import resolve_device
-from ftbench.probes.registry import PROBES, ProbeContext, ProbeFailure, load
+from ftbench.probes.registry import PROBES, ProbeContext, ProbeFailure, check_registry, load
 from ftbench.runtime.provenance import Provenance
 from ftbench.training.finetune import read_run
 
@@ -52,12 +52,13 @@ def robustness_of(
     missing = unknown_elements(calc, structure)
     if missing:
         return "failed", f"the model does not know element(s) {', '.join(missing)} of the MD start structure", {}
+    check_registry(probes)
     ctx = ProbeContext(calc, structure, out_dir, settings, reference_rdf)
     for probe in probes:
         try:
             ctx.results.update(load(probe)(ctx))
         except ProbeFailure as exc:
-            return "failed", f"probe {probe.name}: {exc}", ctx.results
+            return "failed", str(exc), {**ctx.results, "failed_probe": probe.name}
         log.info("%s: %s", probe.name, _summary(ctx.results.get(probe.name)))
     return "ok", None, ctx.results
 

@@ -7,8 +7,9 @@ status "invalid" and no table uses them.
 runs.csv: one row per run (status, reason, cost, epochs, parameters, key flags, warnings). A run
 that trained ok but whose evaluation is invalid has status "invalid" and the evaluation's reason,
 and its warnings say its errors are left out of the tables (`ftbench tables` prints them).
-robustness.csv: every robustness metric of the registry (ftbench.report.metrics) per run, per pair where
-it has pairs, plus MD failure reasons.
+robustness.csv: every metric and recorded number of the probe registry (ftbench.probes.registry) per
+run, per pair where it has pairs (MD failure reasons, dimer minima). A model whose robustness
+evaluation failed keeps one status row, and no survival or curve rows.
 survival.csv: every MD replica's time on the clock, failure and reason (ramp and production).
 references.csv: what each benchmark's reference RDF was computed from.
 replay_steps.csv: the replay step's own cost per benchmark and foundation model.
@@ -296,8 +297,13 @@ SURVIVAL_COLUMNS = KEY + ["segment", "replica", "time_ps", "failed", "reason", "
 
 
 def survival_rows(rec: dict, key: dict) -> list[dict]:
-    """Time on the clock and failure (or not) of every MD replica of one robustness.json record: the survival curves' data."""
+    """Time on the clock and failure (or not) of every MD replica of one robustness.json record: the survival curves' data.
+
+    None for a failed evaluation (its replicas stopped on calculator errors, not on the model's MD).
+    """
     rows = []
+    if rec["status"] != "ok":
+        return rows
     for segment in ("md", "production"):
         for r in (rec.get(segment) or {}).get("replicas", []):
             rows.append(
@@ -364,11 +370,12 @@ def _frame(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
-def collect_curves(robustness_files: list[Path], references: list[Path], runs_root: Path) -> dict[str, pd.DataFrame]:
-    """Collect the RDF and dimer curves of all runs (and the references) as long tables."""
+def collect_curves(records: list[tuple[Path, dict, dict]], references: list[Path]) -> dict[str, pd.DataFrame]:
+    """Collect the RDF and dimer curves of the ok robustness records (path, record, key) and the references."""
     rdf, dimers = [], []
-    for path in robustness_files:
-        key = run_key(path.parent.parent, runs_root)
+    for path, rec, key in records:
+        if rec["status"] != "ok":
+            continue
         rdf.append(curve_rows(path.parent / "rdf.csv", key))
         dimers.append(curve_rows(path.parent / "dimers.csv", key))
     for path in references:  # results/data/<benchmark>/reference_rdf.csv
@@ -421,13 +428,13 @@ def run(args: argparse.Namespace) -> int:
     errors.sort_values(KEY).to_csv(args.tables / "errors.csv", index=False)
     runs.sort_values(KEY).to_csv(args.tables / "runs.csv", index=False)
     # <run>/robustness/robustness.json, each read once
-    records = [(read_json(p), run_key(p.parent.parent, args.runs_root)) for p in args.robustness]
-    rob = [row for rec, key in records for row in robustness_rows(rec, key)]
+    records = [(p, read_json(p), run_key(p.parent.parent, args.runs_root)) for p in args.robustness]
+    rob = [row for _, rec, key in records for row in robustness_rows(rec, key)]
     pd.DataFrame(rob, columns=ROBUSTNESS_COLUMNS).sort_values(KEY).to_csv(args.tables / "robustness.csv", index=False)
-    survival = [row for rec, key in records for row in survival_rows(rec, key)]
+    survival = [row for _, rec, key in records for row in survival_rows(rec, key)]
     pd.DataFrame(survival, columns=SURVIVAL_COLUMNS).to_csv(args.tables / "survival.csv", index=False)
     reference_rows(args.reference_rdf).to_csv(args.tables / "references.csv", index=False)
-    curves = {**collect_curves(args.robustness, args.reference_rdf, args.runs_root), "training_curves": training}
+    curves = {**collect_curves(records, args.reference_rdf), "training_curves": training}
     for name, frame in curves.items():
         # mtime 0: the same rows give the same bytes (reruns compare byte for byte)
         frame.to_csv(args.tables / f"{name}.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})

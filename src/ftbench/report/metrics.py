@@ -16,7 +16,7 @@ import pandas as pd
 from ftbench.core.config import schema_defaults
 from ftbench.core.errors import FtbenchError
 from ftbench.core.grid import NO_MODEL, UNTOUCHED
-from ftbench.core.strategies import default_catalog_roles
+from ftbench.core.strategies import UNTOUCHED_ROLES, default_catalog_roles
 from ftbench.probes.registry import PROBES, Metric
 
 KEY = ["benchmark", "model", "strategy", "e0", "train_size", "seed"]
@@ -127,7 +127,9 @@ def _fill_roles(frame: pd.DataFrame) -> None:
     plain = {"foundation": True, "replay": None, "frozen": 0, "lora": False, "trained": True}  # unknown names
     for col in ROLE_COLUMNS:
         key = col.removeprefix("role_")
-        fallback = frame.strategy.map(lambda s, k=key: catalog.get(s, plain)[k])
+        fallback = frame.strategy.map(
+            lambda s, k=key: (UNTOUCHED_ROLES if s == UNTOUCHED else catalog.get(s, plain))[k]
+        )
         frame[col] = frame[col].where(frame[col].notna(), fallback) if col in frame else fallback
     frame["role_replay"] = frame.role_replay.where(frame.role_replay.notna() & (frame.role_replay != ""), None)
 
