@@ -79,6 +79,7 @@ def run_variant(name: str, cores: int, keep: Path, report_only: bool = False) ->
 def summarise(work: Path, wall: float | None) -> dict:
     if wall is None:
         wall = float((work / "wall_s.txt").read_text()) if (work / "wall_s.txt").is_file() else float("nan")
+    seconds, evaluations = validation_s(work)  # reads every run.json once
     tables = work / "results" / "tables"
     runs = pd.read_csv(tables / "runs.csv")
     errors = pd.read_csv(tables / "errors.csv")
@@ -97,8 +98,8 @@ def summarise(work: Path, wall: float | None) -> dict:
         "finetune_wall_s": round(float(trained.wall_time_s.sum()), 1),
         "optimiser_time_s": round(float(trained.optimiser_time_s.sum()), 1),
         "optimiser_steps": int(trained.optimiser_steps.sum()),
-        "validation_s": round(validation_s(work)[0], 1),
-        "evaluations": validation_s(work)[1],
+        "validation_s": round(seconds, 1),
+        "evaluations": evaluations,
         "statuses": trained.status.value_counts().to_dict(),
         "test_force_rmse_mev_per_a": {
             f"{s}/n{n}": [round(v, 2) for v in grp.sort_values("seed").value]  # errors.csv: meV/A

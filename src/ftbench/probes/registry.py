@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def _last_key(select: tuple) -> str:
+    """The name a path selects: its last key, or the one before a trailing "*" (the pairs)."""
+    return select[-1] if select[-1] != "*" else select[-2]
+
+
 @dataclass(frozen=True)
 class Metric:
     """One number per run.
@@ -42,7 +47,7 @@ class Metric:
     @property
     def metric(self) -> str:
         """The robustness.csv `metric` name (the last key of the path)."""
-        return self.select[-1] if self.select[-1] != "*" else self.select[-2]
+        return _last_key(self.select)
 
     @property
     def header(self) -> str:
@@ -67,7 +72,7 @@ class Recorded:
         """(metric, pair) of one value this entry selects."""
         if self.metric and "{pair}" in self.metric:
             return self.metric.format(pair=pair), None
-        return self.metric or (self.select[-1] if self.select[-1] != "*" else self.select[-2]), pair
+        return self.metric or _last_key(self.select), pair
 
 
 @dataclass(frozen=True)
