@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def _last_key(select: tuple) -> str:
-    """The name a path selects: its last key, or the one before a trailing "*" (the pairs)."""
+    """Return the name a path selects: its last key, or the one before a trailing "*" (the pairs)."""
     return select[-1] if select[-1] != "*" else select[-2]
 
 
