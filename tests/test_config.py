@@ -43,7 +43,7 @@ def test_robustness_goes_to_trained_runs_at_the_largest_size_and_the_untouched_m
             "train_sizes": [10, 30],
             "seeds": [1, 2],
             "strategies": ["zeroshot", "naive", "scratch"],
-            "robustness": {"sizes": "largest"},
+            "robustness": {"sizes": "largest", "benchmarks": "all"},
         }
     )
     chosen = robustness_runs(cfg, expand_grid(cfg) + untouched_runs(cfg))
@@ -327,3 +327,6 @@ def test_the_study_config_does_not_inherit_the_demo_worlds_cpu_budget():
         assert {k: settings[k] for k in top} == top, bench
         flags = mace_flags(paper, "naive", paper["foundation_models"][0], bench, 100)
         assert flags["default_dtype"] == "float64", bench
+    # the demo default probes no benchmark and draws no robustness figure; the study does both
+    assert paper["robustness"]["benchmarks"] == "all"
+    assert {"md_survival", "rdf_overlays", "emd", "rss_collapse"} <= set(paper["figures"])

@@ -33,6 +33,15 @@ def test_saturated_md_is_not_testable(metrics):
     assert "no MD failure at all" in f.loc[5, "evidence"] and "robustness.md.t_end" in f.loc[5, "evidence"]
 
 
+def test_a_run_without_robustness_probes_says_so(metrics):
+    # the demo default probes no benchmark: finding 5 names the key and the config that probes water
+    unprobed = metrics.assign(md_survival=float("nan"), md_time_ps=float("nan"))
+    f = verdicts(unprobed)
+    assert f.loc[5, "verdict"] == "not testable"
+    assert "robustness.benchmarks" in f.loc[5, "evidence"] and "robustness_water.yaml" in f.loc[5, "evidence"]
+    assert "robustness.benchmarks" not in verdicts(metrics).loc[5, "evidence"]
+
+
 def test_equal_means_are_a_tie_not_a_verdict(metrics):
     # float rounding of equal group means must not decide anything (the old `<=` did)
     equal = metrics.assign(md_time_ps=2.0 + 1e-12 * metrics.seed, md_survival=0.5)
