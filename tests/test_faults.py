@@ -226,6 +226,7 @@ def test_another_foundation_model_does_not_reevaluate_finished_scratch(micro_run
     assert not [o for o in outputs if "/micro/" in o and "results/runs/" in o], outputs
 
 
+@pytest.mark.slow  # Snakemake parses the workflow and builds the DAG: ~10 s
 def test_yaml_error_in_the_config_names_file_and_line(tmp_path):
     import shutil
 

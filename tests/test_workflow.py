@@ -38,6 +38,7 @@ def test_one_benchmark_target_schedules_only_that_benchmark(tmp_path):
     assert outputs and all(o.startswith("results/runs/sn2/") for o in outputs)
 
 
+@pytest.mark.slow  # Snakemake parses the workflow and builds the DAG: ~10 s
 def test_bad_axis_on_command_line_stops_the_dry_run(tmp_path):
     proc = snakemake(tmp_path, "-n", "--config", "strategies=[naive,frozen]", check=False)
     assert proc.returncode != 0
@@ -131,11 +132,11 @@ def test_robustness_at_the_largest_size_only(tmp_path):
         "train_sizes=[10,20]",
         "seeds=[1,2]",
     ]
-    every = snakemake(tmp_path, "-n", "--config", *grid, "robustness={sizes: all}")
+    every = snakemake(tmp_path, "-n", "--config", *grid, "robustness={benchmarks: all, sizes: all}")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", every.stdout, re.M))
     # 2 strategies x 2 sizes x 2 seeds, plus the untouched model
     assert int(counts["finetune"]) == 8 and int(counts["robustness"]) == 9
-    largest = snakemake(tmp_path, "-n", "--config", *grid, "robustness={sizes: largest}")
+    largest = snakemake(tmp_path, "-n", "--config", *grid, "robustness={benchmarks: all, sizes: largest}")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", largest.stdout, re.M))
     assert int(counts["finetune"]) == 8 and int(counts["robustness"]) == 5
     robust = re.findall(r"output: (results/runs/\S+/robustness/robustness.json)", largest.stdout)

@@ -76,6 +76,7 @@ def test_zero_shot_runs_get_no_robustness_jobs(tmp_path):
         "foundation_models=[demo_gen2]",
         "train_sizes=[10,20]",
         "seeds=[1]",
+        "robustness={benchmarks: all}",  # the default probes no benchmark
     )
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert int(counts["finetune"]) == 4
