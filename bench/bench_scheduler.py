@@ -10,8 +10,11 @@ variant, so the difference is the settings'. Two modes:
   ready jobs, every second by default, costs most).
 
 Variants: `ilp` (Snakemake's defaults), `greedy` (--scheduler greedy), `local` (greedy and
---max-jobs-per-timespan 10000/1h, as profiles/local sets: the rate limiter's timer re-runs the
-scheduler every timespan; jobs finishing still wake it). Writes bench/out/scheduler.json.
+--max-jobs-per-timespan 1000/10s, as profiles/local sets). Snakemake 9.27's rate limiter starts a
+threading.Timer of one timespan after every scheduling pass whose release runs another pass, so
+the default 100/1s re-runs the scheduler every second per chain, and chains add up; a long
+timespan (1h) stops that but Snakemake then waits for the last timer before it exits (measured:
+the run hung after its last job). Writes bench/out/scheduler.json.
 
 Usage: python bench/bench_scheduler.py [--variants ilp,local] [--configfile tests/data/micro.yaml]
        python bench/bench_scheduler.py --directory /tmp/clone --forcerun evaluate evaluate_pt_eval
@@ -44,7 +47,7 @@ def own_cpu(pid: int) -> float | None:
 VARIANTS = {
     "ilp": [],
     "greedy": ["--scheduler", "greedy"],
-    "local": ["--scheduler", "greedy", "--max-jobs-per-timespan", "10000/1h"],
+    "local": ["--scheduler", "greedy", "--max-jobs-per-timespan", "1000/10s"],
 }
 
 

@@ -23,6 +23,8 @@ wait "$pid"
 t1=$(date +%s.%N)
 "$SNAKEMAKE" -c 2 "$@" > bench/out/default_noop.log 2>&1
 t2=$(date +%s.%N)
+# the timings first, so that a failure of the breakdown below loses none of them
+echo "$t0 $t1 $t2 $cpu $(getconf CLK_TCK)" > bench/out/default_run.times
 log=$(ls -t .snakemake/log/*.snakemake.log | tail -n +2 | head -1)  # the cold run's (the newest is the no-op's)
 "$PYTHON" bench/run_breakdown.py --log "$log" --tables results/tables --runs results/runs \
     --wall-s "$(python3 -c "print($t1 - $t0)")" --cores 2

@@ -8,8 +8,8 @@ packing: its predicted time over its measured time is applied to the target.
 Times are kept per rule and benchmark (the job's `benchmark` wildcard): a benchmark with larger
 structures (water: 48 atoms against sn2's 6) costs more per job. A benchmark no log measured takes
 `--job-time BENCHMARK:RULE=SECONDS` where given (e.g. from docs/demo_world.md's water run), else the
-rule's mean over the measured benchmarks; the output lists which cells were borrowed, and for
-such cells the figure is a floor when their structures are larger.
+time of the cheapest benchmark measured or given for that rule; the output lists which cells were
+borrowed, and the estimate is a floor where they are.
 
 Usage:
   python bench/grid_time.py --log bench/out/default_run.log [--log rerun.log] --measured-s 3439.5 \
@@ -118,10 +118,10 @@ def main() -> None:
         cell, seconds = item.split("=")
         bench, rule = cell.split(":")
         given[(rule, bench)] = float(seconds)
-    by_rule = {}
-    for (rule, _bench), t in per_cell.items():
-        by_rule.setdefault(rule, []).extend(t)
-    rule_mean = {r: sum(t) / len(t) for r, t in by_rule.items()}
+    # an unmeasured benchmark borrows the cheapest known benchmark's time of that rule: a floor
+    rule_floor = {}
+    for (rule, _bench), t in {**mean, **given}.items():
+        rule_floor[rule] = min(t, rule_floor.get(rule, t))
     # calibration: the first run's summed job time over its cores against its measured cold time
     predicted_first = sum(sum(t) for t in first.values()) / args.measured_cores
     packing = args.measured_s / predicted_first
@@ -133,8 +133,8 @@ def main() -> None:
             t, how = given[(rule, bench)], "given"
         elif (rule, bench) in mean:
             t, how = mean[(rule, bench)], "measured"
-        elif rule in rule_mean:
-            t, how = rule_mean[rule], "borrowed from the measured benchmarks (a floor for larger structures)"
+        elif rule in rule_floor:
+            t, how = rule_floor[rule], "borrowed from the cheapest known benchmark (a floor)"
         else:
             t, how = 0.0, "no time (counted as 0 s)"
         source[f"{bench or '-'}:{rule}"] = {"jobs": n, "job_s": round(t, 1), "time": how}

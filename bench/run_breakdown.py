@@ -36,7 +36,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "run_breakdown.json")
     args = p.parse_args()
 
-    jobs = job_times(args.log)
+    jobs: dict[str, list[float]] = {}
+    for (rule, _benchmark), times in job_times(args.log).items():  # per rule, over benchmarks
+        jobs.setdefault(rule, []).extend(times)
     runs = pd.read_csv(args.tables / "runs.csv")
     trained = runs[runs.optimiser_steps.fillna(0) > 0]
     rob = [json.loads(f.read_text()) for f in sorted(args.runs.rglob("robustness/robustness.json"))]

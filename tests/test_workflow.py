@@ -141,3 +141,14 @@ def test_robustness_at_the_largest_size_only(tmp_path):
     assert int(counts["finetune"]) == 8 and int(counts["robustness"]) == 5
     robust = re.findall(r"output: (results/runs/\S+/robustness/robustness.json)", largest.stdout)
     assert robust and all("/n20/" in p or "/untouched/" in p for p in robust)
+
+
+@pytest.mark.slow
+def test_local_profile_runs_jobs_and_exits_promptly(tmp_path):
+    # its scheduler keys are accepted and its rate-limiter span does not hold Snakemake at exit
+    import time
+
+    t0 = time.perf_counter()
+    snakemake(tmp_path, "--profile", str(ROOT / "profiles" / "local"), "results/data/sn2/summary.json", timeout=300)
+    assert (tmp_path / "results" / "data" / "sn2" / "summary.json").is_file()
+    assert time.perf_counter() - t0 < 120

@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import resource
 import shutil
 import time
@@ -325,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
     if saved is not None:
         expected = {int(z): e for z, e in json.loads(args.e0.read_text()).items()}
         used = e0s_in_model(saved)
-        if any(abs(used.get(z, float("nan")) - e) > 1e-8 for z, e in expected.items()):
+        if e0s_differ(used, expected, next(saved.parameters()).dtype):
             warnings.append(f"E0s in the saved model {used} differ from {args.e0} {expected}")
     epochs = [r.get("epoch") for r in curve if r.get("epoch") is not None]
     steps, step_seconds = optimiser_steps(out_dir / "mace_results")
@@ -391,6 +392,17 @@ def foundation_with_e0s(foundation: Path, e0_json: Path, out: Path) -> Path:
 def _load(model_path: Path):
     # not inference.load_model: that clears requires_grad, which parameter_counts reads
     return read_model(model_path)
+
+
+def e0s_differ(used: dict[int, float], expected: dict[int, float], dtype) -> bool:
+    """Whether a model's E0s are not the requested ones, beyond the rounding of its dtype.
+
+    A float32 model stores -125.98291412941660 as -125.98291778564453: that is the same E0.
+    """
+    import torch
+
+    rel = 4 * torch.finfo(dtype).eps
+    return any(not math.isclose(used.get(z, math.nan), e, rel_tol=rel, abs_tol=1e-8) for z, e in expected.items())
 
 
 def e0s_in_model(model) -> dict[int, float]:
