@@ -58,7 +58,7 @@ def run(variant: str, configfile: Path | None, cores: int, directory: Path | Non
         cmd += ["--configfile", str(configfile)]
         cwd, env = ROOT, {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     else:
-        work, cwd, env = directory, directory, dict(os.environ)
+        cwd, env = directory, dict(os.environ)
         cmd = [sys.executable, "-m", "snakemake", "--forcerun", *forcerun]
     cmd += ["-c", str(cores), *VARIANTS[variant]]
     env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"

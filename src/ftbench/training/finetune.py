@@ -323,9 +323,9 @@ def run(args: argparse.Namespace) -> int:
     if args.e0_info and args.e0_info.is_file():
         warnings = json.loads(args.e0_info.read_text()).get("warnings", [])
     saved = _load(model_path) if status == "ok" else None
-    if saved is not None:
+    used = e0s_in_model(saved) if saved is not None else None
+    if used is not None:
         expected = {int(z): e for z, e in json.loads(args.e0.read_text()).items()}
-        used = e0s_in_model(saved)
         if e0s_differ(used, expected, next(saved.parameters()).dtype):
             warnings.append(f"E0s in the saved model {used} differ from {args.e0} {expected}")
     epochs = [r.get("epoch") for r in curve if r.get("epoch") is not None]
@@ -345,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
         optimiser_time_s=step_seconds,
         training_curve=curve,
         trainable_parameters=parameter_counts(saved, _mace_log(out_dir)) if saved is not None else {},
-        e0s_in_model=e0s_in_model(saved) if saved is not None else None,
+        e0s_in_model=used,
         first_valid=curve[0] if curve else None,
         last_valid=curve[-1] if curve else None,
         warnings=warnings,
